@@ -1,0 +1,268 @@
+"""Placement of a network on a system and its latency, per-device peak memory and energy.
+
+Chain: JMSNAS eq. 1, T = sum over devices of compute plus the transfer to the next device.
+Mesh: JMSNAS eq. 2, the chain part plus the slowest root -> branch -> aggregator path.
+Tree: SplitNets multi-view; every leaf runs the per-view head on its view, payloads travel up
+(hubs forward what they received), the root starts when the last arrives, fuses, runs the tail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nasopt.errors import SpecError
+from nasopt.network import Network
+from nasopt.system import System
+
+
+@dataclass
+class Evaluation:
+    """Latency breakdown, per-device peak memory and energy of one placed network."""
+
+    latency_s: float
+    compute_s: dict[str, float]
+    transfer_s: dict[str, float]
+    sent_bytes: dict[str, float]
+    memory_bytes: dict[str, int]
+    weight_bytes: dict[str, int]
+    macs: dict[str, int]
+    energy_j: float
+    placement: list[str]  # device of every layer of the network (first leaf for per-view layers)
+    memory_caps: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float:
+        return self.latency_s * 1e3
+
+    def memory_violations(self) -> dict[str, int]:
+        """Bytes over the cap for each device whose peak memory exceeds its memory_bytes."""
+        out = {}
+        for dev, used in self.memory_bytes.items():
+            cap = self.memory_caps.get(dev)
+            if cap is not None and used > cap:
+                out[dev] = used - cap
+        return out
+
+
+def evaluate(network: Network, system: System) -> Evaluation:
+    """Place `network` on `system` by its cuts and compute the latency, memory and energy."""
+    if system.kind == "tree":
+        return _evaluate_tree(network, system)
+    if network.fuse_after is not None:
+        raise SpecError(
+            f"a multi-view space needs a tree topology, the objective's is '{system.kind}'",
+            field="topology.kind",
+            allowed="tree",
+        )
+    if system.kind == "mesh":
+        return _evaluate_mesh(network, system)
+    return _evaluate_chain(network, system)
+
+
+def _segments(cut_after: tuple[int, ...], n_layers: int) -> list[tuple[int, int]]:
+    """Half-open flat layer ranges [start, end) per device for sorted cut indices."""
+    bounds = [-1, *cut_after, n_layers - 1]
+    return [(bounds[i] + 1, bounds[i + 1] + 1) for i in range(len(bounds) - 1)]
+
+
+class _Acc:
+    """Accumulates compute, memory and energy per device."""
+
+    def __init__(self, network: Network, system: System) -> None:
+        self.net = network
+        self.sys = system
+        self.compute_s: dict[str, float] = {}
+        self.memory: dict[str, int] = {}
+        self.weights: dict[str, int] = {}
+        self.macs: dict[str, int] = {}
+        self.transfer_s: dict[str, float] = {}
+        self.sent: dict[str, float] = {}
+        self.energy_j = 0.0
+        self.placement = [""] * len(network.layers)
+        self._act_bytes = network.activation_bits / 8.0
+        self._w_bytes = network.weight_bits / 8.0
+
+    def run(self, device: str, start: int, end: int, buffered_bytes: float = 0.0) -> float:
+        dev = self.sys.devices[device]
+        layers = self.net.layers
+        t = 0.0
+        params = 0
+        live = 0
+        macs = 0
+        time_of = dev.compute.layer_time_s
+        for i in range(start, end):
+            layer = layers[i]
+            t += time_of(layer)
+            params += layer.params
+            macs += layer.macs
+            if layer.peak_live_elems > live:
+                live = layer.peak_live_elems
+            self.placement[i] = device
+        weights = int(params * self._w_bytes)
+        mem = weights + int(max(live * self._act_bytes, buffered_bytes))
+        self.compute_s[device] = self.compute_s.get(device, 0.0) + t
+        self.weights[device] = self.weights.get(device, 0) + weights
+        self.memory[device] = max(self.memory.get(device, 0), mem)
+        self.macs[device] = self.macs.get(device, 0) + macs
+        self.energy_j += macs * dev.energy_j_per_mac
+        return t
+
+    def send(self, src: str, dst: str, payload_bytes: float) -> float:
+        link = self.sys.link(src, dst)
+        t = link.transfer_time_s(payload_bytes)
+        self.transfer_s[link.name] = self.transfer_s.get(link.name, 0.0) + t
+        self.sent[link.name] = self.sent.get(link.name, 0.0) + payload_bytes
+        self.energy_j += payload_bytes * 8.0 * link.energy_j_per_bit
+        return t
+
+    def result(self, latency_s: float) -> Evaluation:
+        caps = {name: dev.memory_bytes for name, dev in self.sys.devices.items()}
+        return Evaluation(
+            latency_s=latency_s,
+            compute_s=self.compute_s,
+            transfer_s=self.transfer_s,
+            sent_bytes=self.sent,
+            memory_bytes=self.memory,
+            weight_bytes=self.weights,
+            macs=self.macs,
+            energy_j=self.energy_j,
+            placement=self.placement,
+            memory_caps=caps,
+        )
+
+
+def _payload_bytes(network: Network, k: int) -> float:
+    return network.sent_elems[k] * network.sent_bits[k] / 8.0
+
+
+def _check_cuts(network: Network, expected: int, system: System) -> None:
+    if len(network.cut_after) != expected:
+        raise SpecError(
+            f"the {system.kind} topology of {system.name} needs {expected} cut(s), "
+            f"the candidate has {len(network.cut_after)}",
+            field="cuts",
+        )
+
+
+def _evaluate_chain(network: Network, system: System) -> Evaluation:
+    _check_cuts(network, len(system.chain) - 1, system)
+    acc = _Acc(network, system)
+    total = 0.0
+    segments = _segments(network.cut_after, len(network.layers))
+    for m, device in enumerate(system.chain):
+        start, end = segments[m]
+        received = _payload_bytes(network, m - 1) if m > 0 else 0.0
+        total += acc.run(device, start, end, received)
+        if m < len(system.chain) - 1:
+            total += acc.send(device, system.chain[m + 1], _payload_bytes(network, m))
+    return acc.result(total)
+
+
+def _evaluate_mesh(network: Network, system: System) -> Evaluation:
+    spans = network.branch_spans
+    if len(spans) != len(system.branches):
+        raise SpecError(
+            f"the mesh of {system.name} has {len(system.branches)} branch devices, "
+            f"the network has {len(spans)} parallel branches",
+            field="topology.branches",
+        )
+    _check_cuts(network, system.cut_count, system)
+    acc = _Acc(network, system)
+    first_branch = spans[1][0]
+    merge = spans[len(spans)][1] + 1
+    trunk_cuts = network.cut_after[: system.trunk_cuts]
+    tail_cuts = network.cut_after[system.trunk_cuts :]
+    total = 0.0
+    # chain part before and including the root
+    bounds = [-1, *trunk_cuts, first_branch - 1]
+    for m, device in enumerate(system.chain):
+        start, end = bounds[m] + 1, bounds[m + 1] + 1
+        received = _payload_bytes(network, m - 1) if m > 0 else 0.0
+        t = acc.run(device, start, end, received)
+        if device != system.root:
+            total += t + acc.send(device, system.chain[m + 1], _payload_bytes(network, m))
+    root_t = acc.compute_s.get(system.root, 0.0)  # type: ignore[arg-type]
+    root_out = network.layers[first_branch - 1].out_elems if first_branch > 0 else _input_elems(network)
+    bits = network.sent_bits[0] if network.sent_bits else 32
+    root_bytes = root_out * bits / 8.0
+    slowest = 0.0
+    for b, device in enumerate(system.branches, start=1):
+        start, end = spans[b]
+        t = root_t + acc.send(system.root, device, root_bytes)  # type: ignore[arg-type]
+        t += acc.run(device, start, end + 1, root_bytes)
+        out_bytes = network.layers[end].out_elems * bits / 8.0
+        t += acc.send(device, system.after[0], out_bytes)
+        slowest = max(slowest, t)
+    total += slowest
+    # after the branches: merge and tail along the `after` chain
+    bounds = [merge - 1, *tail_cuts, len(network.layers) - 1]
+    for m, device in enumerate(system.after):
+        start, end = bounds[m] + 1, bounds[m + 1] + 1
+        total += acc.run(device, start, end)
+        if m < len(system.after) - 1:
+            k = system.trunk_cuts + m
+            total += acc.send(device, system.after[m + 1], _payload_bytes(network, k))
+    return acc.result(total)
+
+
+def _input_elems(network: Network) -> int:
+    c, h, w = network.input_shape
+    return c * h * w
+
+
+def _evaluate_tree(network: Network, system: System) -> Evaluation:
+    if network.fuse_after is None:
+        raise SpecError(
+            f"the tree topology of {system.name} needs a multi-view space ([fusion])",
+            field="topology.kind",
+            allowed="chain or mesh for single-view spaces",
+        )
+    if network.views != len(system.leaves):
+        raise SpecError(
+            f"the space fuses {network.views} views but the tree has {len(system.leaves)} leaves",
+            field="topology.leaves",
+        )
+    _check_cuts(network, 1, system)
+    acc = _Acc(network, system)
+    cut = network.cut_after[0]
+    payload = _payload_bytes(network, 0)
+    arrival: dict[str, float] = {}
+    carried: dict[str, float] = {}
+    for leaf in system.leaves:
+        done = acc.run(leaf, 0, cut + 1)
+        node, t, size = leaf, done, payload
+        # walk to the root; hubs forward the sum of what they got once all of it has arrived
+        arrival[leaf] = t
+        carried[leaf] = size
+    ready = dict(arrival)
+    pending = list(system.leaves)
+    hub_in: dict[str, list[tuple[float, float]]] = {}
+    while pending:
+        node = pending.pop()
+        parent = system.parent[node]
+        t_send = acc.send(node, parent, carried[node])
+        hub_in.setdefault(parent, []).append((ready[node] + t_send, carried[node]))
+        if parent != system.root and len(hub_in[parent]) == _children_count(system, parent):
+            ready[parent] = max(t for t, _ in hub_in[parent])
+            carried[parent] = sum(s for _, s in hub_in[parent])
+            acc.run(parent, 0, 0, carried[parent])
+            pending.append(parent)
+    start = max(t for t, _ in hub_in[system.root])  # type: ignore[index]
+    received = sum(s for _, s in hub_in[system.root])  # type: ignore[index]
+    root_t = acc.run(system.root, cut + 1, len(network.layers), received)  # type: ignore[arg-type]
+    for i in range(cut + 1):
+        acc.placement[i] = system.leaves[0]
+    return acc.result(start + root_t)
+
+
+def _children_count(system: System, node: str) -> int:
+    """How many tree nodes on the leaves' paths send directly to `node`."""
+    senders: set[str] = set()
+    for leaf in system.leaves:
+        cur = leaf
+        while cur != system.root:
+            nxt = system.parent[cur]
+            if nxt == node:
+                senders.add(cur)
+            cur = nxt
+    return len(senders)

@@ -1,0 +1,285 @@
+"""A search space as Optuna parameters with stable, readable names, and back into a Candidate.
+
+Parameter names: `layer07.op`, `<stage>.width`, `split.after`, `split2.after`, ...,
+`bottleneck.width`, `bottleneck.bits`, `fuse.after`. Only real choices become parameters.
+Every sampled point is valid: the k cut parameters share one domain and the candidate takes
+them in sorted order (equal cuts leave a device empty; it relays), so nothing is rejected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from optuna.distributions import CategoricalDistribution
+
+from nasopt.candidate import Candidate
+from nasopt.errors import SpecError
+from nasopt.network import Macro, Network, build_network, compile_space, split_point_domain
+from nasopt.specs import SearchSpaceSpec
+
+if TYPE_CHECKING:
+    import optuna
+
+    from nasopt.system import System
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    choices: tuple[Any, ...]
+
+
+class SearchSpace:
+    """The Optuna view of a search space for a given number of cuts (set by the system)."""
+
+    def __init__(
+        self, spec: SearchSpaceSpec, system: System | None = None, *, cuts: int | None = None
+    ) -> None:
+        self.spec = spec
+        self.macro: Macro = compile_space(spec)
+        self.system = system
+        if spec.fusion is not None:
+            n_cuts = 1
+        elif cuts is not None:
+            n_cuts = cuts
+        elif system is not None:
+            n_cuts = system.cut_count
+        else:
+            n_cuts = 1
+        self.n_cuts = n_cuts
+        self._layer_params: list[tuple[int, Param]] = []
+        self._width_params: list[tuple[int, Param]] = []
+        for layer in self.macro.layers:
+            if len(layer.choices) > 1:
+                self._layer_params.append((layer.index, Param(f"{layer.name}.op", layer.choices)))
+        for s, stage in enumerate(self.macro.stages):
+            if len(stage.widths) > 1:
+                self._width_params.append((s, Param(f"{stage.name}.width", stage.widths)))
+        self._cut_groups = self._cut_domains(system)
+        widths = tuple(0 if w == "none" else int(w) for w in spec.bottleneck.widths)
+        self._bottleneck = Param("bottleneck.width", widths)
+        self._bits = Param("bottleneck.bits", tuple(spec.bottleneck.bits))
+        self._fuse: Param | None = None
+        if spec.fusion is not None:
+            points = spec.fusion.points
+            domain = tuple(range(len(self.macro.layers) - 1)) if points == "all" else tuple(points)
+            self._fuse = Param("fuse.after", domain)
+
+    # ------------------------------------------------------------- parameters
+
+    def _cut_domains(self, system: System | None) -> list[tuple[list[str], tuple[int, ...]]]:
+        """Groups of exchangeable cut parameters with their shared domain."""
+        if self.spec.fusion is not None or self.n_cuts == 0:
+            return []
+        domain = split_point_domain(self.macro)
+        points = self.spec.split.points
+        if points != "all":
+            allowed = set(points)
+            domain = [p for p in domain if p in allowed]
+        names = ["split.after"] + [f"split{k}.after" for k in range(2, self.n_cuts + 1)]
+        if system is not None and system.kind == "mesh":
+            p = self.macro.parallel_stage()
+            if p is None:
+                raise SpecError(
+                    f"the mesh topology of {system.name} needs a space with a parallel stage",
+                    field="stages",
+                    allowed="a stage with parallel = number of branch devices",
+                )
+            first = self.macro.stages[p].layers[0]
+            last = self.macro.stages[p].layers[-1]
+            trunk = tuple(d for d in domain if d < first)
+            tail = tuple(d for d in domain if d >= last)
+            k = system.trunk_cuts
+            groups = []
+            if k:
+                groups.append((names[:k], trunk))
+            if names[k:]:
+                groups.append((names[k:], tail))
+            for _, dom in groups:
+                if not dom:
+                    raise SpecError("no split point available for the mesh", field="split.points")
+            return groups
+        if not domain:
+            raise SpecError("no split point available", field="split.points")
+        return [(names, tuple(domain))]
+
+    def params(self) -> list[Param]:
+        """Every parameter with more than one choice, in a stable order."""
+        out = [p for _, p in self._layer_params] + [p for _, p in self._width_params]
+        for names, domain in self._cut_groups:
+            if len(domain) > 1:
+                out += [Param(n, domain) for n in names]
+        if self._fuse is not None and len(self._fuse.choices) > 1:
+            out.append(self._fuse)
+        for p in (self._bottleneck, self._bits):
+            if len(p.choices) > 1:
+                out.append(p)
+        return out
+
+    def distributions(self) -> dict[str, CategoricalDistribution]:
+        return {p.name: CategoricalDistribution(list(p.choices)) for p in self.params()}
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> Candidate:
+        """Ask the trial for every parameter and return the candidate."""
+        values = {p.name: trial.suggest_categorical(p.name, list(p.choices)) for p in self.params()}
+        return self.candidate(values)
+
+    def candidate(self, values: dict[str, Any]) -> Candidate:
+        """The candidate for parameter `values` (e.g. `trial.params`); fixed choices filled in."""
+        ops = [layer.choices[0] for layer in self.macro.layers]
+        for index, p in self._layer_params:
+            ops[index] = self._value(values, p)
+        widths = [stage.widths[0] for stage in self.macro.stages]
+        for s, p in self._width_params:
+            widths[s] = self._value(values, p)
+        cuts: list[int] = []
+        for names, domain in self._cut_groups:
+            group = [self._value(values, Param(n, domain)) if len(domain) > 1 else domain[0] for n in names]
+            cuts += sorted(group)
+        fuse = None
+        if self._fuse is not None:
+            fuse = self._value(values, self._fuse) if len(self._fuse.choices) > 1 else self._fuse.choices[0]
+            cuts = [fuse]
+        return Candidate(
+            ops=tuple(ops),
+            widths=tuple(widths),
+            cuts=tuple(cuts),
+            bottleneck_width=self._value(values, self._bottleneck),
+            bits=self._value(values, self._bits),
+            fuse_after=fuse,
+        )
+
+    @staticmethod
+    def _value(values: dict[str, Any], p: Param) -> Any:
+        if len(p.choices) == 1:
+            return values.get(p.name, p.choices[0])
+        if p.name not in values:
+            raise SpecError("missing parameter", field=p.name, allowed=list(p.choices))
+        v = values[p.name]
+        if v not in p.choices:
+            raise SpecError("value not among the choices", field=p.name, value=v, allowed=list(p.choices))
+        return v
+
+    def values(self, candidate: Candidate) -> dict[str, Any]:
+        """Parameter values that give back `candidate` (inverse of `candidate`)."""
+        out: dict[str, Any] = {}
+        for index, p in self._layer_params:
+            out[p.name] = candidate.ops[index]
+        for s, p in self._width_params:
+            out[p.name] = candidate.widths[s]
+        pos = 0
+        for names, domain in self._cut_groups:
+            for n in names:
+                if len(domain) > 1:
+                    out[n] = candidate.cuts[pos]
+                pos += 1
+        if self._fuse is not None and len(self._fuse.choices) > 1:
+            out[self._fuse.name] = candidate.fuse_after
+        for p, v in ((self._bottleneck, candidate.bottleneck_width), (self._bits, candidate.bits)):
+            if len(p.choices) > 1:
+                out[p.name] = v
+        return out
+
+    def validate(self, candidate: Candidate) -> Candidate:
+        """Check a hand-written candidate against the space; returns it unchanged."""
+        self.candidate(self.values(candidate))
+        if len(candidate.ops) != len(self.macro.layers):
+            raise SpecError(
+                f"candidate needs {len(self.macro.layers)} ops", field="ops", value=len(candidate.ops)
+            )
+        for layer, op in zip(self.macro.layers, candidate.ops, strict=True):
+            if op not in layer.choices:
+                raise SpecError(
+                    "op not among the layer's choices",
+                    field=f"{layer.name}.op",
+                    value=op,
+                    allowed=list(layer.choices),
+                )
+        return candidate
+
+    # ------------------------------------------------------------- whole-space views
+
+    def _axes(self) -> list[Sequence[Any]]:
+        return [p.choices for _, p in self._layer_params] + [p.choices for _, p in self._width_params]
+
+    def size(self) -> int:
+        """Number of distinct candidates (cut orderings counted once)."""
+        total = math.prod(len(a) for a in self._axes())
+        for names, domain in self._cut_groups:
+            total *= math.comb(len(domain) + len(names) - 1, len(names))
+        if self._fuse is not None:
+            total *= len(self._fuse.choices)
+        return total * len(self._bottleneck.choices) * len(self._bits.choices)
+
+    def enumerate(self, limit: int = 1_000_000) -> Iterator[Candidate]:
+        """Every distinct candidate; refuses spaces larger than `limit`."""
+        n = self.size()
+        if n > limit:
+            raise SpecError(
+                f"space has {n:.3g} candidates, more than the enumeration limit {limit}",
+                field="enumerate",
+            )
+        op_axes = [p.choices for _, p in self._layer_params]
+        width_axes = [p.choices for _, p in self._width_params]
+        cut_axes = [
+            list(itertools.combinations_with_replacement(domain, len(names)))
+            for names, domain in self._cut_groups
+        ]
+        fuse_axis = list(self._fuse.choices) if self._fuse is not None else [None]
+        for combo in itertools.product(
+            itertools.product(*op_axes),
+            itertools.product(*width_axes),
+            itertools.product(*cut_axes),
+            fuse_axis,
+            self._bottleneck.choices,
+            self._bits.choices,
+        ):
+            ops_v, widths_v, cuts_v, fuse, bw, bits = combo
+            values: dict[str, Any] = {p.name: v for (_, p), v in zip(self._layer_params, ops_v, strict=True)}
+            values.update({p.name: v for (_, p), v in zip(self._width_params, widths_v, strict=True)})
+            for (names, _), group in zip(self._cut_groups, cuts_v, strict=True):
+                values.update(dict(zip(names, group, strict=True)))
+            if self._fuse is not None:
+                values[self._fuse.name] = fuse
+            values[self._bottleneck.name] = bw
+            values[self._bits.name] = bits
+            yield self.candidate(values)
+
+    def sample(self, rng: random.Random) -> Candidate:
+        """A uniformly random parameter assignment (no Optuna needed)."""
+        return self.candidate({p.name: rng.choice(p.choices) for p in self.params()})
+
+    def largest(self) -> Candidate:
+        """Most MACs per layer choice and the widest widths; cuts at the last allowed point."""
+        return self._extreme(max)
+
+    def smallest(self) -> Candidate:
+        return self._extreme(min)
+
+    def _extreme(self, pick: Any) -> Candidate:
+        values: dict[str, Any] = {}
+        for _, p in self._width_params:
+            values[p.name] = pick(p.choices)
+        base = self.candidate({**self._first_values(), **values})
+        for index, p in self._layer_params:
+            costs = {}
+            for choice in p.choices:
+                trial_ops = list(base.ops)
+                trial_ops[index] = choice
+                net = build_network(self.macro, Candidate(tuple(trial_ops), base.widths))
+                costs[choice] = net.macs
+            values[p.name] = pick(p.choices, key=lambda c, costs=costs: costs[c])
+        for p in self.params():
+            values.setdefault(p.name, p.choices[-1] if pick is max else p.choices[0])
+        return self.candidate(values)
+
+    def _first_values(self) -> dict[str, Any]:
+        return {p.name: p.choices[0] for p in self.params()}
+
+    def network(self, candidate: Candidate) -> Network:
+        return build_network(self.macro, candidate)

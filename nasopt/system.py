@@ -1,0 +1,369 @@
+"""Devices, links and topologies of a target system, built and checked from an objective spec.
+
+Compute models turn a layer's analytic cost into seconds: `throughput` (MAC/s), `linear`
+(Wang et al.: one seconds-per-MAC coefficient per conv kernel size and one for FC, plus a fixed
+per-layer overhead) and `lookup` (measured per-layer latencies, e.g. HW-NAS-Bench, with a
+declared fallback). Links carry `bandwidth_bps` of their own or a fair share of a medium.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from nasopt.errors import SpecError
+from nasopt.network import LayerCost
+from nasopt.specs import ComputeSpec, ObjectiveSpec
+
+_TIME_UNITS_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+HWNASBENCH_FILE = Path(__file__).parent / "data" / "hwnasbench_fbnet.json"
+
+
+class ComputeModel:
+    """Seconds a device needs for one layer; results are cached per layer object."""
+
+    def __init__(self, spec: ComputeSpec, field_path: str) -> None:
+        self.spec = spec
+        self.field_path = field_path
+        self._cache: dict[LayerCost, float] = {}
+        self._table: dict[str, float] | None = None
+        if spec.kind == "throughput" and spec.macs_per_s is None:
+            raise SpecError("throughput compute needs macs_per_s", field=f"{field_path}.macs_per_s")
+        if spec.kind == "linear" and not (
+            spec.conv_s_per_mac or spec.fc_s_per_mac is not None or spec.default_s_per_mac is not None
+        ):
+            raise SpecError(
+                "linear compute needs coefficients",
+                field=field_path,
+                allowed="conv_s_per_mac, fc_s_per_mac, default_s_per_mac",
+            )
+        if spec.kind == "lookup":
+            if spec.table is None:
+                raise SpecError("lookup compute needs a table", field=f"{field_path}.table")
+            if spec.fallback == "throughput" and spec.macs_per_s is None:
+                raise SpecError("fallback 'throughput' needs macs_per_s", field=f"{field_path}.macs_per_s")
+            self._table = load_table(spec.table, field=f"{field_path}.table")
+        for k in spec.conv_s_per_mac:
+            if not k.isdigit():
+                raise SpecError(
+                    "conv_s_per_mac keys are kernel sizes",
+                    field=f"{field_path}.conv_s_per_mac",
+                    value=k,
+                    allowed="1, 3, 5, 7, ...",
+                )
+
+    def layer_time_s(self, layer: LayerCost) -> float:
+        t = self._cache.get(layer)
+        if t is None:
+            t = self._time(layer)
+            self._cache[layer] = t
+        return t
+
+    def _time(self, layer: LayerCost) -> float:
+        spec = self.spec
+        if spec.kind == "throughput":
+            return layer.macs / spec.macs_per_s  # type: ignore[operator]
+        if spec.kind == "linear":
+            return self._linear(layer)
+        assert self._table is not None
+        key = layer.lookup_key
+        if key is not None and key in self._table:
+            return self._table[key] * _TIME_UNITS_S[spec.table_unit]
+        if layer.macs == 0 and layer.primitive_count == 0:
+            return 0.0
+        if spec.fallback == "throughput":
+            return layer.macs / spec.macs_per_s  # type: ignore[operator]
+        raise SpecError(
+            f"no measured latency for layer {layer.name} ({layer.op}) and fallback is 'error'",
+            field=f"{self.field_path}.table",
+            value=key,
+            allowed="set fallback = 'throughput' with macs_per_s, or extend the table",
+        )
+
+    def _linear(self, layer: LayerCost) -> float:
+        spec = self.spec
+        total = spec.overhead_s if layer.primitive_count else 0.0
+        for kind, macs in layer.macs_by_kernel:
+            if kind == "fc":
+                coef = spec.fc_s_per_mac if spec.fc_s_per_mac is not None else spec.default_s_per_mac
+            else:
+                coef = spec.conv_s_per_mac.get(kind[4:], spec.default_s_per_mac)
+            if coef is None:
+                raise SpecError(
+                    f"no coefficient for {kind} (layer {layer.name})",
+                    field=f"{self.field_path}.conv_s_per_mac",
+                    allowed="add the kernel size or set default_s_per_mac",
+                )
+            total += coef * macs
+        return total
+
+
+@lru_cache(maxsize=16)
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def load_table(ref: str, *, field: str) -> dict[str, float]:
+    """A measured latency table: 'hwnasbench:<device>_<metric>' (bundled) or a JSON file path."""
+    if ref.startswith("hwnasbench:"):
+        name = ref.split(":", 1)[1]
+        data = _read_json(str(HWNASBENCH_FILE))
+        tables = sorted(k for k, v in data.items() if isinstance(v, dict))
+        if name not in data or not isinstance(data[name], dict):
+            raise SpecError("unknown HW-NAS-Bench table", field=field, value=ref, allowed=tables)
+        return data[name]
+    path = Path(ref)
+    if not path.is_file():
+        raise SpecError("lookup table file not found", field=field, value=ref)
+    try:
+        data = _read_json(str(path))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SpecError(f"cannot read lookup table: {exc}", field=field, value=ref) from None
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+        raise SpecError("lookup table must map layer keys to numbers", field=field, value=ref)
+    return data
+
+
+@dataclass
+class Device:
+    name: str
+    memory_bytes: int | None
+    compute: ComputeModel
+    energy_j_per_mac: float = 0.0
+
+
+@dataclass
+class Link:
+    name: str
+    src: str
+    dst: str
+    bandwidth_bps: float
+    latency_s: float = 0.0
+    size_intercept_s: float = 0.0
+    size_s_per_byte: float = 0.0
+    loss_rate: float = 0.0
+    energy_j_per_bit: float = 0.0
+    medium: str | None = None
+
+    def transfer_time_s(self, payload_bytes: float) -> float:
+        """Wang et al. eq. 6: T = f(S|W) + S/W, plus a fixed propagation latency."""
+        if payload_bytes <= 0:
+            return 0.0
+        return (
+            self.latency_s
+            + self.size_intercept_s
+            + self.size_s_per_byte * payload_bytes
+            + 8.0 * payload_bytes / self.bandwidth_bps
+        )
+
+
+@dataclass
+class System:
+    """A checked system: devices, links by (src, dst), and the topology's roles."""
+
+    name: str
+    kind: str
+    devices: dict[str, Device]
+    links: dict[str, Link]
+    chain: list[str] = field(default_factory=list)  # chain: all; mesh: before + root
+    root: str | None = None
+    branches: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    leaves: list[str] = field(default_factory=list)
+    parent: dict[str, str] = field(default_factory=dict)
+
+    def link(self, src: str, dst: str) -> Link:
+        return self._by_pair[(src, dst)]
+
+    def __post_init__(self) -> None:
+        self._by_pair = {(link.src, link.dst): link for link in self.links.values()}
+
+    @property
+    def cut_count(self) -> int:
+        """How many cut points a candidate needs on this system."""
+        if self.kind == "chain":
+            return len(self.chain) - 1
+        if self.kind == "mesh":
+            return len(self.chain) - 1 + len(self.after) - 1
+        return 1
+
+    @property
+    def trunk_cuts(self) -> int:
+        """Mesh: cuts before the parallel branches (the rest fall after the merge)."""
+        return len(self.chain) - 1 if self.kind == "mesh" else self.cut_count
+
+
+def _expand(name: str, groups: dict[str, list[str]]) -> list[str]:
+    return groups.get(name, [name])
+
+
+def build_system(spec: ObjectiveSpec) -> System:
+    """Check an objective's system and resolve groups, media shares and the topology."""
+    groups: dict[str, list[str]] = {}
+    devices: dict[str, Device] = {}
+    for name, dev in spec.devices.items():
+        names = [name] if dev.count == 1 else [f"{name}{i}" for i in range(dev.count)]
+        groups[name] = names
+        model = ComputeModel(dev.compute, f"devices.{name}.compute")
+        for n in names:
+            devices[n] = Device(n, dev.memory_bytes, model, dev.energy_j_per_mac)
+    known_devices = sorted(set(devices) | set(groups))
+
+    expanded: list[tuple[str, str, str, object]] = []
+    for lname, link in spec.links.items():
+        for end in ("src", "dst"):
+            value = getattr(link, end)
+            if value not in groups and value not in devices:
+                raise SpecError(
+                    "unknown device in a link",
+                    field=f"links.{lname}.{end}",
+                    value=value,
+                    allowed=known_devices,
+                )
+        if (link.bandwidth_bps is None) == (link.medium is None):
+            raise SpecError("give exactly one of bandwidth_bps or medium", field=f"links.{lname}")
+        if link.medium is not None and link.medium not in spec.media:
+            raise SpecError(
+                "unknown medium",
+                field=f"links.{lname}.medium",
+                value=link.medium,
+                allowed=sorted(spec.media) or "(no [media] declared)",
+            )
+        srcs, dsts = _expand(link.src, groups), _expand(link.dst, groups)
+        if len(srcs) > 1 and len(dsts) > 1 and len(srcs) != len(dsts):
+            raise SpecError("grouped src and dst must have the same count", field=f"links.{lname}")
+        pairs = (
+            list(zip(srcs, dsts, strict=True))
+            if len(srcs) == len(dsts)
+            else [(s, d) for s in srcs for d in dsts]
+        )
+        for i, (s, d) in enumerate(pairs):
+            if s == d:
+                raise SpecError("a link cannot connect a device to itself", field=f"links.{lname}", value=s)
+            expanded.append((lname if len(pairs) == 1 else f"{lname}{i}", s, d, link))
+
+    per_medium: dict[str, int] = {}
+    for _, _, _, link in expanded:
+        if link.medium is not None:  # type: ignore[attr-defined]
+            per_medium[link.medium] = per_medium.get(link.medium, 0) + 1  # type: ignore[attr-defined]
+    links: dict[str, Link] = {}
+    seen_pairs: set[tuple[str, str]] = set()
+    for name, s, d, ls in expanded:
+        if (s, d) in seen_pairs:
+            raise SpecError("two links join the same devices", field=f"links.{name}", value=f"{s}->{d}")
+        seen_pairs.add((s, d))
+        if ls.medium is not None:  # type: ignore[attr-defined]
+            medium = spec.media[ls.medium]  # type: ignore[attr-defined]
+            sharers = medium.sharers or per_medium[ls.medium]  # type: ignore[attr-defined]
+            bandwidth = medium.bandwidth_bps / sharers
+        else:
+            bandwidth = ls.bandwidth_bps  # type: ignore[attr-defined]
+        size = ls.size_term  # type: ignore[attr-defined]
+        links[name] = Link(
+            name=name,
+            src=s,
+            dst=d,
+            bandwidth_bps=bandwidth,
+            latency_s=ls.latency_s,  # type: ignore[attr-defined]
+            size_intercept_s=size.intercept_s if size else 0.0,
+            size_s_per_byte=size.s_per_byte if size else 0.0,
+            loss_rate=ls.loss_rate,  # type: ignore[attr-defined]
+            energy_j_per_bit=ls.energy_j_per_bit,  # type: ignore[attr-defined]
+            medium=ls.medium,  # type: ignore[attr-defined]
+        )
+    return _topology(spec, devices, links, groups)
+
+
+def _topology(
+    spec: ObjectiveSpec, devices: dict[str, Device], links: dict[str, Link], groups: dict[str, list[str]]
+) -> System:
+    topo = spec.topology
+    pairs = {(link.src, link.dst) for link in links.values()}
+    allowed = sorted(set(devices) | set(groups))
+
+    def resolve(names: list[str], key: str) -> list[str]:
+        out: list[str] = []
+        for i, n in enumerate(names):
+            if n not in devices and n not in groups:
+                raise SpecError("unknown device", field=f"topology.{key}[{i}]", value=n, allowed=allowed)
+            out.extend(_expand(n, groups))
+        return out
+
+    def need_link(src: str, dst: str, key: str) -> None:
+        if (src, dst) not in pairs:
+            raise SpecError(
+                f"no link from {src} to {dst}", field=f"topology.{key}", allowed="declare it in [links]"
+            )
+
+    def no_repeats(names: list[str], key: str) -> None:
+        seen: set[str] = set()
+        for n in names:
+            if n in seen:
+                raise SpecError(
+                    "cycle in the topology: a device appears twice", field=f"topology.{key}", value=n
+                )
+            seen.add(n)
+
+    name = spec.name
+    if topo.kind == "chain":
+        chain = resolve(topo.devices, "devices")
+        if not chain:
+            raise SpecError("a chain needs at least one device", field="topology.devices")
+        no_repeats(chain, "devices")
+        for a, b in itertools.pairwise(chain):
+            need_link(a, b, "devices")
+        return System(name, "chain", devices, links, chain=chain)
+    if topo.kind == "mesh":
+        if topo.root is None:
+            raise SpecError("a mesh needs a root device", field="topology.root")
+        before = resolve(topo.before, "before")
+        root = resolve([topo.root], "root")[0]
+        branches = resolve(topo.branches, "branches")
+        after = resolve(topo.after, "after")
+        if len(branches) < 2:
+            raise SpecError(
+                "a mesh needs at least two branch devices", field="topology.branches", value=branches
+            )
+        if not after:
+            raise SpecError("a mesh needs a device after the branches", field="topology.after")
+        no_repeats([*before, root, *branches, *after], "branches")
+        chain = [*before, root]
+        for a, b in itertools.pairwise(chain):
+            need_link(a, b, "before")
+        for b in branches:
+            need_link(root, b, "branches")
+            need_link(b, after[0], "branches")
+        for a, b in itertools.pairwise(after):
+            need_link(a, b, "after")
+        return System(name, "mesh", devices, links, chain=chain, root=root, branches=branches, after=after)
+    # tree: leaves send toward the root, following their single outgoing link
+    if topo.root is None:
+        raise SpecError("a tree needs a root device", field="topology.root")
+    root = resolve([topo.root], "root")[0]
+    leaves = resolve(topo.leaves, "leaves")
+    if not leaves:
+        raise SpecError("a tree needs leaves", field="topology.leaves")
+    no_repeats(leaves, "leaves")
+    parent: dict[str, str] = {}
+    for link in links.values():
+        if link.src in parent:
+            raise SpecError(
+                "a tree device may have only one uplink", field="links", value=f"{link.src}->{link.dst}"
+            )
+        parent[link.src] = link.dst
+    for leaf in leaves:
+        node, seen = leaf, {leaf}
+        while node != root:
+            if node not in parent:
+                raise SpecError(
+                    f"no path from {leaf} to the root {root}", field="topology.leaves", value=leaf
+                )
+            node = parent[node]
+            if node in seen:
+                raise SpecError("cycle in the topology", field="links", value=f"{leaf} -> ... -> {node}")
+            seen.add(node)
+    return System(name, "tree", devices, links, root=root, leaves=leaves, parent=parent)
