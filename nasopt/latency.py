@@ -89,15 +89,16 @@ class _Acc:
         params = 0
         live = 0
         macs = 0
-        time_of = dev.compute.layer_time_s
-        for i in range(start, end):
-            layer = layers[i]
-            t += time_of(layer)
+        model = dev.compute
+        times = model._cache
+        for layer in layers[start:end]:
+            lt = times.get(layer)
+            t += lt if lt is not None else model.layer_time_s(layer)
             params += layer.params
             macs += layer.macs
             if layer.peak_live_elems > live:
                 live = layer.peak_live_elems
-            self.placement[i] = device
+        self.placement[start:end] = [device] * (end - start)
         weights = int(params * self._w_bytes)
         mem = weights + int(max(live * self._act_bytes, buffered_bytes))
         self.compute_s[device] = self.compute_s.get(device, 0.0) + t
@@ -116,7 +117,7 @@ class _Acc:
         return t
 
     def result(self, latency_s: float) -> Evaluation:
-        caps = {name: dev.memory_bytes for name, dev in self.sys.devices.items()}
+        caps = self.sys.memory_caps
         return Evaluation(
             latency_s=latency_s,
             compute_s=self.compute_s,
@@ -152,7 +153,8 @@ def _evaluate_chain(network: Network, system: System) -> Evaluation:
     for m, device in enumerate(system.chain):
         start, end = segments[m]
         received = _payload_bytes(network, m - 1) if m > 0 else 0.0
-        total += acc.run(device, start, end, received)
+        sent = _payload_bytes(network, m) if m < len(system.chain) - 1 else 0.0
+        total += acc.run(device, start, end, max(received, sent))
         if m < len(system.chain) - 1:
             total += acc.send(device, system.chain[m + 1], _payload_bytes(network, m))
     return acc.result(total)

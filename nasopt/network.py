@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from nasopt.candidate import Candidate
 from nasopt.errors import SpecError
@@ -84,6 +85,8 @@ class Macro:
     layers: tuple[MacroLayer, ...]
     stages: tuple[StageInfo, ...]
     ops: dict[str, OpSpec]
+    # (layer index, op name, input shape, width) -> LayerCost; filled as candidates are built
+    cost_cache: dict[tuple, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def views(self) -> int:
@@ -262,7 +265,6 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     shape: Shape = (spec.input.channels, spec.input.height, spec.input.width)
     input_shape = shape
     layers: list[LayerCost] = []
-    branch: list[int] = []
     flat_of: dict[int, int] = {}
     cut_set = set(candidate.cuts)
     first_cut = candidate.cuts[0] if candidate.cuts else None
@@ -271,7 +273,6 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
 
     def add(cost: LayerCost, b: int = 0) -> None:
         layers.append(cost)
-        branch.append(b)
 
     def add_bottleneck(after: int, shape: Shape) -> Shape:
         if candidate.bottleneck_width <= 0 or after != first_cut:
@@ -305,14 +306,21 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
 
     if first_cut == -1:
         shape = add_bottleneck(-1, shape)
-    stage_index = 0
+    cache = macro.cost_cache
+    fuse_after = candidate.fuse_after
     p_stage = macro.parallel_stage()
+    p_start = macro.stages[p_stage].layers[0] if p_stage is not None else -2
+    macro_layers = macro.layers
+    n_layers = len(macro_layers)
+    ops = candidate.ops
+    widths = candidate.widths
+    append = layers.append
     i = 0
-    while i < len(macro.layers):
-        layer = macro.layers[i]
-        stage = macro.stages[layer.stage]
-        width = candidate.widths[layer.stage]
-        if layer.stage == p_stage and layer.branch == 1 and i == stage.layers[0]:
+    while i < n_layers:
+        layer = macro_layers[i]
+        width = widths[layer.stage]
+        if i == p_start:
+            stage = macro.stages[layer.stage]
             # parallel stage: each branch runs from the same input, then merge
             stage_in = shape
             outs: list[Shape] = []
@@ -323,22 +331,43 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
                     ml = macro.layers[li]
                     if ml.branch != b:
                         continue
-                    cost = _layer_for(macro, ml, candidate.ops[li], shape, width)
+                    key = (li, candidate.ops[li], shape, width)
+                    cost = cache.get(key)
+                    if cost is None:
+                        cost = cache[key] = _layer_for(macro, ml, candidate.ops[li], shape, width)
                     add(cost, b)
                     flat_of[li] = len(layers) - 1
                     shape = cost.out_shape
                 outs.append(shape)
                 branch_spans[b] = (start, len(layers) - 1)
-            merged = _merge(stage.merge, outs, f"{stage.name}.merge")
+            merge_key = ("merge", stage.name, tuple(outs))
+            merged = cache.get(merge_key)
+            if merged is None:
+                merged = cache[merge_key] = _merge(stage.merge, outs, f"{stage.name}.merge")
             add(merged)
             flat_of[stage.layers[-1]] = len(layers) - 1
             shape = merged.out_shape
             i = stage.layers[-1] + 1
             continue
-        op_name = candidate.ops[i]
+        op_name = ops[i]
+        if i not in cut_set:
+            key = (i, op_name, shape, width)
+            cost = cache.get(key)
+            if cost is None:
+                cost = cache[key] = _layer_for(macro, layer, op_name, shape, width)
+            append(cost)
+            shape = cost.out_shape
+            if fuse_after == i:
+                shape = fuse(shape)
+            i += 1
+            continue
         op = macro.ops[op_name]
-        if op.split_tap == "depthwise" and i in cut_set:
-            head, tail = _split_tap_layers(macro, layer, op_name, shape, width)
+        if op.split_tap == "depthwise":
+            tap_key = ("tap", i, op_name, shape, width)
+            pair = cache.get(tap_key)
+            if pair is None:
+                pair = cache[tap_key] = _split_tap_layers(macro, layer, op_name, shape, width)
+            head, tail = pair
             add(head)
             tap_cut[i] = len(layers) - 1
             shape = add_bottleneck(i, head.out_shape)
@@ -352,9 +381,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
             shape = add_bottleneck(i, cost.out_shape)
         if candidate.fuse_after is not None and i == candidate.fuse_after:
             shape = fuse(shape)
-        stage_index = layer.stage
         i += 1
-    del stage_index
 
     cut_after: list[int] = []
     sent_elems: list[int] = []
@@ -377,6 +404,9 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         sent_elems.append(elems)
         plain_input = flat == -1
         sent_bits.append(spec.input_bits if plain_input else candidate.bits)
+    branch = [0] * len(layers)
+    for b, (lo, hi) in branch_spans.items():
+        branch[lo : hi + 1] = [b] * (hi - lo + 1)
     fuse_flat = None
     if candidate.fuse_after is not None:
         fuse_flat = next(j for j, layer in enumerate(layers) if layer.op_type == "view_fuse") - 1

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from nasopt.system import System
 
 
+_MISSING = object()
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -69,6 +72,11 @@ class SearchSpace:
             points = spec.fusion.points
             domain = tuple(range(len(self.macro.layers) - 1)) if points == "all" else tuple(points)
             self._fuse = Param("fuse.after", domain)
+        self._params = self._collect_params()
+        layer_or_width = {p.name for _, p in self._layer_params} | {p.name for _, p in self._width_params}
+        self._rest_params = tuple(p for p in self._params if p.name not in layer_or_width)
+        self._default_ops = tuple(layer.choices[0] for layer in self.macro.layers)
+        self._default_widths = tuple(stage.widths[0] for stage in self.macro.stages)
 
     # ------------------------------------------------------------- parameters
 
@@ -108,8 +116,17 @@ class SearchSpace:
             raise SpecError("no split point available", field="split.points")
         return [(names, tuple(domain))]
 
+    def cut_domain(self) -> tuple[int, ...]:
+        """Layer indices a cut may follow (chain systems; -1 is the input)."""
+        if len(self._cut_groups) != 1:
+            raise SpecError("this space has no single cut domain (multi-view or mesh)", field="split")
+        return self._cut_groups[0][1]
+
     def params(self) -> list[Param]:
         """Every parameter with more than one choice, in a stable order."""
+        return list(self._params)
+
+    def _collect_params(self) -> tuple[Param, ...]:
         out = [p for _, p in self._layer_params] + [p for _, p in self._width_params]
         for names, domain in self._cut_groups:
             if len(domain) > 1:
@@ -119,7 +136,7 @@ class SearchSpace:
         for p in (self._bottleneck, self._bits):
             if len(p.choices) > 1:
                 out.append(p)
-        return out
+        return tuple(out)
 
     def distributions(self) -> dict[str, CategoricalDistribution]:
         return {p.name: CategoricalDistribution(list(p.choices)) for p in self.params()}
@@ -131,12 +148,18 @@ class SearchSpace:
 
     def candidate(self, values: dict[str, Any]) -> Candidate:
         """The candidate for parameter `values` (e.g. `trial.params`); fixed choices filled in."""
-        ops = [layer.choices[0] for layer in self.macro.layers]
+        ops = list(self._default_ops)
         for index, p in self._layer_params:
-            ops[index] = self._value(values, p)
-        widths = [stage.widths[0] for stage in self.macro.stages]
+            v = values.get(p.name, _MISSING)
+            ops[index] = v if v in p.choices else self._value(values, p)
+        widths = list(self._default_widths)
         for s, p in self._width_params:
-            widths[s] = self._value(values, p)
+            v = values.get(p.name, _MISSING)
+            widths[s] = v if v in p.choices else self._value(values, p)
+        return self._finish(tuple(ops), tuple(widths), values)
+
+    def _finish(self, ops: tuple[str, ...], widths: tuple[int, ...], values: dict[str, Any]) -> Candidate:
+        """Cuts, fusion and bottleneck from `values`, around already chosen ops and widths."""
         cuts: list[int] = []
         for names, domain in self._cut_groups:
             group = [self._value(values, Param(n, domain)) if len(domain) > 1 else domain[0] for n in names]
@@ -146,8 +169,8 @@ class SearchSpace:
             fuse = self._value(values, self._fuse) if len(self._fuse.choices) > 1 else self._fuse.choices[0]
             cuts = [fuse]
         return Candidate(
-            ops=tuple(ops),
-            widths=tuple(widths),
+            ops=ops,
+            widths=widths,
             cuts=tuple(cuts),
             bottleneck_width=self._value(values, self._bottleneck),
             bits=self._value(values, self._bits),
@@ -252,7 +275,15 @@ class SearchSpace:
 
     def sample(self, rng: random.Random) -> Candidate:
         """A uniformly random parameter assignment (no Optuna needed)."""
-        return self.candidate({p.name: rng.choice(p.choices) for p in self.params()})
+        draw = rng.random
+        ops = list(self._default_ops)
+        for index, p in self._layer_params:
+            ops[index] = p.choices[int(draw() * len(p.choices))]
+        widths = list(self._default_widths)
+        for s, p in self._width_params:
+            widths[s] = p.choices[int(draw() * len(p.choices))]
+        rest = {p.name: p.choices[int(draw() * len(p.choices))] for p in self._rest_params}
+        return self._finish(tuple(ops), tuple(widths), rest)
 
     def largest(self) -> Candidate:
         """Most MACs per layer choice and the widest widths; cuts at the last allowed point."""

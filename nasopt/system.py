@@ -181,6 +181,7 @@ class System:
 
     def __post_init__(self) -> None:
         self._by_pair = {(link.src, link.dst): link for link in self.links.values()}
+        self.memory_caps = {name: dev.memory_bytes for name, dev in self.devices.items()}
 
     @property
     def cut_count(self) -> int:
@@ -299,12 +300,13 @@ def _topology(
                 f"no link from {src} to {dst}", field=f"topology.{key}", allowed="declare it in [links]"
             )
 
-    def no_repeats(names: list[str], key: str) -> None:
+    def no_repeats(names: list[str], key: str | list[str]) -> None:
         seen: set[str] = set()
-        for n in names:
+        keys = [key] * len(names) if isinstance(key, str) else key
+        for n, k in zip(names, keys, strict=True):
             if n in seen:
                 raise SpecError(
-                    "cycle in the topology: a device appears twice", field=f"topology.{key}", value=n
+                    "cycle in the topology: a device appears twice", field=f"topology.{k}", value=n
                 )
             seen.add(n)
 
@@ -330,7 +332,10 @@ def _topology(
             )
         if not after:
             raise SpecError("a mesh needs a device after the branches", field="topology.after")
-        no_repeats([*before, root, *branches, *after], "branches")
+        no_repeats(
+            [*before, root, *branches, *after],
+            ["before"] * len(before) + ["root"] + ["branches"] * len(branches) + ["after"] * len(after),
+        )
         chain = [*before, root]
         for a, b in itertools.pairwise(chain):
             need_link(a, b, "before")
@@ -349,21 +354,28 @@ def _topology(
         raise SpecError("a tree needs leaves", field="topology.leaves")
     no_repeats(leaves, "leaves")
     parent: dict[str, str] = {}
+    uplink: dict[str, str] = {}
     for link in links.values():
         if link.src in parent:
             raise SpecError(
-                "a tree device may have only one uplink", field="links", value=f"{link.src}->{link.dst}"
+                f"a tree device may have only one uplink ({link.src} already sends over {uplink[link.src]})",
+                field=f"links.{link.name}",
+                value=f"{link.src}->{link.dst}",
             )
         parent[link.src] = link.dst
+        uplink[link.src] = link.name
     for leaf in leaves:
-        node, seen = leaf, {leaf}
+        node, path = leaf, [leaf]
         while node != root:
             if node not in parent:
                 raise SpecError(
                     f"no path from {leaf} to the root {root}", field="topology.leaves", value=leaf
                 )
+            closing = uplink[node]
             node = parent[node]
-            if node in seen:
-                raise SpecError("cycle in the topology", field="links", value=f"{leaf} -> ... -> {node}")
-            seen.add(node)
+            if node in path:
+                raise SpecError(
+                    "cycle in the topology", field=f"links.{closing}", value=" -> ".join([*path, node])
+                )
+            path.append(node)
     return System(name, "tree", devices, links, root=root, leaves=leaves, parent=parent)
