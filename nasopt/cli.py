@@ -9,6 +9,19 @@ from pathlib import Path
 
 from nasopt.errors import SpecError
 
+_STORAGE_HELP = "storage URL (default sqlite:///nasopt.db): sqlite:///F.db, postgresql+psycopg://..., "
+_STORAGE_HELP += "mysql+pymysql://..., journal:FILE, redis://HOST:PORT/DB"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nasopt", description="Split-aware multi-objective NAS.")
@@ -27,7 +40,37 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["table", "json"], default="table")
 
-    p = sub.add_parser("presets", help="list the presets nasopt can find")
+    sub.add_parser("presets", help="list the presets nasopt can find")
+
+    p = sub.add_parser("run", help="create or resume a study and run trials")
+    p.add_argument("study", help="study preset name or path (studies/*.toml)")
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    p.add_argument("--study-name", default=None, help="default: the spec's name")
+    p.add_argument(
+        "--n-trials", type=_positive_int, default=None, help="new trials (default: rest of budget)"
+    )
+    p.add_argument("--timeout", type=float, default=None, help="seconds per worker")
+    p.add_argument("--workers", type=_positive_int, default=1, help="local worker processes")
+    p.add_argument(
+        "--sampler", default=None, help="override the spec's sampler (tpe, nsga2, nsga3, gp, random)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("worker", help="join an existing study knowing only its name and storage")
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--storage", required=True, help=_STORAGE_HELP)
+    p.add_argument("--n-trials", type=_positive_int, default=None, help="default: rest of budget")
+    p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("studies", help="list studies in a storage")
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+
+    p = sub.add_parser("pareto", help="print a study's Pareto front")
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--feasible-only", action="store_true", help="only trials meeting every constraint")
     return parser
 
 
@@ -47,7 +90,17 @@ def _validate(paths: list[str]) -> int:
         raise SpecError("no .toml files found", file=" ".join(paths))
     for path in files:
         kind = detect_kind(path)
-        load_preset(kind, str(path))
+        if kind == "study":
+            from nasopt.objective import NasObjective
+            from nasopt.study import resolve
+
+            resolved = resolve(str(path))
+            try:
+                NasObjective(resolved.study, resolved.space, resolved.objective)
+            except SpecError as exc:
+                raise exc.in_file(str(path)) from None
+        else:
+            load_preset(kind, str(path))
         print(f"ok  {kind:<9} {path}")
     return 0
 
@@ -72,17 +125,164 @@ def _presets() -> int:
     return 0
 
 
+def _sampler_override(name: str | None, base: object) -> object:
+    if name is None:
+        return None
+    from nasopt.specs import SamplerSpec
+    from nasopt.study import make_sampler
+
+    spec = SamplerSpec(name=name, seed=getattr(base, "seed", None))
+    make_sampler(spec)  # validates the name before anything is written
+    return spec
+
+
+def _print_front(study: object, storage_url: str | None, study_name: str, spec_ref: str) -> None:
+    from nasopt.pareto import front, render, rows
+    from nasopt.storage import DEFAULT_STORAGE
+
+    trials = front(study, feasible_only=True)  # type: ignore[arg-type]
+    n = len(study.trials)  # type: ignore[attr-defined]
+    if trials:
+        print(f"\nPareto front of {study_name} ({len(trials)} of {n} trials, feasible only):")
+        print(render(rows(study, trials), "table"))  # type: ignore[arg-type]
+    else:
+        print(f"\nNo feasible trial yet among {n}: every trial violates a constraint (see `nasopt pareto`).")
+    url = storage_url or DEFAULT_STORAGE
+    print(
+        f"\nResume or extend:  nasopt run {spec_ref} --storage {url} --study-name {study_name} --n-trials N"
+    )
+    print(f"Another worker:    nasopt worker --study-name {study_name} --storage {url}")
+    print(f"Dashboard:         optuna-dashboard {url}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nasopt.storage import open_storage
+    from nasopt.study import create_or_resume, remaining_budget, resolve, run_workers
+
+    resolved = resolve(args.study)
+    sampler = _sampler_override(args.sampler, resolved.study.sampler)
+    storage = open_storage(args.storage)
+    study = create_or_resume(resolved, storage, args.study_name)
+    n = args.n_trials if args.n_trials is not None else remaining_budget(study, resolved)
+    if n == 0:
+        done = resolved.study.n_trials
+        print(f"study {study.study_name} already has its {done} trials; use --n-trials N for more")
+    else:
+        run_workers(
+            args.storage,
+            study.study_name,
+            n,
+            args.workers,
+            timeout_s=args.timeout,
+            sampler=sampler,  # type: ignore[arg-type]
+            show_progress=not args.no_progress,
+        )
+    _print_front(study, args.storage, study.study_name, args.study)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from nasopt.storage import open_storage
+    from nasopt.study import load, remaining_budget, run_workers
+
+    storage = open_storage(args.storage, must_exist=True)
+    study, resolved = load(storage, args.study_name)
+    n = args.n_trials if args.n_trials is not None else remaining_budget(study, resolved)
+    if n:
+        run_workers(
+            args.storage, args.study_name, n, 1, timeout_s=args.timeout, show_progress=not args.no_progress
+        )
+    print(f"worker done: study {args.study_name} has {len(study.trials)} trials")
+    return 0
+
+
+def _studies(args: argparse.Namespace) -> int:
+    import optuna
+
+    from nasopt.storage import open_storage
+
+    storage = open_storage(args.storage, must_exist=True)
+    summaries = optuna.get_all_study_summaries(storage=storage, include_best_trial=False)
+    if not summaries:
+        print("(no studies)")
+        return 0
+    from nasopt.pareto import front, table
+
+    data = []
+    for s in summaries:
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        counts: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+        data.append(
+            {
+                "study": s.study_name,
+                "objectives": ", ".join(
+                    f"{'min' if d.name == 'MINIMIZE' else 'max'} {n}"
+                    for n, d in zip(names, study.directions, strict=True)
+                ),
+                "trials": sum(counts.values()),
+                "states": " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+                "front": len(front(study)),
+            }
+        )
+    print(table(data, list(data[0])))
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from nasopt.pareto import front, render, rows
+    from nasopt.storage import open_storage
+    from nasopt.study import load
+
+    storage = open_storage(args.storage, must_exist=True)
+    study, _ = load(storage, args.study_name)
+    trials = front(study, feasible_only=args.feasible_only)
+    if not trials:
+        what = "feasible " if args.feasible_only else ""
+        print(f"no {what}Pareto-optimal trial among {len(study.trials)} trials", file=sys.stderr)
+        return 1
+    print(render(rows(study, trials), args.format))
+    return 0
+
+
+_COMMANDS = {
+    "validate": lambda a: _validate(a.paths),
+    "describe": _describe,
+    "presets": lambda a: _presets(),
+    "run": _run,
+    "worker": _worker,
+    "studies": _studies,
+    "pareto": _pareto,
+}
+
+
+def _quiet_optuna() -> None:
+    """Optuna's per-trial INFO logs and experimental-feature warnings drown the progress bar."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.command in ("run", "worker", "studies", "pareto"):
+        _quiet_optuna()
     try:
-        if args.command == "validate":
-            return _validate(args.paths)
-        if args.command == "describe":
-            return _describe(args)
-        return _presets()
+        return _COMMANDS[args.command](args)
     except SpecError as exc:
         print(f"nasopt: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "nasopt: interrupted; the running trial was marked FAIL, completed trials are kept",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -116,6 +116,16 @@ class SearchSpace:
             raise SpecError("no split point available", field="split.points")
         return [(names, tuple(domain))]
 
+    @property
+    def searched_layers(self) -> tuple[int, ...]:
+        """Indices of the layers whose op is a search parameter."""
+        return tuple(i for i, _ in self._layer_params)
+
+    @property
+    def searched_stages(self) -> tuple[int, ...]:
+        """Indices of the stages whose width is a search parameter."""
+        return tuple(s for s, _ in self._width_params)
+
     def cut_domain(self) -> tuple[int, ...]:
         """Layer indices a cut may follow (chain systems; -1 is the input)."""
         if len(self._cut_groups) != 1:

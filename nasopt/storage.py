@@ -1,0 +1,136 @@
+"""Opening Optuna storages from a URL, with heartbeats so a killed worker's trial is retried.
+
+Accepted: `sqlite:///path.db` (the default, `sqlite:///nasopt.db`), any SQLAlchemy URL
+(`postgresql+psycopg://...`, `mysql+pymysql://...`), `journal:PATH` or a path ending in
+`.log`/`.jsonl` (Optuna's journal file), and `redis://host:port/db` (journal in Redis).
+Every storage gets heartbeats: RDB storages natively, journal storages through
+`HeartbeatJournalStorage`, which keeps each running trial's last beat in its system attrs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend, JournalRedisBackend
+from optuna.trial import TrialState
+
+from nasopt.errors import SpecError
+
+DEFAULT_STORAGE = "sqlite:///nasopt.db"
+HEARTBEAT_INTERVAL_S = 5
+GRACE_PERIOD_S = 20
+MAX_RETRY = 3
+_BEAT_KEY = "nasopt:heartbeat"
+_FORMS = (
+    "sqlite:///PATH.db, postgresql+psycopg://USER@HOST/DB, mysql+pymysql://USER@HOST/DB, "
+    "journal:PATH, PATH.log, redis://HOST:PORT/DB"
+)
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """Optuna's journal storage plus heartbeats, so stale RUNNING trials are failed and retried."""
+
+    def __init__(
+        self,
+        backend: BaseJournalBackend,
+        *,
+        heartbeat_interval: int,
+        grace_period: int,
+        heartbeat_stale_trial_callback: Any = None,
+    ) -> None:
+        super().__init__(backend)
+        self._heartbeat_interval = heartbeat_interval
+        self._grace_period = grace_period
+        self._stale_callback = heartbeat_stale_trial_callback
+        self._beat_lock = threading.Lock()
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        now = datetime.datetime.now(datetime.UTC).timestamp()
+        with self._beat_lock:
+            self.set_trial_system_attr(trial_id, _BEAT_KEY, now)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = datetime.datetime.now(datetime.UTC).timestamp()
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = trial.system_attrs.get(_BEAT_KEY)
+            if beat is not None and now - float(beat) > self._grace_period:
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self._heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Any:
+        return self._stale_callback
+
+
+def storage_kind(url: str) -> str:
+    """'sqlite', 'postgresql', 'mysql', 'journal' or 'redis'; SpecError for anything else."""
+    if url.startswith("sqlite:///"):
+        return "sqlite"
+    if url.startswith(("postgresql://", "postgresql+")):
+        return "postgresql"
+    if url.startswith(("mysql://", "mysql+", "mariadb+")):
+        return "mysql"
+    if url.startswith(("redis://", "rediss://")):
+        return "redis"
+    if url.startswith("journal:") or url.endswith((".log", ".jsonl", ".journal")):
+        return "journal"
+    raise SpecError("malformed storage URL", field="--storage", value=url, allowed=_FORMS)
+
+
+def open_storage(
+    url: str | None,
+    *,
+    must_exist: bool = False,
+    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
+    grace_period_s: int = GRACE_PERIOD_S,
+) -> BaseStorage:
+    """An Optuna storage for `url`; `must_exist` refuses to create a new SQLite/journal file."""
+    url = url or DEFAULT_STORAGE
+    kind = storage_kind(url)
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    beat = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s}
+    if kind in ("sqlite", "journal"):
+        path = Path(url[len("sqlite:///") :] if kind == "sqlite" else url.removeprefix("journal:"))
+        if must_exist and not path.is_file():
+            raise SpecError("no such storage file", field="--storage", value=url)
+        if not path.parent.is_dir():
+            raise SpecError("the storage file's folder does not exist", field="--storage", value=url)
+    try:
+        if kind == "journal":
+            backend = JournalFileBackend(str(path))
+            return HeartbeatJournalStorage(backend, **beat, heartbeat_stale_trial_callback=retry)
+        if kind == "redis":
+            backend = JournalRedisBackend(url)
+            backend._redis.ping()
+            return HeartbeatJournalStorage(backend, **beat, heartbeat_stale_trial_callback=retry)
+        engine_kwargs: dict[str, Any] = {}
+        if kind == "sqlite":
+            engine_kwargs = {"connect_args": {"timeout": 60}}
+        else:
+            engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_stale_trial_callback=retry, **beat)
+    except SpecError:
+        raise
+    except ImportError as exc:
+        extra = {"postgresql": "postgres", "mysql": "mysql", "redis": "redis"}.get(kind, kind)
+        raise SpecError(
+            f"missing database driver ({exc.name or exc}); install nasopt[{extra}]",
+            field="--storage",
+            value=url,
+        ) from None
+    except Exception as exc:  # sqlalchemy / redis connection errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError(f"cannot open storage: {first}", field="--storage", value=url) from None
+
+
+def study_names(storage: BaseStorage) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(storage=storage, include_best_trial=False)]

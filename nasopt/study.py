@@ -1,0 +1,287 @@
+"""Study lifecycle: create or resume by name in any storage, local worker processes, budgets.
+
+A study stores its fully resolved spec (study + search space + objective, compressed JSON) and
+its fingerprint in study user attrs, so `nasopt worker` joins knowing only name and storage, and
+resuming with a changed spec is refused unless the user names a new study.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from nasopt.errors import SpecError
+from nasopt.objective import NasObjective
+from nasopt.specs import (
+    ObjectiveSpec,
+    SamplerSpec,
+    SearchSpaceSpec,
+    StudySpec,
+    load_objective,
+    load_space,
+    load_study,
+    parse_spec,
+    resolve_preset,
+)
+from nasopt.storage import open_storage, study_names
+
+SPEC_ATTR = "nasopt:spec"
+FINGERPRINT_ATTR = "nasopt:fingerprint"
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+OPTUNA_SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+
+
+@dataclass(frozen=True)
+class ResolvedStudy:
+    """A study spec with its search space and objective loaded: everything a worker needs."""
+
+    study: StudySpec
+    space: SearchSpaceSpec
+    objective: ObjectiveSpec
+
+    def to_json(self) -> str:
+        doc = {
+            "study": self.study.model_dump(mode="json"),
+            "space": self.space.model_dump(mode="json"),
+            "objective": self.objective.model_dump(mode="json"),
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "study") -> ResolvedStudy:
+        doc = json.loads(text)
+        return cls(
+            study=parse_spec(StudySpec, doc["study"], source),
+            space=parse_spec(SearchSpaceSpec, doc["space"], source),
+            objective=parse_spec(ObjectiveSpec, doc["objective"], source),
+        )
+
+    def with_objective(self, objective: ObjectiveSpec) -> ResolvedStudy:
+        return ResolvedStudy(self.study, self.space, objective)
+
+
+def resolve(study: str) -> ResolvedStudy:
+    """Load a study preset (name or path) and the space and objective presets it names.
+
+    A relative path in the study file is taken relative to the study file's folder."""
+    path = resolve_preset("study", study)
+    spec = load_study(str(path))
+    loaded: dict[str, Any] = {}
+    for key, loader in (("space", load_space), ("objective", load_objective)):
+        ref = getattr(spec, key)
+        beside = path.parent / ref
+        if ref.endswith(".toml") and not Path(ref).is_absolute() and beside.is_file():
+            ref = str(beside)
+        try:
+            loaded[key] = loader(ref)
+        except SpecError as exc:
+            if exc.file:
+                raise
+            raise SpecError(
+                exc.detail, file=str(path), field=key, value=exc.value, allowed=exc.allowed
+            ) from None
+    return ResolvedStudy(spec, loaded["space"], loaded["objective"])
+
+
+def _encode(text: str) -> str:
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def _decode(blob: str) -> str:
+    return zlib.decompress(base64.b64decode(blob)).decode()
+
+
+def make_sampler(spec: SamplerSpec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler from a sampler spec; the seed is offset per worker and per resume so
+    restarted or parallel workers never replay the same parameter sequence (optuna#3255)."""
+    seed = None if spec.seed is None else spec.seed + seed_offset
+    samplers: dict[str, Any] = {
+        "tpe": optuna.samplers.TPESampler,
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "nsga3": optuna.samplers.NSGAIIISampler,
+        "gp": optuna.samplers.GPSampler,
+        "random": optuna.samplers.RandomSampler,
+    }
+    if spec.name not in samplers:
+        raise SpecError("unknown sampler", field="sampler.name", value=spec.name, allowed=list(samplers))
+    try:
+        return samplers[spec.name](seed=seed, **spec.options)
+    except TypeError as exc:
+        raise SpecError(f"bad sampler option: {exc}", field="sampler.options", value=spec.options) from None
+    except ImportError as exc:
+        raise SpecError(f"sampler {spec.name!r} needs {exc.name}", field="sampler.name") from None
+
+
+def create_or_resume(
+    resolved: ResolvedStudy, storage: BaseStorage, study_name: str | None = None
+) -> optuna.Study:
+    """The study named `study_name` (default: the spec's name), created if new.
+
+    Refuses to resume a study whose stored spec differs from `resolved`."""
+    name = study_name or resolved.study.name
+    if name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored = study.user_attrs.get(FINGERPRINT_ATTR)
+        if stored is None:
+            raise SpecError("study exists but was not created by nasopt", field="--study-name", value=name)
+        if stored != resolved.fingerprint:
+            raise SpecError(
+                f"study exists with a different spec (stored fingerprint {stored}, "
+                f"now {resolved.fingerprint}); resume it unchanged or start a new study",
+                field="--study-name",
+                value=name,
+                allowed="the original spec, or --study-name NEW",
+            )
+        return study
+    objective = NasObjective(resolved.study, resolved.space, resolved.objective)  # validates the metrics
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=objective.directions,
+        load_if_exists=False,
+    )
+    study.set_metric_names(objective.metric_names)
+    study.set_user_attr(FINGERPRINT_ATTR, resolved.fingerprint)
+    study.set_user_attr(SPEC_ATTR, _encode(resolved.to_json()))
+    study.set_user_attr("nasopt:space", resolved.space.name)
+    study.set_user_attr("nasopt:objective", resolved.objective.name)
+    study.set_user_attr("nasopt:accuracy_estimator", objective.estimator.name)
+    study.set_user_attr("nasopt:constraints", objective.constraint_names)
+    return study
+
+
+def load(storage: BaseStorage, study_name: str) -> tuple[optuna.Study, ResolvedStudy]:
+    """An existing nasopt study and its stored spec; clear errors for unknown names."""
+    names = study_names(storage)
+    if study_name not in names:
+        raise SpecError(
+            "unknown study", field="--study-name", value=study_name, allowed=names or "(no studies)"
+        )
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    blob = study.user_attrs.get(SPEC_ATTR)
+    if blob is None:
+        raise SpecError("study was not created by nasopt", field="--study-name", value=study_name)
+    return study, ResolvedStudy.from_json(_decode(blob), source=f"study {study_name}")
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def _quotas(n_trials: int, workers: int) -> list[int]:
+    base, extra = divmod(n_trials, workers)
+    return [base + (1 if i < extra else 0) for i in range(workers)]
+
+
+def optimize(
+    storage_url: str | None,
+    study_name: str,
+    n_trials: int,
+    *,
+    timeout_s: float | None = None,
+    sampler: SamplerSpec | None = None,
+    worker_index: int = 0,
+    progress: Any = None,
+) -> int:
+    """Run `n_trials` trials of a stored study in this process; returns how many finished."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(storage_url, must_exist=True)
+    study, resolved = load(storage, study_name)
+    sampler_spec = sampler or resolved.study.sampler
+    offset = 7919 * worker_index + len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(sampler_spec, seed_offset=offset)
+    objective = NasObjective(resolved.study, resolved.space, resolved.objective)
+    before = finished_count(study)
+    callbacks = [] if progress is None else [lambda _s, _t: progress.update(1)]
+    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks)
+    return finished_count(study) - before
+
+
+def _worker_entry(args: tuple) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage_url, study_name, n_trials, timeout_s, sampler_json, index = args
+    sampler = None if sampler_json is None else SamplerSpec.model_validate_json(sampler_json)
+    with contextlib.suppress(KeyboardInterrupt):  # the trial is already marked FAIL by Optuna
+        optimize(storage_url, study_name, n_trials, timeout_s=timeout_s, sampler=sampler, worker_index=index)
+
+
+def run_workers(
+    storage_url: str | None,
+    study_name: str,
+    n_trials: int,
+    workers: int,
+    *,
+    timeout_s: float | None = None,
+    sampler: SamplerSpec | None = None,
+    show_progress: bool = True,
+) -> None:
+    """Run `n_trials` new trials split over `workers` processes sharing the storage."""
+    from tqdm import tqdm
+
+    storage = open_storage(storage_url, must_exist=True)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    bar = tqdm(total=n_trials, desc=f"{study_name}", unit="trial", disable=not show_progress, leave=True)
+    if workers <= 1:
+        try:
+            optimize(storage_url, study_name, n_trials, timeout_s=timeout_s, sampler=sampler, progress=bar)
+        finally:
+            bar.close()
+        return
+    start = finished_count(study)
+    ctx = multiprocessing.get_context("spawn")
+    sampler_json = None if sampler is None else sampler.model_dump_json()
+    procs = [
+        ctx.Process(
+            target=_worker_entry,
+            args=((storage_url, study_name, quota, timeout_s, sampler_json, i),),
+            daemon=False,
+        )
+        for i, quota in enumerate(_quotas(n_trials, workers))
+        if quota > 0
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(0.5)
+            bar.n = min(n_trials, finished_count(study) - start)
+            bar.refresh()
+        bar.n = min(n_trials, finished_count(study) - start)
+        bar.refresh()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=30)
+        raise
+    finally:
+        bar.close()
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} worker process(es) exited with codes {failed}")
+
+
+def remaining_budget(study: optuna.Study, resolved: ResolvedStudy) -> int:
+    """Trials still needed to reach the spec's `n_trials` (finished trials count)."""
+    return max(0, resolved.study.n_trials - finished_count(study))
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
