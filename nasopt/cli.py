@@ -71,7 +71,70 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help=_STORAGE_HELP)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--feasible-only", action="store_true", help="only trials meeting every constraint")
+
+    p = sub.add_parser("sweep", help="best accuracy versus a latency/energy threshold")
+    p.add_argument("study", nargs="?", help="study preset (omit with --from-front)")
+    p.add_argument("--threshold", required=True, help="KEY=V1,V2,... e.g. latency_ms=5,10,20")
+    p.add_argument("--set", action="append", default=[], help="SECTION.PATH=VALUE override, repeatable")
+    p.add_argument("--from-front", action="store_true", help="answer from an existing study, no new trials")
+    p.add_argument("--study-name", default=None, help="with --from-front: the study to read")
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    p.add_argument(
+        "--n-trials", type=_positive_int, default=None, help="trials per threshold (default: budget)"
+    )
+    p.add_argument("--workers", type=_positive_int, default=1)
+    p.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from nasopt.objective import NasObjective
+    from nasopt.storage import open_storage
+    from nasopt.study import create_or_resume, load, remaining_budget, resolve, run_workers
+    from nasopt.sweep import (
+        apply_sets,
+        parse_threshold,
+        render_points,
+        study_point,
+        sweep_from_study,
+        with_threshold,
+    )
+
+    key, values = parse_threshold(args.threshold)
+    if args.from_front:
+        if args.study_name is None:
+            raise SpecError("--from-front needs --study-name", field="--study-name")
+        storage = open_storage(args.storage, must_exist=True)
+        study, resolved = load(storage, args.study_name)
+        resolved = apply_sets(resolved, args.set)
+        points = sweep_from_study(study, resolved, key, values, reevaluate=bool(args.set))
+        print(f"best accuracy vs {key} from the {len(study.trials)} trials of {args.study_name}:")
+        print(render_points(key, points))
+        return 0
+    if args.study is None:
+        raise SpecError("give a study preset, or --from-front --study-name N", field="study")
+    base = apply_sets(resolve(args.study), args.set)
+    suffix = ""
+    if args.set:
+        suffix = "." + hashlib.sha256("|".join(args.set).encode()).hexdigest()[:6]
+    targets = []
+    for value in values:
+        resolved = with_threshold(base, key, value)
+        NasObjective(resolved.study, resolved.space, resolved.objective)  # validate before writing
+        targets.append((value, resolved, f"{base.study.name}.{key}={value:g}{suffix}"))
+    storage = open_storage(args.storage)
+    points = []
+    for value, resolved, name in targets:
+        study = create_or_resume(resolved, storage, name)
+        n = args.n_trials if args.n_trials is not None else remaining_budget(study, resolved)
+        if n:
+            run_workers(args.storage, name, n, args.workers, show_progress=not args.no_progress)
+        points.append(study_point(study, value))
+    print(f"best accuracy vs {key}:")
+    print(render_points(key, points))
+    return 0
 
 
 def _validate(paths: list[str]) -> int:
@@ -255,6 +318,7 @@ _COMMANDS = {
     "worker": _worker,
     "studies": _studies,
     "pareto": _pareto,
+    "sweep": _sweep,
 }
 
 
@@ -270,7 +334,7 @@ def _quiet_optuna() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    if args.command in ("run", "worker", "studies", "pareto"):
+    if args.command in ("run", "worker", "studies", "pareto", "sweep"):
         _quiet_optuna()
     try:
         return _COMMANDS[args.command](args)

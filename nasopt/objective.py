@@ -34,7 +34,6 @@ METRICS: dict[str, str] = {
     "sent_bytes": "bytes sent over all links",
     "memory_bytes": "largest per-device peak memory",
 }
-THRESHOLDS = ("latency_ms", "energy_mj", "accuracy_min")
 CONSTRAINTS_KEY = "constraints"  # Optuna's legacy list form, read by samplers and the dashboard
 
 

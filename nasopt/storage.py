@@ -10,6 +10,7 @@ Every storage gets heartbeats: RDB storages natively, journal storages through
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from optuna.trial import TrialState
 from nasopt.errors import SpecError
 
 DEFAULT_STORAGE = "sqlite:///nasopt.db"
-HEARTBEAT_INTERVAL_S = 5
-GRACE_PERIOD_S = 20
+# Heartbeat every 5 s; a trial silent for 20 s is stale (its worker died) and is retried.
+# NASOPT_HEARTBEAT_S / NASOPT_GRACE_S override them (tests use short periods).
+HEARTBEAT_INTERVAL_S = int(os.environ.get("NASOPT_HEARTBEAT_S", "5"))
+GRACE_PERIOD_S = int(os.environ.get("NASOPT_GRACE_S", "20"))
 MAX_RETRY = 3
 _BEAT_KEY = "nasopt:heartbeat"
 _FORMS = (
@@ -90,14 +93,17 @@ def open_storage(
     url: str | None,
     *,
     must_exist: bool = False,
-    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
-    grace_period_s: int = GRACE_PERIOD_S,
+    heartbeat_interval_s: int | None = None,
+    grace_period_s: int | None = None,
 ) -> BaseStorage:
     """An Optuna storage for `url`; `must_exist` refuses to create a new SQLite/journal file."""
     url = url or DEFAULT_STORAGE
     kind = storage_kind(url)
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    beat = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s}
+    beat = {
+        "heartbeat_interval": heartbeat_interval_s or HEARTBEAT_INTERVAL_S,
+        "grace_period": grace_period_s or GRACE_PERIOD_S,
+    }
     if kind in ("sqlite", "journal"):
         path = Path(url[len("sqlite:///") :] if kind == "sqlite" else url.removeprefix("journal:"))
         if must_exist and not path.is_file():

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from nasopt.errors import SpecError
@@ -279,8 +279,18 @@ def run_workers(
 
 
 def remaining_budget(study: optuna.Study, resolved: ResolvedStudy) -> int:
-    """Trials still needed to reach the spec's `n_trials` (finished trials count)."""
-    return max(0, resolved.study.n_trials - finished_count(study))
+    """Trials still needed to reach the spec's `n_trials`.
+
+    Stale trials of dead workers are failed (and queued for retry) first; a failed trial that
+    has been queued again does not count, its retry does."""
+    optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    retried: set[int] = set()
+    for t in trials:
+        if "failed_trial" in t.system_attrs:
+            retried.update(RetryHeartbeatStaleTrialCallback.retry_history(t))
+    done = sum(1 for t in trials if t.state in FINISHED and t.number not in retried)
+    return max(0, resolved.study.n_trials - done)
 
 
 def default_workers() -> int:

@@ -1,0 +1,175 @@
+"""Threshold sweeps: best accuracy versus a latency (or energy) threshold.
+
+Two ways: run one constrained study per threshold value (`sweep_studies`), or answer from the
+trials of an existing study without new trials (`sweep_from_study`), re-evaluating each stored
+candidate analytically when `--set` changed the system (e.g. a link's bandwidth).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nasopt.candidate import Candidate
+from nasopt.errors import SpecError
+from nasopt.objective import NasObjective
+from nasopt.specs import ObjectiveSpec, SearchSpaceSpec, StudySpec, parse_spec
+from nasopt.study import ResolvedStudy
+
+SWEEPABLE = ("latency_ms", "energy_mj")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    threshold: float
+    accuracy: float | None  # None: no trial meets the threshold and the other constraints
+    trial: int | None
+    latency_ms: float | None
+    trials: int
+    study_name: str
+
+
+def parse_threshold(text: str) -> tuple[str, list[float]]:
+    """`latency_ms=5,10,20` -> ('latency_ms', [5.0, 10.0, 20.0])."""
+    key, sep, values = text.partition("=")
+    if not sep or not values:
+        raise SpecError("expected KEY=V1,V2,...", field="--threshold", value=text, allowed=list(SWEEPABLE))
+    if key not in SWEEPABLE:
+        raise SpecError("unknown threshold key", field="--threshold", value=key, allowed=list(SWEEPABLE))
+    try:
+        numbers = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise SpecError("threshold values must be numbers", field="--threshold", value=values) from None
+    if not numbers or any(v <= 0 for v in numbers):
+        raise SpecError("threshold values must be positive", field="--threshold", value=values)
+    return key, numbers
+
+
+def apply_sets(resolved: ResolvedStudy, sets: list[str]) -> ResolvedStudy:
+    """Apply `--set section.path=value` overrides (section: study, space or objective)."""
+    if not sets:
+        return resolved
+    doc = json.loads(resolved.to_json())
+    for item in sets:
+        path, sep, raw = item.partition("=")
+        keys = path.split(".")
+        if not sep or len(keys) < 2 or keys[0] not in doc:
+            raise SpecError(
+                "expected SECTION.PATH=VALUE",
+                field="--set",
+                value=item,
+                allowed=["study.", "space.", "objective."],
+            )
+        node: Any = doc
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node, dict) or key not in node:
+                allowed = sorted(node) if isinstance(node, dict) else None
+                raise SpecError("unknown key", field=f"--set {'.'.join(keys[: depth + 1])}", allowed=allowed)
+            node = node[key]
+        last = keys[-1]
+        if not isinstance(node, dict) or last not in node:
+            allowed = sorted(node) if isinstance(node, dict) else None
+            raise SpecError("unknown key", field=f"--set {path}", allowed=allowed)
+        try:
+            node[last] = json.loads(raw)
+        except json.JSONDecodeError:
+            node[last] = raw
+    source = "--set"
+    try:
+        return ResolvedStudy(
+            study=parse_spec(StudySpec, doc["study"], source),
+            space=parse_spec(SearchSpaceSpec, doc["space"], source),
+            objective=parse_spec(ObjectiveSpec, doc["objective"], source),
+        )
+    except SpecError as exc:
+        raise SpecError(
+            exc.detail, field=f"--set {exc.field}", value=exc.value, allowed=exc.allowed
+        ) from None
+
+
+def with_threshold(resolved: ResolvedStudy, key: str, value: float) -> ResolvedStudy:
+    constraints = resolved.objective.constraints.model_copy(update={key: value})
+    return resolved.with_objective(resolved.objective.model_copy(update={"constraints": constraints}))
+
+
+def best_feasible(trials: list[tuple[int, float, float, bool]]) -> tuple[int, float, float] | None:
+    """(number, accuracy, latency_ms) of the most accurate feasible trial, ties to lower latency."""
+    ok = [(n, acc, lat) for n, acc, lat, feasible in trials if feasible]
+    if not ok:
+        return None
+    return max(ok, key=lambda t: (t[1], -t[2]))
+
+
+def study_point(study: optuna.Study, threshold: float) -> SweepPoint:
+    """The best feasible trial of a constrained sweep study."""
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        feasible = all(v <= 0 for v in t.constraints.values())
+        rows.append((t.number, float(t.user_attrs["accuracy"]), float(t.user_attrs["latency_ms"]), feasible))
+    best = best_feasible(rows)
+    n = len(study.trials)
+    if best is None:
+        return SweepPoint(threshold, None, None, None, n, study.study_name)
+    return SweepPoint(threshold, best[1], best[0], best[2], n, study.study_name)
+
+
+def sweep_from_study(
+    study: optuna.Study, resolved: ResolvedStudy, key: str, values: list[float], *, reevaluate: bool
+) -> list[SweepPoint]:
+    """Answer a threshold sweep from an existing study's completed trials (no new trials).
+
+    With `reevaluate`, each stored candidate is re-scored under `resolved` (e.g. after
+    `--set objective.links.X.bandwidth_bps=...`); otherwise the stored attributes are used."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    points = []
+    for value in values:
+        target = with_threshold(resolved, key, value)
+        objective = NasObjective(target.study, target.space, target.objective) if reevaluate else None
+        rows = []
+        for t in complete:
+            if objective is not None:
+                result = objective.evaluate(Candidate.from_dict(t.user_attrs["candidate"]))
+                feasible = all(v <= 0 for v in result.constraints)
+                rows.append((t.number, result.accuracy, result.metrics["latency_ms"], feasible))
+                continue
+            others_ok = all(
+                v <= 0
+                for name, v in t.user_attrs.items()
+                if name.startswith("violation:") and name != f"violation:{key}"
+            )
+            meets = float(t.user_attrs[key]) <= value
+            rows.append(
+                (
+                    t.number,
+                    float(t.user_attrs["accuracy"]),
+                    float(t.user_attrs["latency_ms"]),
+                    meets and others_ok,
+                )
+            )
+        best = best_feasible(rows)
+        if best is None:
+            points.append(SweepPoint(value, None, None, None, len(complete), study.study_name))
+        else:
+            points.append(SweepPoint(value, best[1], best[0], best[2], len(complete), study.study_name))
+    return points
+
+
+def render_points(key: str, points: list[SweepPoint]) -> str:
+    from nasopt.pareto import table
+
+    data = [
+        {
+            f"{key} <=": p.threshold,
+            "best accuracy": "none feasible" if p.accuracy is None else round(p.accuracy, 4),
+            "latency_ms": "-" if p.latency_ms is None else round(p.latency_ms, 4),
+            "trial": "-" if p.trial is None else p.trial,
+            "trials": p.trials,
+            "study": p.study_name,
+        }
+        for p in points
+    ]
+    return table(data, list(data[0]))
