@@ -19,6 +19,7 @@ from nasopt.latency import Evaluation, evaluate
 from nasopt.network import Network
 from nasopt.space import SearchSpace
 from nasopt.specs import ObjectiveSpec, SearchSpaceSpec, StudySpec
+from nasopt.storage import write_trial_attrs
 from nasopt.system import System, build_system
 
 if TYPE_CHECKING:
@@ -119,10 +120,12 @@ class NasObjective:
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, ...]:
         candidate = self.space.suggest(trial)
         result = self.evaluate(candidate)
-        storage = trial.study._storage
-        storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, result.constraints)
-        for key, value in self.user_attrs(result).items():
-            trial.set_user_attr(key, value)
+        write_trial_attrs(
+            trial.study._storage,
+            trial._trial_id,
+            self.user_attrs(result),
+            {CONSTRAINTS_KEY: result.constraints},
+        )
         return tuple(result.metrics[name] for name in self.metric_names)
 
     def user_attrs(self, result: TrialResult) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,14 @@ def open_storage(
     grace_period_s: int | None = None,
 ) -> BaseStorage:
     """An Optuna storage for `url`; `must_exist` refuses to create a new SQLite/journal file."""
-    url = url or DEFAULT_STORAGE
+    with warnings.catch_warnings():  # heartbeats and the retry callback are "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _open(url or DEFAULT_STORAGE, must_exist, heartbeat_interval_s, grace_period_s)
+
+
+def _open(
+    url: str, must_exist: bool, heartbeat_interval_s: int | None, grace_period_s: int | None
+) -> BaseStorage:
     kind = storage_kind(url)
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     beat = {
@@ -140,3 +148,57 @@ def open_storage(
 
 def study_names(storage: BaseStorage) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(storage=storage, include_best_trial=False)]
+
+
+def write_trial_attrs(
+    storage: BaseStorage, trial_id: int, user_attrs: dict[str, Any], system_attrs: dict[str, Any]
+) -> None:
+    """Write many trial attributes in one transaction (RDB) or one journal append.
+
+    A trial carries some twenty dashboard attributes; written one by one they would cost a
+    commit or a locked file append each and dominate an analytic-only study. Falls back to the
+    public per-attribute API for any other storage."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if isinstance(backend, RDBStorage):
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(backend.scoped_session, True) as session:
+            for model, attrs in (
+                (models.TrialUserAttributeModel, user_attrs),
+                (models.TrialSystemAttributeModel, system_attrs),
+            ):
+                for key, value in attrs.items():
+                    backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        return
+    if isinstance(backend, JournalStorage):
+        from optuna.storages.journal._storage import JournalOperation
+
+        worker_id = backend._replay_result.worker_id
+        logs = [
+            {
+                "op_code": JournalOperation.SET_TRIAL_USER_ATTR,
+                "worker_id": worker_id,
+                "trial_id": trial_id,
+                "user_attr": {key: value},
+            }
+            for key, value in user_attrs.items()
+        ] + [
+            {
+                "op_code": JournalOperation.SET_TRIAL_SYSTEM_ATTR,
+                "worker_id": worker_id,
+                "trial_id": trial_id,
+                "system_attr": {key: value},
+            }
+            for key, value in system_attrs.items()
+        ]
+        with backend._thread_lock:
+            backend._backend.append_logs(logs)
+            backend._sync_with_backend()
+        return
+    for key, value in user_attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    for key, value in system_attrs.items():
+        storage.set_trial_system_attr(trial_id, key, value)

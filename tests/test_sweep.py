@@ -1,0 +1,67 @@
+"""Threshold sweeps answered from an existing study, and their input checks."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from nasopt.errors import SpecError
+from nasopt.specs import StudySpec, parse_spec
+from nasopt.study import ResolvedStudy
+from nasopt.sweep import apply_sets, parse_threshold, sweep_from_study
+from tests.conftest import space_spec
+from tests.test_objective import make_objective, run_study
+
+
+def resolved_for(objective) -> ResolvedStudy:
+    study = parse_spec(StudySpec, {"name": "t", "space": "x", "objective": "y"}, "test")
+    return ResolvedStudy(study, space_spec(), objective.objective_spec)
+
+
+def test_parse_threshold_accepts_lists_and_rejects_unknown_keys():
+    assert parse_threshold("latency_ms=5,10,20") == ("latency_ms", [5.0, 10.0, 20.0])
+    with pytest.raises(SpecError, match=r"unknown threshold key.*allowed: latency_ms"):
+        parse_threshold("throughput=3")
+    with pytest.raises(SpecError, match="must be numbers"):
+        parse_threshold("latency_ms=fast")
+
+
+def test_apply_sets_changes_a_link_and_names_unknown_keys():
+    resolved = resolved_for(make_objective())
+    changed = apply_sets(resolved, ["objective.links.up.bandwidth_bps=1e5"])
+    assert changed.objective.links["up"].bandwidth_bps == 1e5
+    with pytest.raises(SpecError, match=r"--set objective.links.down.*allowed: up"):
+        apply_sets(resolved, ["objective.links.down.bandwidth_bps=1"])
+    with pytest.raises(SpecError, match="--set"):
+        apply_sets(resolved, ["objective.links.up.bandwidth_bps=-5"])
+
+
+def test_sweep_from_study_matches_a_direct_scan_and_is_monotone():
+    objective = make_objective(latency_ms=1000.0)
+    study = run_study(objective, n=40)
+    resolved = resolved_for(objective)
+    values = [2.0, 5.0, 20.0, 1000.0]
+    points = sweep_from_study(study, resolved, "latency_ms", values, reevaluate=False)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    for point, limit in zip(points, values, strict=True):
+        ok = [
+            t
+            for t in complete
+            if t.user_attrs["latency_ms"] <= limit and t.user_attrs["violation:memory:edge"] <= 0
+        ]
+        expected = max((t.user_attrs["accuracy"] for t in ok), default=None)
+        assert point.accuracy == expected
+    found = [p.accuracy for p in points if p.accuracy is not None]
+    assert found == sorted(found)  # a looser threshold never lowers the best accuracy
+
+
+def test_sweep_reevaluates_stored_candidates_after_a_bandwidth_change():
+    objective = make_objective(latency_ms=1000.0)
+    study = run_study(objective, n=25)
+    resolved = resolved_for(objective)
+    slow = apply_sets(resolved, ["objective.links.up.bandwidth_bps=1e4"])
+    fast = sweep_from_study(study, resolved, "latency_ms", [1000.0], reevaluate=True)[0]
+    slowed = sweep_from_study(study, slow, "latency_ms", [1000.0], reevaluate=True)[0]
+    assert fast.latency_ms is not None
+    # with a 200x slower link the same stored candidates can only get slower or infeasible
+    assert slowed.accuracy is None or slowed.accuracy <= fast.accuracy
