@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/nasopt describe --space mobilenetv2 --objective splitnets-hmd-4 --candidate largest
+	$(VENV)/bin/nasopt run studies/quickstart.toml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

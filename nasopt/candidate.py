@@ -39,11 +39,32 @@ class Candidate:
             from nasopt.errors import SpecError
 
             raise SpecError("unknown candidate key", field=sorted(unknown)[0], allowed=sorted(allowed))
+        from nasopt.errors import SpecError
+
+        def ints(key: str) -> tuple[int, ...]:
+            value = data.get(key, [])
+            if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise SpecError("must be a list of integers", field=key, value=value)
+            return tuple(value)
+
+        def integer(key: str, default: int | None) -> int | None:
+            value = data.get(key, default)
+            if value is None and default is None:
+                return None
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise SpecError("must be an integer", field=key, value=value)
+            return value
+
+        ops = data.get("ops", [])
+        if not isinstance(ops, list) or not all(isinstance(o, str) for o in ops):
+            raise SpecError("must be a list of op names", field="ops", value=ops)
         return cls(
-            ops=tuple(data.get("ops", ())),
-            widths=tuple(int(w) for w in data.get("widths", ())),
-            cuts=tuple(sorted(int(c) for c in data.get("cuts", ()))),
-            bottleneck_width=int(data.get("bottleneck_width", 0)),
-            bits=int(data.get("bits", 32)),
-            fuse_after=None if data.get("fuse_after") is None else int(data["fuse_after"]),
+            ops=tuple(ops),
+            widths=ints("widths"),
+            cuts=ints("cuts"),
+            bottleneck_width=integer("bottleneck_width", 0) or 0,
+            bits=integer("bits", 32) or 32,
+            fuse_after=integer("fuse_after", None),
         )

@@ -56,7 +56,14 @@ def pick_candidate(space: SearchSpace, how: str) -> Candidate:
         raise SpecError("a candidate must be a JSON object", field=source)
     if "ops" in data or "widths" in data:
         return space.validate(Candidate.from_dict(data))
-    return space.candidate(data)  # parameter values, e.g. a trial's params
+    # parameter values, e.g. a trial's params; parameters not given take the largest candidate's
+    names = {p.name for p in space.params()}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SpecError(
+            "unknown parameter", field=source, value=unknown[0], allowed=sorted(names) or "(none)"
+        )
+    return space.candidate({**space.values(space.largest()), **data})
 
 
 def describe(space_spec: SearchSpaceSpec, objective: ObjectiveSpec, how: str = "largest") -> dict[str, Any]:

@@ -185,7 +185,7 @@ def _evaluate_mesh(network: Network, system: System) -> Evaluation:
             total += t + acc.send(device, system.chain[m + 1], _payload_bytes(network, m))
     root_t = acc.compute_s.get(system.root, 0.0)  # type: ignore[arg-type]
     root_out = network.layers[first_branch - 1].out_elems if first_branch > 0 else _input_elems(network)
-    bits = network.sent_bits[0] if network.sent_bits else 32
+    bits = network.feature_bits
     root_bytes = root_out * bits / 8.0
     slowest = 0.0
     for b, device in enumerate(system.branches, start=1):

@@ -108,6 +108,7 @@ class Network:
     cut_after: tuple[int, ...]  # flat index of the last layer before each cut (-1: input)
     sent_elems: tuple[int, ...]  # elements crossing each cut (per view when multi-view)
     sent_bits: tuple[int, ...]
+    feature_bits: int  # bit width of transmitted features (not the raw input)
     views: int
     fuse_after: int | None  # flat index of the last per-view layer (None: single view)
     activation_bits: int
@@ -386,24 +387,27 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     cut_after: list[int] = []
     sent_elems: list[int] = []
     sent_bits: list[int] = []
-    for k, cut in enumerate(candidate.cuts):
+    reduced = candidate.bottleneck_width > 0
+    last = len(layers) - 1
+    for cut in candidate.cuts:
+        # every cut at the bottleneck's position falls after the Conv-Reduce: devices between
+        # equal cuts relay the reduced feature, the Conv-Recover runs on the next busy device
+        at_bottleneck = reduced and cut == first_cut
         if cut == -1:
-            flat = -1
-            if k == 0 and candidate.bottleneck_width > 0:
-                flat = 0  # the Conv-Reduce on the input runs before the cut
+            flat = 0 if at_bottleneck else -1
         elif cut in tap_cut:
-            flat = tap_cut[cut]
-            if k == 0 and candidate.bottleneck_width > 0:
-                flat += 1
+            flat = tap_cut[cut] + (1 if at_bottleneck else 0)
         else:
-            flat = flat_of[cut]
-            if k == 0 and candidate.bottleneck_width > 0:
-                flat += 1
+            flat = flat_of[cut] + (1 if at_bottleneck else 0)
         cut_after.append(flat)
-        elems = layers[flat].out_elems if flat >= 0 else _elems(input_shape)
+        if flat == last:
+            elems = 0  # the final result stays where it was computed (Wang et al.; SplitNets)
+        elif flat >= 0:
+            elems = layers[flat].out_elems
+        else:
+            elems = _elems(input_shape)
         sent_elems.append(elems)
-        plain_input = flat == -1
-        sent_bits.append(spec.input_bits if plain_input else candidate.bits)
+        sent_bits.append(spec.input_bits if flat == -1 else candidate.bits)
     branch = [0] * len(layers)
     for b, (lo, hi) in branch_spans.items():
         branch[lo : hi + 1] = [b] * (hi - lo + 1)
@@ -416,6 +420,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         cut_after=tuple(cut_after),
         sent_elems=tuple(sent_elems),
         sent_bits=tuple(sent_bits),
+        feature_bits=candidate.bits,
         views=views,
         fuse_after=fuse_flat,
         activation_bits=spec.activation_bits,

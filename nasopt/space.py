@@ -220,12 +220,17 @@ class SearchSpace:
 
     def validate(self, candidate: Candidate) -> Candidate:
         """Check a hand-written candidate against the space; returns it unchanged."""
-        self.candidate(self.values(candidate))
-        if len(candidate.ops) != len(self.macro.layers):
+        layers, stages = self.macro.layers, self.macro.stages
+        if len(candidate.ops) != len(layers):
+            raise SpecError(f"candidate needs {len(layers)} ops", field="ops", value=len(candidate.ops))
+        if len(candidate.widths) != len(stages):
             raise SpecError(
-                f"candidate needs {len(self.macro.layers)} ops", field="ops", value=len(candidate.ops)
+                f"candidate needs {len(stages)} widths", field="widths", value=len(candidate.widths)
             )
-        for layer, op in zip(self.macro.layers, candidate.ops, strict=True):
+        n_cuts = 1 if self._fuse is not None else sum(len(names) for names, _ in self._cut_groups)
+        if len(candidate.cuts) != n_cuts:
+            raise SpecError(f"candidate needs {n_cuts} cut(s)", field="cuts", value=list(candidate.cuts))
+        for layer, op in zip(layers, candidate.ops, strict=True):
             if op not in layer.choices:
                 raise SpecError(
                     "op not among the layer's choices",
@@ -233,6 +238,20 @@ class SearchSpace:
                     value=op,
                     allowed=list(layer.choices),
                 )
+        for stage, width in zip(stages, candidate.widths, strict=True):
+            if width not in stage.widths:
+                raise SpecError(
+                    "width not among the stage's widths",
+                    field=f"{stage.name}.width",
+                    value=width,
+                    allowed=list(stage.widths),
+                )
+        if self._fuse is not None and candidate.cuts != (candidate.fuse_after,):
+            raise SpecError(
+                "a multi-view candidate's cut is its fusion point", field="cuts", value=list(candidate.cuts)
+            )
+        if self.candidate(self.values(candidate)) != candidate:
+            raise SpecError("cuts must be sorted", field="cuts", value=list(candidate.cuts))
         return candidate
 
     # ------------------------------------------------------------- whole-space views
