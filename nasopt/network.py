@@ -85,6 +85,7 @@ class Macro:
     layers: tuple[MacroLayer, ...]
     stages: tuple[StageInfo, ...]
     ops: dict[str, OpSpec]
+    parallel_start: int = -2  # first layer index of the parallel stage; -2: none
     # (layer index, op name, input shape, width) -> LayerCost; filled as candidates are built
     cost_cache: dict[tuple, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -93,10 +94,8 @@ class Macro:
         return self.spec.fusion.views if self.spec.fusion else 1
 
     def parallel_stage(self) -> int | None:
-        for i, stage in enumerate(self.stages):
-            if stage.parallel > 1:
-                return i
-        return None
+        """Index of the stage with parallel branches, if any."""
+        return next((i for i, stage in enumerate(self.stages) if stage.parallel > 1), None)
 
 
 @dataclass(eq=False)
@@ -176,7 +175,8 @@ def _compile(spec: SearchSpaceSpec) -> Macro:
                 layers=tuple(range(start, len(layers))),
             )
         )
-    return Macro(spec=spec, layers=tuple(layers), stages=tuple(stages), ops=ops)
+    p_start = next((st.layers[0] for st in stages if st.parallel > 1), -2)
+    return Macro(spec=spec, layers=tuple(layers), stages=tuple(stages), ops=ops, parallel_start=p_start)
 
 
 def check_space(spec: SearchSpaceSpec) -> Macro:
@@ -309,8 +309,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         shape = add_bottleneck(-1, shape)
     cache = macro.cost_cache
     fuse_after = candidate.fuse_after
-    p_stage = macro.parallel_stage()
-    p_start = macro.stages[p_stage].layers[0] if p_stage is not None else -2
+    p_start = macro.parallel_start
     macro_layers = macro.layers
     n_layers = len(macro_layers)
     ops = candidate.ops
@@ -376,7 +375,10 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
             flat_of[i] = len(layers) - 1
             shape = tail.out_shape
         else:
-            cost = _layer_for(macro, layer, op_name, shape, width)
+            key = (i, op_name, shape, width)
+            cost = cache.get(key)
+            if cost is None:
+                cost = cache[key] = _layer_for(macro, layer, op_name, shape, width)
             add(cost)
             flat_of[i] = len(layers) - 1
             shape = add_bottleneck(i, cost.out_shape)

@@ -75,6 +75,7 @@ class SearchSpace:
         self._params = self._collect_params()
         layer_or_width = {p.name for _, p in self._layer_params} | {p.name for _, p in self._width_params}
         self._rest_params = tuple(p for p in self._params if p.name not in layer_or_width)
+        self._layer_draws = tuple((i, p.choices, len(p.choices)) for i, p in self._layer_params)
         self._default_ops = tuple(layer.choices[0] for layer in self.macro.layers)
         self._default_widths = tuple(stage.widths[0] for stage in self.macro.stages)
 
@@ -306,8 +307,8 @@ class SearchSpace:
         """A uniformly random parameter assignment (no Optuna needed)."""
         draw = rng.random
         ops = list(self._default_ops)
-        for index, p in self._layer_params:
-            ops[index] = p.choices[int(draw() * len(p.choices))]
+        for index, choices, n in self._layer_draws:
+            ops[index] = choices[int(draw() * n)]
         widths = list(self._default_widths)
         for s, p in self._width_params:
             widths[s] = p.choices[int(draw() * len(p.choices))]
