@@ -27,7 +27,7 @@ from nasopt.storage import open_storage
 from nasopt.study import make_sampler, resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
-from analytic import machine  # noqa: E402
+from analytic import machine
 
 
 def _storage(kind: str, folder: Path, tag: str) -> optuna.storages.BaseStorage | None:
@@ -56,7 +56,9 @@ def run_bare(objective: NasObjective, sampler: SamplerSpec, kind: str, folder: P
 
 def run_nasopt(objective: NasObjective, sampler: SamplerSpec, kind: str, folder: Path, n: int) -> float:
     study = optuna.create_study(
-        storage=_storage(kind, folder, "nasopt"), directions=objective.directions, sampler=make_sampler(sampler)
+        storage=_storage(kind, folder, "nasopt"),
+        directions=objective.directions,
+        sampler=make_sampler(sampler),
     )
     start = time.perf_counter()
     study.optimize(objective, n_trials=n)

@@ -15,8 +15,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from optuna.distributions import CategoricalDistribution
-
 from nasopt.candidate import Candidate
 from nasopt.errors import SpecError
 from nasopt.network import Macro, Network, build_network, compile_space, split_point_domain
@@ -24,6 +22,7 @@ from nasopt.specs import SearchSpaceSpec
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.distributions import CategoricalDistribution
 
     from nasopt.system import System
 
@@ -150,6 +149,8 @@ class SearchSpace:
         return tuple(out)
 
     def distributions(self) -> dict[str, CategoricalDistribution]:
+        from optuna.distributions import CategoricalDistribution
+
         return {p.name: CategoricalDistribution(list(p.choices)) for p in self.params()}
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Candidate:

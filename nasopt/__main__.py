@@ -1,0 +1,7 @@
+"""`python -m nasopt`: the command line."""
+
+import sys
+
+from nasopt.cli import main
+
+sys.exit(main())
