@@ -64,7 +64,12 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         stale = []
         for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             beat = trial.system_attrs.get(_BEAT_KEY)
-            if beat is not None and now - float(beat) > self._grace_period:
+            # A retry inherits the stale trial's system attrs, its last beat included: a beat
+            # older than this trial's start is not its own (its first beat is still coming).
+            started = trial.datetime_start.timestamp() if trial.datetime_start else None
+            if beat is None or (started is not None and float(beat) < started):
+                continue
+            if now - float(beat) > self._grace_period:
                 stale.append(trial._trial_id)
         return stale
 

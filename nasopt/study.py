@@ -137,33 +137,45 @@ def create_or_resume(
     Refuses to resume a study whose stored spec differs from `resolved`."""
     name = study_name or resolved.study.name
     if name in study_names(storage):
-        study = optuna.load_study(study_name=name, storage=storage)
-        stored = study.user_attrs.get(FINGERPRINT_ATTR)
-        if stored is None:
-            raise SpecError("study exists but was not created by nasopt", field="--study-name", value=name)
-        if stored != resolved.fingerprint:
-            raise SpecError(
-                f"study exists with a different spec (stored fingerprint {stored}, "
-                f"now {resolved.fingerprint}); resume it unchanged or start a new study",
-                field="--study-name",
-                value=name,
-                allowed="the original spec, or --study-name NEW",
-            )
-        return study
+        return _resume(resolved, storage, name)
     objective = NasObjective(resolved.study, resolved.space, resolved.objective)  # validates the metrics
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        directions=objective.directions,
-        load_if_exists=False,
-    )
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            directions=objective.directions,
+            load_if_exists=False,
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+        return _resume(resolved, storage, name)
     study.set_metric_names(objective.metric_names)
-    study.set_user_attr(FINGERPRINT_ATTR, resolved.fingerprint)
     study.set_user_attr(SPEC_ATTR, _encode(resolved.to_json()))
     study.set_user_attr("nasopt:space", resolved.space.name)
     study.set_user_attr("nasopt:objective", resolved.objective.name)
     study.set_user_attr("nasopt:accuracy_estimator", objective.estimator.name)
     study.set_user_attr("nasopt:constraints", objective.constraint_names)
+    study.set_user_attr(FINGERPRINT_ATTR, resolved.fingerprint)  # last: marks the study complete
+    return study
+
+
+def _resume(resolved: ResolvedStudy, storage: BaseStorage, name: str, wait_s: float = 10.0) -> optuna.Study:
+    """Load an existing study after checking its stored spec fingerprint against `resolved`."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    deadline = time.monotonic() + wait_s
+    stored = study.user_attrs.get(FINGERPRINT_ATTR)
+    while stored is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # a concurrent creator may not have written the spec yet
+        stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(FINGERPRINT_ATTR)
+    if stored is None:
+        raise SpecError("study exists but was not created by nasopt", field="--study-name", value=name)
+    if stored != resolved.fingerprint:
+        raise SpecError(
+            f"study exists with a different spec (stored fingerprint {stored}, "
+            f"now {resolved.fingerprint}); resume it unchanged or start a new study",
+            field="--study-name",
+            value=name,
+            allowed="the original spec, or --study-name NEW",
+        )
     return study
 
 
