@@ -228,15 +228,11 @@ def _evaluate_tree(network: Network, system: System) -> Evaluation:
     acc = _Acc(network, system)
     cut = network.cut_after[0]
     payload = _payload_bytes(network, 0)
-    arrival: dict[str, float] = {}
-    carried: dict[str, float] = {}
-    for leaf in system.leaves:
-        done = acc.run(leaf, 0, cut + 1)
-        node, t, size = leaf, done, payload
-        # walk to the root; hubs forward the sum of what they got once all of it has arrived
-        arrival[leaf] = t
-        carried[leaf] = size
-    ready = dict(arrival)
+    # every leaf runs the per-view head; hubs forward the sum of what they received once the
+    # last of it has arrived; the root starts when everything is in
+    ready = {leaf: acc.run(leaf, 0, cut + 1) for leaf in system.leaves}
+    carried = dict.fromkeys(system.leaves, payload)
+    senders = _senders(system)
     pending = list(system.leaves)
     hub_in: dict[str, list[tuple[float, float]]] = {}
     while pending:
@@ -244,7 +240,7 @@ def _evaluate_tree(network: Network, system: System) -> Evaluation:
         parent = system.parent[node]
         t_send = acc.send(node, parent, carried[node])
         hub_in.setdefault(parent, []).append((ready[node] + t_send, carried[node]))
-        if parent != system.root and len(hub_in[parent]) == _children_count(system, parent):
+        if parent != system.root and len(hub_in[parent]) == senders[parent]:
             ready[parent] = max(t for t, _ in hub_in[parent])
             carried[parent] = sum(s for _, s in hub_in[parent])
             acc.run(parent, 0, 0, carried[parent])
@@ -257,14 +253,15 @@ def _evaluate_tree(network: Network, system: System) -> Evaluation:
     return acc.result(start + root_t)
 
 
-def _children_count(system: System, node: str) -> int:
-    """How many tree nodes on the leaves' paths send directly to `node`."""
-    senders: set[str] = set()
+def _senders(system: System) -> dict[str, int]:
+    """For every tree node, how many nodes on the leaves' paths send directly to it."""
+    edges = set()
     for leaf in system.leaves:
         cur = leaf
         while cur != system.root:
-            nxt = system.parent[cur]
-            if nxt == node:
-                senders.add(cur)
-            cur = nxt
-    return len(senders)
+            edges.add((cur, system.parent[cur]))
+            cur = system.parent[cur]
+    counts: dict[str, int] = {}
+    for _, dst in edges:
+        counts[dst] = counts.get(dst, 0) + 1
+    return counts
