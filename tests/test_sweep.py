@@ -65,3 +65,35 @@ def test_sweep_reevaluates_stored_candidates_after_a_bandwidth_change():
     assert fast.latency_ms is not None
     # with a 200x slower link the same stored candidates can only get slower or infeasible
     assert slowed.accuracy is None or slowed.accuracy <= fast.accuracy
+
+
+def test_sweep_cli_runs_one_study_per_threshold_and_refuses_unknown_keys(tmp_path):
+    from tests.services import check_ok, nasopt, write_tiny_study
+
+    study = write_tiny_study(tmp_path, n_trials=6)
+    bad = nasopt(
+        "sweep", str(study), "--threshold", "throughput=1,2", "--storage", "sqlite:///s.db", cwd=tmp_path
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "unknown threshold key" in bad.stderr
+    assert not (tmp_path / "s.db").exists()  # nothing written
+
+    out = check_ok(
+        nasopt(
+            "sweep",
+            str(study),
+            "--threshold",
+            "latency_ms=1,1000",
+            "--storage",
+            "sqlite:///s.db",
+            "--no-progress",
+            cwd=tmp_path,
+        )
+    ).stdout
+    studies = {line.split()[-1] for line in out.splitlines()[3:]}
+    assert studies == {"tiny.latency_ms=1", "tiny.latency_ms=1000"}
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == ["tiny.latency_ms=1", "tiny.latency_ms=1000"]
+    for name in names:
+        assert len(optuna.load_study(study_name=name, storage=storage).trials) == 6
