@@ -25,6 +25,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	sh scripts/install-chromium.sh
 	$(VENV)/bin/python -m pytest -q
 
 clean:

@@ -84,7 +84,54 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=_positive_int, default=1)
     p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard with nasopt's figures and notes")
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080, help="port (0: any free port; printed)")
+    p.add_argument("--view", default="default", help="dashboard view preset name or path")
+    p.add_argument("--no-register", action="store_true", help="serve without (re)storing figures")
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a study")
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    p.add_argument("--view", default="default", help="dashboard view preset name or path")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     return parser
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from nasopt.dashboard import register_all, resolve_view, serve
+    from nasopt.storage import open_storage
+
+    storage = open_storage(args.storage, must_exist=True)
+    resolve_view(args.view)  # a bad view fails before anything is served
+    if not args.no_register:
+        names = register_all(storage, args.view)
+        print(f"registered figures and notes for: {', '.join(names) or '(no nasopt study with trials)'}")
+
+    def ready(port: int) -> None:
+        print(
+            f"optuna-dashboard serving {args.storage or 'sqlite:///nasopt.db'} on http://{args.host}:{port}/"
+        )
+        print("press Ctrl-C to stop", flush=True)
+
+    serve(args.storage or "sqlite:///nasopt.db", args.host, args.port, ready=ready)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from nasopt.dashboard import report_html
+    from nasopt.storage import open_storage
+
+    storage = open_storage(args.storage, must_exist=True)
+    text = report_html(storage, args.study_name, args.view)
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise SpecError("the output file's folder does not exist", field="-o", value=args.output)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({len(text) / 1e6:.1f} MB, self-contained)")
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -215,7 +262,8 @@ def _print_front(study: object, storage_url: str | None, study_name: str, spec_r
         f"\nResume or extend:  nasopt run {spec_ref} --storage {url} --study-name {study_name} --n-trials N"
     )
     print(f"Another worker:    nasopt worker --study-name {study_name} --storage {url}")
-    print(f"Dashboard:         optuna-dashboard {url}")
+    print(f"Dashboard:         nasopt dashboard --storage {url}")
+    print(f"Report:            nasopt report --study-name {study_name} --storage {url} -o report.html")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -319,6 +367,8 @@ _COMMANDS = {
     "studies": _studies,
     "pareto": _pareto,
     "sweep": _sweep,
+    "dashboard": _dashboard,
+    "report": _report,
 }
 
 
@@ -334,7 +384,7 @@ def _quiet_optuna() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    if args.command in ("run", "worker", "studies", "pareto", "sweep"):
+    if args.command in ("run", "worker", "studies", "pareto", "sweep", "dashboard", "report"):
         _quiet_optuna()
     try:
         return _COMMANDS[args.command](args)

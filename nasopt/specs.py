@@ -1,8 +1,8 @@
 """Pydantic models and the TOML loader for the declarative presets.
 
-Presets live in `search_spaces/`, `objectives/` and `studies/`; a preset is found by file stem
-(first in the working directory's folder of that name, then among the presets shipped with
-nasopt) or by path. Unknown keys are errors, and every error names file, field and value.
+Presets live in `search_spaces/`, `objectives/`, `studies/` and `dashboards/`; a preset is found
+by file stem (first in the working directory's folder of that name, then among the presets shipped
+with nasopt) or by path. Unknown keys are errors, and every error names file, field and value.
 """
 
 from __future__ import annotations
@@ -239,17 +239,85 @@ class StudySpec(_Spec):
     accuracy: dict[str, Any] = {}
 
 
+# ---------------------------------------------------------------- dashboards (views)
+
+GroupBy = Literal["sampler", "system", "study"]
+
+
+class ParetoView(_Spec):
+    """Any two metrics against each other; the study's feasible front highlighted."""
+
+    title: str = ""
+    x: str = "latency_ms"
+    y: str = "accuracy"
+    color: str | None = "cut"
+    hover: list[str] = ["arch", "split"]
+    log_x: bool = False
+    log_y: bool = False
+
+
+class BreakdownView(_Spec):
+    """Stacked compute/transfer bars per Pareto-optimal trial, a metric on a second axis."""
+
+    title: str = ""
+    y2: str | None = "accuracy"
+    max_trials: PositiveInt = 40
+    hover: list[str] = ["arch"]
+
+
+class SweepView(_Spec):
+    """Best accuracy versus a latency (or energy) threshold, one line per group of studies."""
+
+    title: str = ""
+    metric: str = "latency_ms"
+    thresholds: list[PositiveFloat] | Literal["auto"] = "auto"
+    points: Annotated[int, Field(ge=2, le=200)] = 16
+    group_by: GroupBy = "sampler"
+    studies: list[str] | Literal["all"] = "all"
+
+
+class ArchStripView(_Spec):
+    """Per layer: op, kernel, expansion, width; split and fusion positions marked."""
+
+    title: str = ""
+    trials: list[Annotated[int, Field(ge=0)]] | Literal["front"] = "front"
+    max_trials: PositiveInt = 6
+
+
+class HypervolumeView(_Spec):
+    """Hypervolume of the feasible front after each trial, one line per group of studies."""
+
+    title: str = ""
+    group_by: GroupBy = "sampler"
+    studies: list[str] | Literal["all"] = "all"
+    reference: dict[str, float] | Literal["auto"] = "auto"
+
+
+class DashboardSpec(_Spec):
+    """A dashboard view file: which figures to draw, in this order of kinds."""
+
+    name: str
+    description: str = ""
+    pareto: list[ParetoView] = []
+    latency_breakdown: list[BreakdownView] = []
+    threshold_sweep: list[SweepView] = []
+    arch_strip: list[ArchStripView] = []
+    hypervolume: list[HypervolumeView] = []
+
+
 # ---------------------------------------------------------------- loading
 
 KIND_FOLDERS: dict[str, str] = {
     "space": "search_spaces",
     "objective": "objectives",
     "study": "studies",
+    "dashboard": "dashboards",
 }
 _MODELS: dict[str, type[_Spec]] = {
     "space": SearchSpaceSpec,
     "objective": ObjectiveSpec,
     "study": StudySpec,
+    "dashboard": DashboardSpec,
 }
 SpecT = TypeVar("SpecT", bound=_Spec)
 
@@ -349,6 +417,10 @@ def load_study(name_or_path: str) -> StudySpec:
     return load_preset("study", name_or_path)
 
 
+def load_dashboard(name_or_path: str) -> DashboardSpec:
+    return load_preset("dashboard", name_or_path)
+
+
 def detect_kind(path: Path) -> str:
     """The preset kind of a file, from its folder name or, failing that, its keys."""
     for kind, folder in KIND_FOLDERS.items():
@@ -361,10 +433,12 @@ def detect_kind(path: Path) -> str:
         return "objective"
     if "space" in data and "objective" in data:
         return "study"
+    if any(key in data for key in ("pareto", "latency_breakdown", "threshold_sweep", "arch_strip")):
+        return "dashboard"
     raise SpecError(
         "cannot tell what kind of preset this is",
         file=str(path),
-        allowed="a file in search_spaces/, objectives/ or studies/",
+        allowed="a file in search_spaces/, objectives/, studies/ or dashboards/",
     )
 
 

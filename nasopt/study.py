@@ -193,6 +193,15 @@ def load(storage: BaseStorage, study_name: str) -> tuple[optuna.Study, ResolvedS
     return study, ResolvedStudy.from_json(_decode(blob), source=f"study {study_name}")
 
 
+def _record_sampler(study: optuna.Study, name: str) -> None:
+    """Study user attr `nasopt:sampler`: the sampler(s) that ran it (dashboards label lines by it)."""
+    recorded = study.user_attrs.get("nasopt:sampler")
+    if recorded is None:
+        study.set_user_attr("nasopt:sampler", name)
+    elif name not in str(recorded).split("+"):
+        study.set_user_attr("nasopt:sampler", f"{recorded}+{name}")
+
+
 def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -219,6 +228,7 @@ def optimize(
     sampler_spec = sampler or resolved.study.sampler
     offset = 7919 * worker_index + len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(sampler_spec, seed_offset=offset)
+    _record_sampler(study, sampler_spec.name)
     objective = NasObjective(resolved.study, resolved.space, resolved.objective)
     before = finished_count(study)
     callbacks = [] if progress is None else [lambda _s, _t: progress.update(1)]
