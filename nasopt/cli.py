@@ -52,8 +52,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds per worker")
     p.add_argument("--workers", type=_positive_int, default=1, help="local worker processes")
     p.add_argument(
-        "--sampler", default=None, help="override the spec's sampler (tpe, nsga2, nsga3, gp, random)"
+        "--sampler",
+        default=None,
+        help="override the spec's sampler: asng, evolution, reinforce, tpe, nsga2, nsga3, gp, random;"
+        " options as NAME:JSON, e.g. 'evolution:{\"population_size\": 30}'",
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("train-supernet", help="train a study's supernet, or reuse its cached checkpoint")
+    p.add_argument("study", help="study preset name or path (its [accuracy] estimator = 'supernet')")
+    p.add_argument("--retrain", action="store_true", help="discard any cached or partial checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("worker", help="join an existing study knowing only its name and storage")
@@ -174,6 +182,7 @@ def _sweep(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage)
     points = []
     for value, resolved, name in targets:
+        _prepare_accuracy(resolved, not args.no_progress)
         study = create_or_resume(resolved, storage, name)
         n = args.n_trials if args.n_trials is not None else remaining_budget(study, resolved)
         if n:
@@ -241,8 +250,19 @@ def _sampler_override(name: str | None, base: object) -> object:
     from nasopt.specs import SamplerSpec
     from nasopt.study import make_sampler
 
-    spec = SamplerSpec(name=name, seed=getattr(base, "seed", None))
-    make_sampler(spec)  # validates the name before anything is written
+    name, _, raw = name.partition(":")
+    try:
+        options = (
+            json.loads(raw)
+            if raw
+            else dict(getattr(base, "options", {}) if getattr(base, "name", None) == name else {})
+        )
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"sampler options are not JSON: {exc}", field="--sampler", value=raw) from None
+    if not isinstance(options, dict):
+        raise SpecError("sampler options must be a JSON object", field="--sampler", value=raw)
+    spec = SamplerSpec(name=name, seed=getattr(base, "seed", None), options=options)
+    make_sampler(spec)  # validates the name and options before anything is written
     return spec
 
 
@@ -266,11 +286,35 @@ def _print_front(study: object, storage_url: str | None, study_name: str, spec_r
     print(f"Report:            nasopt report --study-name {study_name} --storage {url} -o report.html")
 
 
+def _prepare_accuracy(resolved: object, progress: bool, retrain: bool = False) -> None:
+    """Train the study's supernet once, before any worker starts (each then loads it)."""
+    from nasopt.supernet import prepare_study
+
+    r = resolved
+    result = prepare_study(r.study, r.space, r.objective, progress=progress, retrain=retrain)  # type: ignore[attr-defined]
+    if result is not None:
+        what = "trained" if result.trained else "reusing"
+        print(f"supernet: {what} {result.path} ({result.seconds:.0f} s of training)", file=sys.stderr)
+
+
+def _train_supernet(args: argparse.Namespace) -> int:
+    from nasopt.study import resolve
+
+    resolved = resolve(args.study)
+    if resolved.study.accuracy.get("estimator", "analytic-proxy") != "supernet":
+        raise SpecError(
+            "this study does not use the supernet estimator", field="accuracy.estimator", allowed="supernet"
+        )
+    _prepare_accuracy(resolved, not args.no_progress, args.retrain)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from nasopt.storage import open_storage
     from nasopt.study import create_or_resume, remaining_budget, resolve, run_workers
 
     resolved = resolve(args.study)
+    _prepare_accuracy(resolved, not args.no_progress)
     sampler = _sampler_override(args.sampler, resolved.study.sampler)
     storage = open_storage(args.storage)
     study = create_or_resume(resolved, storage, args.study_name)
@@ -298,6 +342,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     storage = open_storage(args.storage, must_exist=True)
     study, resolved = load(storage, args.study_name)
+    _prepare_accuracy(resolved, not args.no_progress)
     n = args.n_trials if args.n_trials is not None else remaining_budget(study, resolved)
     if n:
         run_workers(
@@ -364,6 +409,7 @@ _COMMANDS = {
     "presets": lambda a: _presets(),
     "run": _run,
     "worker": _worker,
+    "train-supernet": _train_supernet,
     "studies": _studies,
     "pareto": _pareto,
     "sweep": _sweep,
@@ -384,7 +430,16 @@ def _quiet_optuna() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    if args.command in ("run", "worker", "studies", "pareto", "sweep", "dashboard", "report"):
+    if args.command in (
+        "run",
+        "worker",
+        "studies",
+        "pareto",
+        "sweep",
+        "dashboard",
+        "report",
+        "train-supernet",
+    ):
         _quiet_optuna()
     try:
         return _COMMANDS[args.command](args)

@@ -167,8 +167,15 @@ def make_estimator(study: StudySpec, space: SearchSpace) -> AccuracyEstimator:
                 "unknown accuracy option", field=f"accuracy.{sorted(unknown)[0]}", allowed=sorted(allowed)
             )
         return ProxyAccuracy(space, **{k: float(v) for k, v in options.items()})
+    if kind == "supernet":  # lazy: torch is imported, and the checkpoint loaded, on first use
+        from nasopt.supernet import SupernetAccuracy
+
+        return SupernetAccuracy(space, study.accuracy)
     raise SpecError(
-        "unknown accuracy estimator", field="accuracy.estimator", value=kind, allowed=["analytic-proxy"]
+        "unknown accuracy estimator",
+        field="accuracy.estimator",
+        value=kind,
+        allowed=["analytic-proxy", "supernet"],
     )
 
 

@@ -42,6 +42,7 @@ SPEC_ATTR = "nasopt:spec"
 FINGERPRINT_ATTR = "nasopt:fingerprint"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 OPTUNA_SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+NASOPT_SAMPLERS = {"asng": "ASNGSampler", "evolution": "EvolutionSampler", "reinforce": "ReinforceSampler"}
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,18 @@ def _decode(blob: str) -> str:
     return zlib.decompress(base64.b64decode(blob)).decode()
 
 
-def make_sampler(spec: SamplerSpec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    spec: SamplerSpec, *, seed_offset: int = 0, objective: NasObjective | None = None
+) -> optuna.samplers.BaseSampler:
     """An Optuna sampler from a sampler spec; the seed is offset per worker and per resume so
-    restarted or parallel workers never replay the same parameter sequence (optuna#3255)."""
+    restarted or parallel workers never replay the same parameter sequence (optuna#3255).
+
+    nasopt's samplers (asng, evolution, reinforce) derive per-trial randomness from (seed, trial
+    number) and replay their state from the storage, so they take the seed unchanged; given the
+    study's `objective` they get its search space and, unless `hard_constraints = false`, the
+    analytic memory-cap check that rejects candidates before evaluation."""
+    if spec.name in NASOPT_SAMPLERS:
+        return _make_nasopt_sampler(spec, objective)
     seed = None if spec.seed is None else spec.seed + seed_offset
     samplers: dict[str, Any] = {
         "tpe": optuna.samplers.TPESampler,
@@ -120,13 +130,36 @@ def make_sampler(spec: SamplerSpec, *, seed_offset: int = 0) -> optuna.samplers.
         "random": optuna.samplers.RandomSampler,
     }
     if spec.name not in samplers:
-        raise SpecError("unknown sampler", field="sampler.name", value=spec.name, allowed=list(samplers))
+        raise SpecError(
+            "unknown sampler",
+            field="sampler.name",
+            value=spec.name,
+            allowed=list(samplers) + list(NASOPT_SAMPLERS),
+        )
     try:
         return samplers[spec.name](seed=seed, **spec.options)
     except TypeError as exc:
         raise SpecError(f"bad sampler option: {exc}", field="sampler.options", value=spec.options) from None
     except ImportError as exc:
         raise SpecError(f"sampler {spec.name!r} needs {exc.name}", field="sampler.name") from None
+
+
+def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> optuna.samplers.BaseSampler:
+    from nasopt import samplers as nasopt_samplers
+    from nasopt.samplers._nasopt import hard_constraint_check
+
+    options = dict(spec.options)
+    hard = options.pop("hard_constraints", True)
+    kwargs: dict[str, Any] = {"seed": spec.seed, **options}
+    if objective is not None:
+        kwargs["search_space"] = objective.space.distributions()
+        if hard:
+            kwargs["feasibility"] = hard_constraint_check(objective)
+    cls = getattr(nasopt_samplers, NASOPT_SAMPLERS[spec.name])
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"bad sampler option: {exc}", field="sampler.options", value=spec.options) from None
 
 
 def create_or_resume(
@@ -227,9 +260,9 @@ def optimize(
     study, resolved = load(storage, study_name)
     sampler_spec = sampler or resolved.study.sampler
     offset = 7919 * worker_index + len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(sampler_spec, seed_offset=offset)
-    _record_sampler(study, sampler_spec.name)
     objective = NasObjective(resolved.study, resolved.space, resolved.objective)
+    study.sampler = make_sampler(sampler_spec, seed_offset=offset, objective=objective)
+    _record_sampler(study, sampler_spec.name)
     before = finished_count(study)
     callbacks = [] if progress is None else [lambda _s, _t: progress.update(1)]
     study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks)

@@ -503,6 +503,7 @@ PAIRS = [
     ("fbnet-nasc-extended", "nasc-raspi-edgegpu-measured"),
     ("mbconv-jmsnas", "jmsnas-chain"),
     ("mbconv-jmsnas-32", "jmsnas-chain"),
+    ("mbconv-jmsnas-quick", "jmsnas-chain"),
     ("mbconv-jmsnas-mesh", "jmsnas-mesh"),
     ("mbconv-jmsnas-mesh-32", "jmsnas-mesh"),
     ("splitnets-single", "splitnets-hmd-4"),

@@ -1,0 +1,287 @@
+"""ASNG: adaptive stochastic natural gradient over categorical distributions.
+
+Akimoto, Shirakawa, Yoshinari, Uchida, Saito, Nishida, "Adaptive Stochastic Natural Gradient
+Method for One-Shot Neural Architecture Search", ICML 2019; as used for split computing by NASC
+(Shimizu et al., seed 003, Algorithm 1 and eq. 6-7).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from optuna.study import StudyDirection
+
+from nasopt.samplers._base import DiscreteSampler, ReplayCache, encoded
+from nasopt.samplers._ranking import hypervolume_improvement, losses, pareto_front, violation
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+VERSION_ATTR = "nasopt:asng:t"  # θ-version (number of updates) a trial was sampled from
+
+
+@dataclass
+class ASNGState:
+    """θ and the step-size adaptation of Algorithm 1, with the paper's symbols as names."""
+
+    K: list[int]  # categories K_d of each dimension d
+    alpha: float = 1.5  # α
+    delta0: float = 1.0  # δ_θ^0
+    Delta_max: float = math.inf  # Δ_max
+    theta: list[np.ndarray] = field(default_factory=list)  # θ_d, each on the simplex
+    s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # accumulation s
+    gamma: float = 0.0  # γ
+    Delta: float = 1.0  # Δ
+    t: int = 0  # number of updates applied
+
+    def __post_init__(self) -> None:
+        if not self.theta:
+            self.theta = [np.full(k, 1.0 / k) for k in self.K]
+        self.n_theta = sum(k - 1 for k in self.K)  # n_θ (the last category of each d is implied)
+        self.s = np.zeros(self.n_theta)
+        D = len(self.K)
+        # margin: θ_{d,k} >= θ_min = 1 / (D (K_d - 1)) (Akimoto et al. 2019), at most 1 / (2 K_d)
+        self.theta_min = [min(1.0 / (D * (k - 1)), 0.5 / k) for k in self.K]
+
+    def update(self, a: list[list[int]], u: np.ndarray) -> bool:
+        """One step of Algorithm 1 (lines 7-12) from λ samples `a` (choice indices) and utilities
+        `u`; returns False when the natural gradient vanishes (no update)."""
+        lam = len(a)
+        delta_theta = self.delta0 / self.Delta  # line 7: δ_θ = δ_θ^0 / Δ
+        beta = delta_theta / math.sqrt(self.n_theta)  # β = δ_θ / n_θ^{1/2}
+        # eq. 6: G(θ) = 1/λ Σ_i u_i (a_i - θ), a_i one-hot
+        G = []
+        for d, k in enumerate(self.K):
+            onehot = np.zeros((lam, k))
+            onehot[np.arange(lam), [ai[d] for ai in a]] = 1.0
+            G.append(np.mean(u[:, None] * (onehot - self.theta[d]), axis=0))
+        if all(np.all(np.abs(g) < 1e-18) for g in G):
+            return False
+        # F(θ)^{1/2} G in the (K_d - 1)-parameterisation; ||G||_F = ||F^{1/2} G||
+        F_half_G = []
+        for d, k in enumerate(self.K):
+            th, thK = self.theta[d][: k - 1], self.theta[d][k - 1]
+            g = G[d][: k - 1]
+            F_half_G.append(g / np.sqrt(th) + np.sqrt(th) * g.sum() / (thK + math.sqrt(thK)))
+        F_half_G_vec = np.concatenate(F_half_G)
+        G_norm_F = float(np.linalg.norm(F_half_G_vec)) + 1e-12  # ||G(θ^t)||_F(θ^t)
+        epsilon_theta = delta_theta / G_norm_F  # line 9: ε_θ = δ_θ / ||G||_F
+        for d in range(len(self.K)):
+            self.theta[d] = self.theta[d] + epsilon_theta * G[d]  # eq. 7: θ ← θ + ε_θ G
+        # line 10: s ← (1-β) s + sqrt(β(2-β)) F^{1/2} G / ||G||_F
+        self.s = (1 - beta) * self.s + math.sqrt(beta * (2 - beta)) * F_half_G_vec / G_norm_F
+        self.gamma = (1 - beta) ** 2 * self.gamma + beta * (2 - beta)  # line 11
+        # line 12: Δ ← min(Δ_max, Δ exp(β (γ - ||s||² / α)))
+        self.Delta = min(
+            self.Delta_max, self.Delta * math.exp(beta * (self.gamma - self.s @ self.s / self.alpha))
+        )
+        self._project()  # line 8: force θ ∈ Θ (margin)
+        self.t += 1
+        return True
+
+    def _project(self) -> None:
+        for d, k in enumerate(self.K):
+            th_min = self.theta_min[d]
+            th = np.maximum(self.theta[d], th_min)
+            excess = th.sum() - 1.0
+            room = th.sum() - th_min * k
+            if room > 0:
+                th = th - excess * (th - th_min) / room
+            self.theta[d] = th / th.sum()
+
+    def argmax(self) -> list[int]:
+        return [int(np.argmax(th)) for th in self.theta]
+
+    def convergence(self) -> float:
+        """Mean over dimensions of max_k θ_{d,k}: 1.0 when every θ_d is one-hot."""
+        return float(np.mean([th.max() for th in self.theta]))
+
+
+def ranking_utility(keys: list[tuple]) -> np.ndarray:
+    """ASNG's ranking utility: best ⌈λ/4⌉ get +1, worst ⌈λ/4⌉ get -1 (ties share the mean);
+    for λ = 2 the better sample gets +1, the worse -1, a tie 0."""
+    lam = len(keys)
+    mu = math.ceil(lam / 4)
+    base = np.zeros(lam)
+    base[:mu] = 1.0
+    base[lam - mu :] -= 1.0
+    order = sorted(range(lam), key=lambda i: keys[i])
+    u = np.zeros(lam)
+    pos = 0
+    while pos < lam:
+        end = pos
+        while end + 1 < lam and keys[order[end + 1]] == keys[order[pos]]:
+            end += 1
+        u[[order[j] for j in range(pos, end + 1)]] = base[pos : end + 1].mean()
+        pos = end + 1
+    return u
+
+
+class ASNGSampler(DiscreteSampler):
+    """Adaptive stochastic natural gradient (ASNG) over categorical parameters.
+
+    θ_d is a categorical distribution per parameter; every λ (= 2) finished trials update θ by
+    the natural gradient of the ranking utility with the adaptive step size of Akimoto et al.
+    (ICML 2019) — NASC's Algorithm 1 lines 7-12 — and θ is projected back into its margin.
+    Updates are replayed from the study (COMPLETE trials in number order), so workers sharing a
+    storage, or a resumed study, follow one θ sequence.
+
+    Utilities compare samples: feasible beats infeasible, smaller violation wins; then
+    * one objective: the value;
+    * several, `utility="pareto"` (default): domination count by the archive's Pareto front,
+      then larger hypervolume improvement of that front;
+    * `scalarization={"weights": [...], "thresholds": [...]}`: NASC's
+      Σ_i w_i·v_i, or w_i·max(0, v_i - T_i) where a threshold is given
+      (loss + ε·max(0, T - T_th) is weights [1, ε], thresholds [None, T_th]).
+
+    Example:
+        .. testcode::
+
+            import optuna
+            from nasopt.samplers import ASNGSampler
+
+            def objective(trial):
+                return sum(trial.suggest_categorical(f"x{i}", [0, 1, 2]) for i in range(4))
+
+            sampler = ASNGSampler(seed=0)
+            study = optuna.create_study(sampler=sampler)
+            study.optimize(objective, n_trials=200)
+            print(sampler.argmax(study))  # {'x0': 0, 'x1': 0, 'x2': 0, 'x3': 0}
+
+    Args:
+        seed: seed of the per-trial random streams.
+        lam: λ, samples per update (2 in NASC).
+        alpha: α of the step-size adaptation (1.5).
+        delta0: δ_θ^0, the initial trust-region radius (1.0).
+        Delta_max: upper bound of Δ.
+        utility: "pareto" or "scalar" (then `scalarization` is required for several objectives).
+        scalarization: {"weights": list[float], "thresholds": list[float | None]}.
+        search_space, feasibility, max_retries, independent_sampler: see DiscreteSampler.
+    """
+
+    _salt = 1
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        lam: int = 2,
+        alpha: float = 1.5,
+        delta0: float = 1.0,
+        Delta_max: float = math.inf,
+        utility: str = "pareto",
+        scalarization: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(seed=seed, **kwargs)
+        if lam < 2:
+            raise ValueError("lam must be at least 2")
+        if utility not in ("pareto", "scalar"):
+            raise ValueError(f"utility must be 'pareto' or 'scalar', got {utility!r}")
+        self.lam, self.alpha, self.delta0, self.Delta_max = lam, alpha, delta0, Delta_max
+        self.utility = "scalar" if scalarization is not None else utility
+        self.scalarization = scalarization
+        self._cache: ReplayCache | None = None
+
+    # ------------------------------------------------------------------ replay
+
+    def state(self, study: Study, space: dict[str, tuple[Any, ...]] | None = None) -> ASNGState:
+        """θ after replaying every update the study's finished prefix defines."""
+        if space is None:
+            space = self._space(study)
+        key = (study._study_id, id(study._storage), tuple((n, c) for n, c in space.items()))
+        if self._cache is None or self._cache.key != key:
+            state = ASNGState([len(c) for c in space.values()], self.alpha, self.delta0, self.Delta_max)
+            self._cache = ReplayCache(key, {"asng": state, "pending": [], "archive": None, "ref": None})
+        cache = self._cache
+        directions = study.directions
+        trials = study.get_trials(deepcopy=False)
+
+        def observe(trial: FrozenTrial) -> None:
+            a = encoded(trial, space)  # type: ignore[arg-type]
+            if a is None:
+                return
+            cache.state["pending"].append((a, trial))
+            if len(cache.state["pending"]) == self.lam:
+                self._update(cache.state, directions)
+
+        cache.advance(trials, observe)
+        return cache.state["asng"]
+
+    def _update(self, st: dict[str, Any], directions: list[StudyDirection]) -> None:
+        pending = st["pending"]
+        st["pending"] = []
+        F = [losses(t, directions) for _, t in pending]
+        viol = [violation(t) for _, t in pending]
+        keys: list[tuple] = []
+        if len(directions) == 1 or self.utility == "scalar":
+            for f, v in zip(F, viol, strict=True):
+                keys.append((v > 0, v, self._scalar(f)))
+        else:
+            front = st["archive"] if st["archive"] is not None else np.zeros((0, len(directions)))
+            feasible = [f for f, v in zip(F, viol, strict=True) if v <= 0]
+            pool = np.vstack([front] + [f[None] for f in feasible])
+            if len(pool):
+                lo, hi = pool.min(axis=0), pool.max(axis=0)
+                ref = hi + 0.1 * np.maximum(hi - lo, 1e-12)
+            for f, v in zip(F, viol, strict=True):
+                if v > 0:
+                    keys.append((True, v, 0, 0.0))
+                    continue
+                dominated_by = int(np.sum(np.all(front <= f, axis=1) & np.any(front < f, axis=1)))
+                hvi = hypervolume_improvement(front, f, ref) if dominated_by == 0 else 0.0
+                keys.append((False, 0.0, dominated_by, -hvi))
+            if feasible:
+                st["archive"] = pareto_front(pool)
+        u = ranking_utility(keys)
+        st["asng"].update([a for a, _ in pending], u)
+
+    def _scalar(self, f: np.ndarray) -> float:
+        if self.scalarization is None:
+            if len(f) != 1:
+                raise ValueError("utility='scalar' with several objectives needs scalarization weights")
+            return float(f[0])
+        w = self.scalarization.get("weights") or [1.0] * len(f)
+        th = self.scalarization.get("thresholds") or [None] * len(f)
+        return float(
+            sum(wi * (fi if ti is None else max(0.0, fi - ti)) for wi, fi, ti in zip(w, f, th, strict=True))
+        )
+
+    # ------------------------------------------------------------------ sampling
+
+    def _propose(
+        self, study: Study, trial: FrozenTrial, space: dict[str, tuple[Any, ...]], rng: np.random.Generator
+    ) -> dict[str, int]:
+        state = self.state(study, space)
+        study._storage.set_trial_system_attr(trial._trial_id, VERSION_ATTR, state.t)
+        return {name: int(rng.choice(len(th), p=th)) for name, th in zip(space, state.theta, strict=True)}
+
+    def theta(self, study: Study) -> dict[str, dict[Any, float]]:
+        """θ per parameter: {name: {choice: probability}} after replaying the study."""
+        space = self._space(study)
+        state = self.state(study, space)
+        return {
+            n: dict(zip(c, th.tolist(), strict=True))
+            for (n, c), th in zip(space.items(), state.theta, strict=True)
+        }
+
+    def argmax(self, study: Study) -> dict[str, Any]:
+        """The most likely candidate argmax_a P_θ(a) (NASC Algorithm 1, line 14)."""
+        space = self._space(study)
+        state = self.state(study, space)
+        return {n: c[i] for (n, c), i in zip(space.items(), state.argmax(), strict=True)}
+
+    def _space(self, study: Study) -> dict[str, tuple[Any, ...]]:
+        from nasopt.samplers._base import choices_of
+
+        dists = self._fixed_space if self._fixed_space is not None else self._intersection.calculate(study)
+        out = {}
+        for n, d in sorted(dists.items()):
+            c = choices_of(d)
+            if c is not None and len(c) > 1:
+                out[n] = c
+        return out

@@ -1,0 +1,175 @@
+"""REINFORCE with an exponential-moving-average baseline, as in Wang et al. (seed 002).
+
+Wang, Zhang, Wang, Sun, Zhang, "Context-Aware Deep Model Compression for Edge Cloud Computing",
+ICDCS 2020: softmax controllers, reward R = N1(A) + N2(T) (accuracy and latency normalised to
+[0, 1], weighted 100 and 300 in the paper), policy gradient with an EMA baseline, and
+"exploration with fair chances" for the partition controller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from optuna.study import StudyDirection
+
+from nasopt.samplers._base import DiscreteSampler, ReplayCache, choices_of, encoded
+from nasopt.samplers._ranking import violation
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+EPISODE_ATTR = "nasopt:reinforce:episode"
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def _is_split(name: str) -> bool:
+    return (name.startswith("split") and name.endswith(".after")) or name == "fuse.after"
+
+
+class ReinforceSampler(DiscreteSampler):
+    """Monte-Carlo policy gradient over an independent softmax policy per parameter.
+
+    After every finished trial (replayed from the study in trial-number order):
+    R = Σ_i w_i N_i(v_i) with N_i(v) = (v - min_i) / (max_i - min_i) for maximised objectives
+    (Wang's N1(A)) and (max_i - v) / (max_i - min_i) for minimised ones (N2(T)); min/max are
+    the given `bounds` or the range seen so far. An infeasible trial gets R = -Σw·(1 + violation).
+    The logits move by lr·(R - b)/Σw·(onehot - softmax) and the baseline b is an EMA of R
+    (`baseline_decay`).
+
+    Fair exploration (Wang Sec. VI): with a uniform initial policy the deepest partition points
+    are rarely explored; here the split parameters (`split*.after`, `fuse.after`, or `split_params`)
+    are drawn from (1 - α_t)·π + α_t·uniform, α_t = `fair_alpha`·(1 - t/`fair_episodes`), so every
+    split position keeps a fair chance during the first episodes.
+
+    Example:
+        .. testcode::
+
+            import optuna
+            from nasopt.samplers import ReinforceSampler
+
+            def objective(trial):
+                acc = trial.suggest_categorical("width", [8, 16, 32]) / 32
+                lat = trial.suggest_categorical("split.after", [0, 1, 2, 3]) + acc
+                return acc, lat
+
+            sampler = ReinforceSampler(weights=[100, 300], seed=0)
+            study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+            study.optimize(objective, n_trials=60)
+    """
+
+    _salt = 3
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        weights: Sequence[float] | None = None,
+        bounds: Sequence[Sequence[float] | None] | None = None,
+        learning_rate: float = 0.5,
+        baseline_decay: float = 0.9,
+        fair_alpha: float = 0.5,
+        fair_episodes: int = 100,
+        split_params: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.weights = None if weights is None else [float(w) for w in weights]
+        self.bounds = None if bounds is None else list(bounds)
+        self.learning_rate = learning_rate
+        self.baseline_decay = baseline_decay
+        self.fair_alpha = fair_alpha
+        self.fair_episodes = fair_episodes
+        self.split_params = None if split_params is None else set(split_params)
+        self._cache: ReplayCache | None = None
+
+    def _state(self, study: Study, space: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+        key = (study._study_id, id(study._storage), tuple(space.items()))
+        directions = study.directions
+        m = len(directions)
+        if self._cache is None or self._cache.key != key:
+            self._cache = ReplayCache(
+                key,
+                {
+                    "logits": [np.zeros(len(c)) for c in space.values()],
+                    "b": None,
+                    "lo": np.full(m, np.inf),
+                    "hi": np.full(m, -np.inf),
+                    "t": 0,
+                },
+            )
+        st = self._cache.state
+        w = np.array(self.weights if self.weights is not None else [1.0] * m)
+        if len(w) != m:
+            raise ValueError(f"weights has {len(w)} entries for {m} objectives")
+
+        def observe(trial: FrozenTrial) -> None:
+            a = encoded(trial, space)
+            if a is None:
+                return
+            R = self._reward(st, trial, directions, w)
+            if st["b"] is None:
+                st["b"] = R
+            advantage = (R - st["b"]) / w.sum()
+            for d, k in enumerate(a):
+                pi = _softmax(st["logits"][d])
+                onehot = np.zeros_like(pi)
+                onehot[k] = 1.0
+                st["logits"][d] = st["logits"][d] + self.learning_rate * advantage * (onehot - pi)
+            st["b"] = self.baseline_decay * st["b"] + (1 - self.baseline_decay) * R
+            st["t"] += 1
+
+        self._cache.advance(study.get_trials(deepcopy=False), observe)
+        return st
+
+    def _reward(
+        self, st: dict[str, Any], trial: FrozenTrial, directions: list[StudyDirection], w: np.ndarray
+    ) -> float:
+        v = violation(trial)
+        if v > 0:
+            return -float(w.sum()) * (1.0 + v)
+        values = np.asarray(trial.values, dtype=float)
+        st["lo"] = np.minimum(st["lo"], values)
+        st["hi"] = np.maximum(st["hi"], values)
+        R = 0.0
+        for i, d in enumerate(directions):
+            b = self.bounds[i] if self.bounds is not None and self.bounds[i] is not None else None
+            lo, hi = (b[0], b[1]) if b is not None else (st["lo"][i], st["hi"][i])
+            span = hi - lo
+            x = 0.5 if span <= 0 else (values[i] - lo) / span
+            x = min(1.0, max(0.0, x))
+            R += w[i] * (x if d == StudyDirection.MAXIMIZE else 1.0 - x)
+        return R
+
+    def _propose(
+        self, study: Study, trial: FrozenTrial, space: dict[str, tuple[Any, ...]], rng: np.random.Generator
+    ) -> dict[str, int]:
+        st = self._state(study, space)
+        study._storage.set_trial_system_attr(trial._trial_id, EPISODE_ATTR, st["t"])
+        alpha = self.fair_alpha * max(0.0, 1.0 - st["t"] / max(1, self.fair_episodes))
+        out = {}
+        for (name, choices), logits in zip(space.items(), st["logits"], strict=True):
+            pi = _softmax(logits)
+            split = name in self.split_params if self.split_params is not None else _is_split(name)
+            if split and alpha > 0:
+                pi = (1 - alpha) * pi + alpha / len(choices)
+            out[name] = int(rng.choice(len(choices), p=pi))
+        return out
+
+    def policy(self, study: Study) -> dict[str, dict[Any, float]]:
+        """π per parameter after replaying the study: {name: {choice: probability}}."""
+        dists = self._fixed_space if self._fixed_space is not None else self._intersection.calculate(study)
+        space = {
+            n: choices_of(d) for n, d in sorted(dists.items()) if choices_of(d) and len(choices_of(d)) > 1
+        }
+        st = self._state(study, space)  # type: ignore[arg-type]
+        return {
+            n: dict(zip(c, _softmax(z).tolist(), strict=True))  # type: ignore[arg-type]
+            for (n, c), z in zip(space.items(), st["logits"], strict=True)
+        }

@@ -1,0 +1,329 @@
+"""The supernet of a search space: the widest weights of every layer, run for any Candidate.
+
+The forward pass walks the compiled space exactly as `nasopt.network.build_network` does (same
+layers, parallel branches and merge, split taps, Conv-Reduce/Conv-Recover at the first cut,
+View-Fuse after the fusion layer), so the executed subnet's MACs equal the analytic `Network.macs`
+(tested for random candidates of every preset). Multi-view input is (batch, views, C, H, W): one
+sensor trunk runs on every view, View-Fuse concatenates the views' channels, the aggregator
+trunk follows. At every cut the sent feature is fake-quantised to the candidate's bits (not the
+raw input, already `input_bits`) and suffers packet-loss dropout at `RunContext.loss_rate` once
+per link it crosses; nothing is sent after the last layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasopt.candidate import Candidate
+from nasopt.network import Macro, MacroLayer, _layer, compile_space, split_point_domain
+from nasopt.specs import SearchSpaceSpec
+from nasopt.supernet._ops import (
+    ElasticConv,
+    ElasticFire,
+    ElasticLinear,
+    ElasticMBConv,
+    RunContext,
+    hidden_channels,
+    packet_loss,
+    quantise,
+)
+
+if TYPE_CHECKING:
+    from nasopt.specs import OpSpec
+
+_CONV_TYPES = ("conv", "dwconv", "dwsep", "skip")
+
+
+class _LayerBlock(nn.Module):
+    """All choices of one macro layer; ops of one type share their weights."""
+
+    def __init__(self, macro: Macro, layer: MacroLayer, in_max: int, out_max: int, hw_in: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.num_classes = macro.spec.num_classes
+        key = layer.name
+        ops = {name: macro.ops[name] for name in layer.choices}
+        types = {op.type for op in ops.values()}
+        mb = [op for op in ops.values() if op.type == "mbconv"]
+        if mb:
+            self.mbconv = ElasticMBConv(in_max, out_max, mb, f"{key}.mbconv")
+        k_max = max([op.kernel for op in ops.values() if op.type in _CONV_TYPES] or [1])
+        if "conv" in types:
+            self.conv = ElasticConv(in_max, out_max, k_max, f"{key}.conv")
+        if "dwconv" in types or "dwsep" in types:
+            self.dw = ElasticConv(in_max, in_max, k_max, f"{key}.dw", depthwise=True)
+        if "dwsep" in types:
+            self.pw = ElasticConv(in_max, out_max, 1, f"{key}.pw")
+        if "skip" in types:
+            self.proj = ElasticConv(in_max, out_max, 1, f"{key}.proj")
+        fire = [op for op in ops.values() if op.type == "fire"]
+        if fire:
+            self.fire = ElasticFire(in_max, out_max, fire[0], f"{key}.fire")
+        n_in = in_max * hw_in
+        if "fc" in types:
+            self.fc = ElasticLinear(n_in, out_max)
+        if "classifier" in types:
+            self.classifier = ElasticLinear(n_in, self.num_classes)
+        svd = [op for op in ops.values() if op.type == "svd_fc"]
+        if svd:
+            rank = max(op.rank or max(1, min(n_in, out_max) // 8) for op in svd)
+            self.svd_u = ElasticLinear(n_in, rank, bias=False)
+            self.svd_v = ElasticLinear(rank, out_max)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ctx: RunContext,
+        op: OpSpec,
+        width: int,
+        tap: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        layer = self.layer
+        cout = layer.width if layer.width is not None else width
+        s = layer.stride
+        t = op.type
+        c = x.shape[1]
+        if t == "mbconv":
+            return self.mbconv(x, ctx, op, cout, s, tap)
+        if t == "conv":
+            return self.conv(x, ctx, cout, op.kernel, s, op.groups)
+        if t == "dwconv":
+            return self.dw(x, ctx, c, op.kernel, s)
+        if t == "dwsep":
+            return self.pw(self.dw(x, ctx, c, op.kernel, s), ctx, cout, 1, 1, op.groups)
+        if t == "skip":
+            if c == cout and s == 1:
+                return x
+            return self.proj(x, ctx, cout, 1, s, act=False)
+        if t == "fire":
+            return self.fire(x, ctx, op, cout, s)
+        if t == "gap":
+            return x.mean(dim=(2, 3), keepdim=True)
+        if t == "maxpool":
+            h, w = x.shape[2], x.shape[3]
+            return F.adaptive_max_pool2d(x, (max(1, h // op.kernel), max(1, w // op.kernel)))
+        flat = x.flatten(1)
+        if t == "fc":
+            return F.relu(self.fc(flat, ctx, cout))[:, :, None, None]
+        if t == "classifier":
+            return self.classifier(flat, ctx, self.num_classes)[:, :, None, None]
+        if t == "svd_fc":
+            n_in = flat.shape[1]
+            rank = op.rank or max(1, min(n_in, cout) // 8)
+            return self.svd_v(self.svd_u(flat, ctx, rank), ctx, cout)[:, :, None, None]
+        raise ValueError(f"{layer.name}: op type {t!r} has no supernet module")
+
+
+class _Bottleneck(nn.Module):
+    """SplitNets' splitting module at one cut position: Conv-Reduce to the widest bottleneck
+    (sliced to the searched width) and, single-view, Conv-Recover back to the feature width;
+    geometric-mean initialisation (SplitNets Sec. 3.3)."""
+
+    def __init__(self, channels: int, d_max: int, kernel: int, key: str, recover: bool) -> None:
+        super().__init__()
+        self.reduce = ElasticConv(channels, d_max, kernel, f"{key}.reduce", init="geometric")
+        self.recover = (
+            ElasticConv(d_max, channels, kernel, f"{key}.recover", init="geometric") if recover else None
+        )
+
+
+class Supernet(nn.Module):
+    """Shared weights of every candidate of `spec`; `forward(x, candidate, ctx)` runs one subnet.
+
+    >>> from nasopt.specs import load_space
+    >>> from nasopt.space import SearchSpace
+    >>> space = SearchSpace(load_space("mbconv-jmsnas-32"))
+    >>> net = Supernet(space.spec)
+    >>> logits = net(torch.zeros(2, 3, 32, 32), space.largest())
+    >>> tuple(logits.shape)
+    (2, 10)
+    """
+
+    def __init__(self, spec: SearchSpaceSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.macro = macro = compile_space(spec)
+        self.views = macro.views
+        widths = [w for w in spec.bottleneck.widths if w != "none"]
+        self.d_max = max(widths) if widths else 0
+        fuse_points: set[int] = set()
+        if spec.fusion is not None:
+            n = len(macro.layers)
+            fuse_points = set(range(n - 1)) if spec.fusion.points == "all" else set(spec.fusion.points)
+        cut_points = split_point_domain(macro)
+        if spec.split.points != "all":
+            cut_points = [p for p in cut_points if p in set(spec.split.points)]
+        if spec.fusion is not None:
+            cut_points = sorted(fuse_points)
+        self._plan(macro, fuse_points, set(cut_points))
+
+    def _plan(self, macro: Macro, fuse_points: set[int], cut_points: set[int]) -> None:
+        """Allocate every layer at its widest input and output, tracing shapes with the analytic
+        `_layer` so both agree; the bottleneck modules sit at every possible first cut."""
+        spec = macro.spec
+        v = self.views
+        blocks: dict[str, nn.Module] = {}
+        necks: dict[str, nn.Module] = {}
+        k = spec.bottleneck.kernel
+        recover = spec.fusion is None
+
+        def neck(key: str, channels: int) -> None:
+            if self.d_max:
+                necks[key] = _Bottleneck(channels, self.d_max, k, f"neck.{key}", recover)
+
+        shape = (spec.input.channels, spec.input.height, spec.input.width)
+        if -1 in cut_points:
+            neck("input", shape[0])
+        i = 0
+        layers = macro.layers
+        while i < len(layers):
+            layer = layers[i]
+            if i == macro.parallel_start:
+                stage = macro.stages[layer.stage]
+                outs = []
+                for b in range(1, stage.parallel + 1):
+                    s = shape
+                    for li in stage.layers:
+                        if layers[li].branch == b:
+                            s = self._add_block(blocks, macro, layers[li], s, stage.widths)
+                    outs.append(s)
+                c = sum(o[0] for o in outs) if stage.merge == "concat" else max(o[0] for o in outs)
+                shape = (c, outs[0][1], outs[0][2])
+                i = stage.layers[-1] + 1
+                continue
+            stage = macro.stages[layer.stage]
+            in_shape = shape
+            shape = self._add_block(blocks, macro, layer, shape, stage.widths)
+            if i in cut_points:
+                neck(str(i), shape[0])
+                taps = [macro.ops[o] for o in layer.choices if macro.ops[o].split_tap == "depthwise"]
+                if taps:
+                    neck(f"{i}_tap", max(hidden_channels(in_shape[0], op) for op in taps))
+            if i in fuse_points:
+                shape = (v * max(shape[0], self.d_max), shape[1], shape[2])
+            i += 1
+        self.blocks = nn.ModuleDict(blocks)
+        self.necks = nn.ModuleDict(necks)
+
+    def _add_block(
+        self, blocks: dict[str, nn.Module], macro: Macro, layer: MacroLayer, shape: tuple, widths: tuple
+    ) -> tuple[int, int, int]:
+        out_max = layer.width if layer.width is not None else max(widths)
+        outs = [
+            _layer(
+                layer.name, o, macro.ops[o], shape, out_max, layer.stride, macro.spec.num_classes
+            ).out_shape
+            for o in layer.choices
+        ]
+        blocks[layer.name] = _LayerBlock(macro, layer, shape[0], out_max, shape[1] * shape[2])
+        return (max(o[0] for o in outs), max(o[1] for o in outs), max(o[2] for o in outs))
+
+    # ------------------------------------------------------------------ running a subnet
+
+    def forward(self, x: torch.Tensor, candidate: Candidate, ctx: RunContext | None = None) -> torch.Tensor:
+        """Logits (batch, num_classes) of `candidate`; x is (B, C, H, W), or (B, V, C, H, W)
+        for a multi-view space."""
+        ctx = ctx if ctx is not None else RunContext()
+        macro = self.macro
+        batch = x.shape[0]
+        fuse_after = candidate.fuse_after
+        if x.dim() == 5:
+            if fuse_after is None:
+                raise ValueError("multi-view input needs a candidate with a fusion point")
+            x = x.flatten(0, 1)
+        cuts = candidate.cuts
+        cut_set = set(cuts)
+        first_cut = cuts[0] if cuts else None
+        last = len(macro.layers) - 1
+        ops = candidate.ops
+        widths = candidate.widths
+
+        def send(point: int, key: str, h: torch.Tensor, neck_ok: bool = True) -> torch.Tensor:
+            at_neck = neck_ok and candidate.bottleneck_width > 0 and point == first_cut
+            neck = self.necks[key] if at_neck else None
+            d = candidate.bottleneck_width
+            c = h.shape[1]
+            if neck is not None:
+                h = neck.reduce(h, ctx, d, neck.reduce.weight.shape[-1], act=False)
+            elif point == last:
+                return h  # the final result stays where it was computed: nothing is sent
+            if point >= 0:
+                h = quantise(h, candidate.bits)
+            for _ in range(cuts.count(point)):
+                h = packet_loss(h, ctx.loss_rate, ctx.generator)
+            if ctx.keep_sent:
+                ctx.sent.append(h)
+            if neck is not None and neck.recover is not None:
+                h = neck.recover(h, ctx, c, neck.recover.weight.shape[-1])
+            return h
+
+        def fuse(h: torch.Tensor) -> torch.Tensor:
+            return h.reshape(batch, -1, h.shape[2], h.shape[3])  # View-Fuse: concat the views
+
+        if first_cut == -1:
+            x = send(-1, "input", x)
+        i = 0
+        n = len(macro.layers)
+        while i < n:
+            layer = macro.layers[i]
+            width = widths[layer.stage]
+            if i == macro.parallel_start:
+                stage = macro.stages[layer.stage]
+                stage_in = x
+                outs = []
+                for b in range(1, stage.parallel + 1):
+                    x = stage_in
+                    for li in stage.layers:
+                        if macro.layers[li].branch == b:
+                            x = self.blocks[macro.layers[li].name](x, ctx, macro.ops[ops[li]], width)
+                    outs.append(x)
+                x = torch.cat(outs, dim=1) if stage.merge == "concat" else torch.stack(outs).sum(0)
+                i = stage.layers[-1]
+                if i in cut_set:  # after the merge; the analytic model puts no bottleneck here
+                    x = send(i, str(i), x, neck_ok=False)
+                i += 1
+                continue
+            op = macro.ops[ops[i]]
+            block = self.blocks[layer.name]
+            if i in cut_set and op.split_tap == "depthwise":
+                x = block(x, ctx, op, width, tap=lambda h, i=i: send(i, f"{i}_tap", h))
+            else:
+                x = block(x, ctx, op, width)
+                if i in cut_set:
+                    x = send(i, str(i), x)
+            if fuse_after == i:
+                x = fuse(x)
+            i += 1
+        return x.flatten(1)
+
+    def subnet_macs(self, candidate: Candidate, x: torch.Tensor | None = None) -> int:
+        """Per-sample MACs of the executed subnet, counted from the tensors it used."""
+        spec = self.spec
+        if x is None:
+            shape = (1, spec.input.channels, spec.input.height, spec.input.width)
+            if candidate.fuse_after is not None:
+                shape = (1, self.views, *shape[1:])
+            x = torch.zeros(shape)
+        ctx = RunContext()
+        with torch.no_grad():
+            self(x, candidate, ctx)
+        return ctx.macs // x.shape[0]
+
+    def subnet_parameters(self, candidate: Candidate) -> dict[str, torch.Tensor]:
+        """The slices of the supernet's parameters that `candidate` uses, recorded during a
+        forward pass: each is a view sharing storage with its supernet parameter."""
+        spec = self.spec
+        shape: tuple[int, ...] = (1, spec.input.channels, spec.input.height, spec.input.width)
+        if candidate.fuse_after is not None:
+            shape = (1, self.views, *shape[1:])
+        ctx = RunContext(used={})
+        with torch.no_grad():
+            self(torch.zeros(shape), candidate, ctx)
+        names = {id(p): n for n, p in self.named_parameters()}
+        assert ctx.used is not None
+        return {names[id(base)]: view for base, view in ctx.used.values()}

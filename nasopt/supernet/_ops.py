@@ -1,0 +1,236 @@
+"""Elastic ops: one set of the widest weights per layer, run at any sub-configuration.
+
+Every op takes the candidate's choice explicitly (no active-subnet state on the modules, unlike
+once-for-all's `DynamicConv2d`): channels are the first N of the widest weight, smaller kernels
+the centre crop of the largest (OFA's elastic kernel without its learned transform), groups a
+slice of the ungrouped weight. Op semantics and MAC conventions follow `nasopt.network` exactly:
+batch norm after every conv (free), the MBConv expansion conv only when expansion != 1 or
+`always_expand`, the depthwise conv strided, squeeze-excitation as two FC layers, a 1x1
+projection for a `skip` that changes shape. MACs are counted from the tensors actually used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasopt.specs import OpSpec
+
+_EPS = 1e-5
+
+
+@dataclass
+class RunContext:
+    """Per-forward settings, passed explicitly through every op.
+
+    `bn_collect`: gather per-BN batch statistics (BatchNorm recalibration); `bn_fixed`: normalise
+    with these statistics (evaluation); neither: batch statistics (training). `macs` accumulates
+    multiply-accumulates over all rows of the batch; divide by the batch size for per-sample MACs.
+    """
+
+    loss_rate: float = 0.0
+    generator: torch.Generator | None = None
+    bn_collect: dict[str, list[torch.Tensor]] | None = None
+    bn_fixed: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    macs: int = 0
+    sent: list[torch.Tensor] = field(default_factory=list)  # features after quantisation and loss
+    keep_sent: bool = False
+    used: dict[int, tuple[nn.Parameter, torch.Tensor]] | None = None  # param id -> (param, slice)
+
+    def use(self, param: nn.Parameter, view: torch.Tensor) -> torch.Tensor:
+        if self.used is not None:
+            self.used[id(param)] = (param, view)
+        return view
+
+
+class ElasticBN(nn.Module):
+    """BatchNorm over the first C channels of the widest affine parameters; no running buffers:
+    statistics come from the batch (training) or from recalibration (`RunContext.bn_fixed`)."""
+
+    def __init__(self, channels: int, key: str) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.key = key
+
+    def forward(self, x: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        c = x.shape[1]
+        w, b = ctx.use(self.weight, self.weight[:c]), ctx.use(self.bias, self.bias[:c])
+        if ctx.bn_fixed is not None:
+            mean, var = ctx.bn_fixed[self.key]
+            return F.batch_norm(x, mean, var, w, b, False, 0.0, _EPS)
+        if ctx.bn_collect is not None:
+            with torch.no_grad():
+                mean = x.mean(dim=(0, 2, 3))
+                sq = (x * x).mean(dim=(0, 2, 3))
+            ctx.bn_collect.setdefault(self.key, []).append(torch.stack([mean, sq]))
+        if x.numel() == c:  # one value per channel (a single 1x1 sample): nothing to normalise over
+            return F.batch_norm(x, torch.zeros_like(w), torch.ones_like(w), w, b, False, 0.0, _EPS)
+        return F.batch_norm(x, None, None, w, b, True, 0.0, _EPS)
+
+
+class ElasticConv(nn.Module):
+    """A conv with the widest weight (out_max, in_max, k_max, k_max) and a BatchNorm."""
+
+    def __init__(
+        self,
+        in_max: int,
+        out_max: int,
+        k_max: int,
+        key: str,
+        *,
+        depthwise: bool = False,
+        bn: bool = True,
+        init: str = "kaiming",
+    ) -> None:
+        super().__init__()
+        self.depthwise = depthwise
+        shape = (out_max, 1 if depthwise else in_max, k_max, k_max)
+        self.weight = nn.Parameter(torch.empty(shape))
+        if init == "geometric":  # SplitNets: fan = k^2 * sqrt(c_in * c_out)
+            std = math.sqrt(2.0 / (k_max * k_max * math.sqrt(in_max * out_max)))
+            nn.init.normal_(self.weight, 0.0, std)
+        else:
+            nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.bn = ElasticBN(out_max, f"{key}.bn") if bn else None
+
+    def kernel(self, cin: int, cout: int, k: int, groups: int) -> torch.Tensor:
+        w = self.weight
+        o = (w.shape[-1] - k) // 2
+        if self.depthwise:
+            return w[:cin, :, o : o + k, o : o + k]
+        return w[:cout, : cin // groups, o : o + k, o : o + k]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ctx: RunContext,
+        cout: int,
+        k: int,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool = True,
+    ) -> torch.Tensor:
+        cin = x.shape[1]
+        if self.depthwise:
+            cout, groups = cin, cin
+        if cin % groups or cout % groups:
+            raise ValueError(f"{cin}->{cout} channels not divisible by groups={groups}")
+        w = ctx.use(self.weight, self.kernel(cin, cout, k, groups))
+        pad: int | str = "same" if stride == 1 else k // 2
+        y = F.conv2d(x, w, None, stride, pad, 1, groups)
+        ctx.macs += w.numel() * y.shape[2] * y.shape[3] * x.shape[0]
+        if self.bn is not None:
+            y = self.bn(y, ctx)
+        return F.relu6(y) if act else y
+
+
+class ElasticLinear(nn.Module):
+    def __init__(self, in_max: int, out_max: int, *, bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_max, in_max))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = nn.Parameter(torch.zeros(out_max)) if bias else None
+
+    def forward(self, x: torch.Tensor, ctx: RunContext, cout: int) -> torch.Tensor:
+        w = ctx.use(self.weight, self.weight[:cout, : x.shape[1]])
+        ctx.macs += w.numel() * x.shape[0]
+        b = None if self.bias is None else ctx.use(self.bias, self.bias[:cout])
+        return F.linear(x, w, b)
+
+
+def hidden_channels(cin: int, op: OpSpec) -> int:
+    return max(1, round(cin * op.expansion))
+
+
+def expands(op: OpSpec) -> bool:
+    return op.expansion != 1 or op.always_expand
+
+
+class ElasticMBConv(nn.Module):
+    """Every MBConv choice of one layer: expansion by channel slicing of the widest hidden
+    width, kernel by centre crop of the largest, optional group conv and squeeze-excitation."""
+
+    def __init__(self, in_max: int, out_max: int, ops: list[OpSpec], key: str) -> None:
+        super().__init__()
+        k_max = max(op.kernel for op in ops)
+        hid_max = max([in_max] + [hidden_channels(in_max, op) for op in ops])
+        self.expand = (
+            ElasticConv(in_max, hid_max, 1, f"{key}.expand") if any(expands(op) for op in ops) else None
+        )
+        self.dw = ElasticConv(hid_max, hid_max, k_max, f"{key}.dw", depthwise=True)
+        se_max = max([max(1, int(in_max * op.se_ratio)) for op in ops if op.se_ratio > 0] or [0])
+        if se_max:
+            self.se_reduce = ElasticLinear(hid_max, se_max)
+            self.se_expand = ElasticLinear(se_max, hid_max)
+        self.project = ElasticConv(hid_max, out_max, 1, f"{key}.project")
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ctx: RunContext,
+        op: OpSpec,
+        cout: int,
+        stride: int,
+        tap: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        cin = x.shape[1]
+        residual = op.shortcut and stride == 1 and cin == cout and op.expansion >= 1
+        h = x
+        if expands(op):
+            assert self.expand is not None
+            h = self.expand(h, ctx, hidden_channels(cin, op), 1, groups=op.groups)
+        h = self.dw(h, ctx, h.shape[1], op.kernel, stride)
+        if op.se_ratio > 0:
+            se = max(1, int(cin * op.se_ratio))
+            s = h.mean(dim=(2, 3))
+            s = F.relu(self.se_reduce(s, ctx, se))
+            s = torch.sigmoid(self.se_expand(s, ctx, h.shape[1]))
+            h = h * s[:, :, None, None]
+        if tap is not None:  # NASC's extended blocks: the cut falls after the depthwise conv
+            h = tap(h)
+        y = self.project(h, ctx, cout, 1, groups=op.groups, act=False)
+        return y + x if residual else y
+
+
+class ElasticFire(nn.Module):
+    """SqueezeNet's fire module: 1x1 squeeze, then 1x1 and 3x3 expands concatenated."""
+
+    def __init__(self, in_max: int, out_max: int, op: OpSpec, key: str) -> None:
+        super().__init__()
+        sq_max = max(1, round(out_max * op.squeeze_ratio))
+        self.squeeze = ElasticConv(in_max, sq_max, 1, f"{key}.squeeze")
+        self.e1 = ElasticConv(sq_max, out_max // 2, 1, f"{key}.e1")
+        self.e3 = ElasticConv(sq_max, out_max - out_max // 2, 3, f"{key}.e3")
+
+    def forward(self, x: torch.Tensor, ctx: RunContext, op: OpSpec, cout: int, stride: int) -> torch.Tensor:
+        s = self.squeeze(x, ctx, max(1, round(cout * op.squeeze_ratio)), 1, stride)
+        return torch.cat([self.e1(s, ctx, cout // 2, 1), self.e3(s, ctx, cout - cout // 2, 3)], dim=1)
+
+
+def quantise(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Uniform fake quantisation to `bits` over each sample's [min, max], straight-through
+    gradient; 16 bits or more are sent as floats (identity)."""
+    if bits >= 16:
+        return x
+    levels = 2**bits - 1
+    flat = x.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
+    hi = flat.max(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
+    scale = (hi - lo).clamp_min(1e-8) / levels
+    q = torch.round((x - lo) / scale) * scale + lo
+    return x + (q - x).detach()
+
+
+def packet_loss(x: torch.Tensor, rate: float, generator: torch.Generator | None) -> torch.Tensor:
+    """NASC's packet-loss dropout: each sent element is lost (zeroed) with probability `rate`;
+    the receiver rescales the rest by 1 / (1 - rate), as dropout does."""
+    if rate <= 0.0:
+        return x
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= rate
+    return x * keep / (1.0 - rate)

@@ -1,0 +1,222 @@
+"""Supernet training (sandwich rule with in-place distillation, or uniform single path) and its
+checkpoints: resumable, atomic, content-addressed, verified on load.
+
+A checkpoint holds tensors and JSON text only, so it loads with `torch.load(weights_only=True)`;
+it records the content hash of (search space, cut domains, dataset, training settings) and a
+SHA-256 digest of its weights. A file that does not load, has another hash, or whose weights do
+not match their digest raises `CheckpointError`; it is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nasopt.candidate import Candidate
+from nasopt.data import Dataset
+from nasopt.errors import SpecError
+from nasopt.space import SearchSpace
+from nasopt.supernet._config import FORMAT, SupernetConfig
+from nasopt.supernet._net import Supernet
+from nasopt.supernet._ops import RunContext
+
+
+class CheckpointError(SpecError):
+    """A checkpoint that cannot be used: corrupted, for another configuration, or missing."""
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().contiguous().cpu()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, expected_hash: str, net: Supernet) -> dict[str, Any]:
+    """Load `path` into `net` after checking format, content hash and weight digest."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, garbage bytes, pickled objects, ...
+        raise CheckpointError(
+            f"corrupted checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+            "delete it or run `nasopt train-supernet STUDY --retrain`",
+            file=str(path),
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError("not a nasopt supernet checkpoint", file=str(path), allowed=FORMAT)
+    if payload.get("hash") != expected_hash:
+        raise CheckpointError(
+            "checkpoint was trained for another search space, dataset or training config "
+            f"(hash {str(payload.get('hash'))[:16]}, expected {expected_hash[:16]})",
+            file=str(path),
+        )
+    state = payload.get("model")
+    if not isinstance(state, dict) or weights_digest(state) != payload.get("digest"):
+        raise CheckpointError(
+            "corrupted checkpoint: weights do not match their digest; delete it or retrain", file=str(path)
+        )
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint does not fit the supernet: {str(exc).splitlines()[0][:160]}", file=str(path)
+        ) from None
+    return payload
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    trained: bool  # False: an existing checkpoint was reused
+    seconds: float
+    epochs: int
+    history: list[dict[str, float]]
+
+
+def _step_seed(seed: int, epoch: int, step: int) -> int:
+    return (seed * 1_000_003 + epoch * 10_007 + step) % (2**31)
+
+
+def _sample_subnets(space: SearchSpace, config: SupernetConfig, rng: random.Random) -> list[Candidate]:
+    if config.sampling == "uniform":
+        return [space.sample(rng)]
+    return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(config.random_subnets)]
+
+
+def train_supernet(
+    net: Supernet,
+    space: SearchSpace,
+    data: Dataset,
+    config: SupernetConfig,
+    path: Path,
+    content_hash: str,
+    *,
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train `net` (resuming from `path`'s partial checkpoint if one exists) and write the final
+    checkpoint to `path`. `stop_after_steps` interrupts training (tests of resumption)."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    partial = path.with_name(path.name.replace(".pt", ".partial.pt"))
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = len(data.train_y) // config.batch_size
+    if steps_per_epoch == 0:
+        raise SpecError(
+            f"batch size {config.batch_size} exceeds the {len(data.train_y)} training samples",
+            field="accuracy.batch_size",
+        )
+    total = steps_per_epoch * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + torch.cos(torch.tensor(torch.pi * min(s, total) / total)).item())
+    )
+    epoch = step = 0
+    history: list[dict[str, float]] = []
+    elapsed = 0.0
+    if partial.exists():
+        payload = load_checkpoint(partial, content_hash, net)
+        opt.load_state_dict(payload["optimizer"])
+        sched.load_state_dict(payload["scheduler"])
+        epoch, step = int(payload["epoch"]), int(payload["step"])
+        history = json.loads(payload["history"])
+        elapsed = float(payload["seconds"])
+
+    def snapshot(done: bool) -> dict[str, Any]:
+        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "hash": content_hash,
+            "model": state,
+            "digest": weights_digest(state),
+            "epoch": epoch,
+            "step": step,
+            "complete": done,
+            "seconds": elapsed + time.perf_counter() - t0,
+            "history": json.dumps(history),
+            "meta": json.dumps({"space": space.spec.name, "config": config.training_key()}),
+        }
+        if not done:
+            doc["optimizer"] = opt.state_dict()
+            doc["scheduler"] = sched.state_dict()
+        return doc
+
+    net.train()
+    steps_done = 0
+    while epoch < config.epochs:
+        gen = torch.Generator().manual_seed(_step_seed(config.seed, epoch, -1))
+        batches = data.batches(config.batch_size, gen, start=step)
+        bar = tqdm(
+            batches,
+            desc=f"supernet epoch {epoch + 1}/{config.epochs}",
+            unit="step",
+            initial=step,
+            total=steps_per_epoch,
+            disable=not progress,
+            leave=True,
+        )
+        loss_sum = correct = seen = 0.0
+        epoch_steps = 0
+        for x, y in bar:
+            seed = _step_seed(config.seed, epoch, step)
+            torch.manual_seed(seed)
+            rng = random.Random(seed)
+            opt.zero_grad(set_to_none=True)
+            teacher: torch.Tensor | None = None
+            step_loss = 0.0
+            for k, cand in enumerate(_sample_subnets(space, config, rng)):
+                ctx = RunContext(loss_rate=rng.choice(config.loss_rates))
+                logits = net(x, cand, ctx)
+                if teacher is None or config.sampling == "uniform":
+                    loss = F.cross_entropy(logits, y)
+                    if k == 0:
+                        teacher = logits.detach()
+                        correct += (logits.argmax(1) == y).sum().item()
+                        seen += len(y)
+                else:  # in-place distillation from the largest subnet (BigNAS / OFA)
+                    loss = F.kl_div(F.log_softmax(logits, 1), F.softmax(teacher, 1), reduction="batchmean")
+                loss.backward()
+                step_loss += loss.item()
+            opt.step()
+            sched.step()
+            step += 1
+            steps_done += 1
+            epoch_steps += 1
+            loss_sum += step_loss
+            bar.set_postfix(loss=f"{step_loss:.3f}", acc=f"{correct / max(seen, 1):.3f}")
+            if step % config.checkpoint_every == 0:
+                save_checkpoint(partial, snapshot(False))
+            if stop_after_steps is not None and steps_done >= stop_after_steps:
+                bar.close()
+                save_checkpoint(partial, snapshot(False))
+                return TrainResult(partial, True, time.perf_counter() - t0, epoch, history)
+        bar.close()
+        n = max(epoch_steps, 1)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / n, "train_acc": correct / max(seen, 1)})
+        epoch += 1
+        step = 0
+        if epoch < config.epochs:
+            save_checkpoint(partial, snapshot(False))
+    save_checkpoint(path, snapshot(True))
+    partial.unlink(missing_ok=True)
+    return TrainResult(path, True, elapsed + time.perf_counter() - t0, config.epochs, history)

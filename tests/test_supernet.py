@@ -1,0 +1,306 @@
+"""Supernet: every preset builds and runs, subnet MACs equal the analytic MACs, weights are
+shared, checkpoints round-trip and broken ones are refused, training learns, packet loss and
+quantisation act on the sent feature, and the data loaders read their formats."""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nasopt.errors import SpecError
+from nasopt.space import SearchSpace
+from nasopt.specs import SearchSpaceSpec, load_objective, parse_spec, preset_dirs
+from nasopt.supernet import (
+    CheckpointError,
+    RunContext,
+    Supernet,
+    SupernetAccuracy,
+    SupernetConfig,
+    packet_loss,
+    quantise,
+)
+from nasopt.system import build_system
+from tests.conftest import space_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = sorted(p.stem for p in (ROOT / "search_spaces").glob("*.toml"))
+
+
+def small_variant(name: str) -> SearchSpaceSpec:
+    """The preset on a 16x16 input (MACs are compared at that size) with multi-view fusion restricted
+    to late points (early fusion multiplies the aggregator's input by the views: 580 M params)."""
+    data = tomllib.loads((ROOT / "search_spaces" / f"{name}.toml").read_text())
+    data["input"] = {**data["input"], "height": 16, "width": 16}
+    if "fusion" in data:
+        data["fusion"] = {**data["fusion"], "views": 2, "points": [27, 37]}
+    return parse_spec(SearchSpaceSpec, data, name)
+
+
+def _input(spec: SearchSpaceSpec, cand: object, n: int = 2) -> torch.Tensor:
+    shape = (n, spec.input.channels, spec.input.height, spec.input.width)
+    if cand.fuse_after is not None:  # type: ignore[attr-defined]
+        shape = (n, spec.fusion.views, *shape[1:])  # type: ignore[union-attr]
+    return torch.randn(shape)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_builds_runs_and_macs_match(name: str) -> None:
+    spec = small_variant(name)
+    torch.manual_seed(0)
+    net = Supernet(spec)
+    cuts = 1 if spec.fusion is not None else 2
+    space = SearchSpace(spec, cuts=cuts)
+    rng = random.Random(1)
+    for cand in [space.largest(), space.smallest(), space.sample(rng)]:
+        x = _input(spec, cand, n=1)
+        ctx = RunContext()
+        with torch.no_grad():
+            logits = net(x, cand, ctx)
+        assert logits.shape == (1, spec.num_classes)
+        assert torch.isfinite(logits).all()
+        assert ctx.macs == space.network(cand).macs
+
+
+def test_mesh_space_parallel_stage_with_mesh_system() -> None:
+    spec = parse_spec(
+        SearchSpaceSpec, tomllib.loads((ROOT / "tests/fixtures/mesh_space.toml").read_text()), "m"
+    )
+    system = build_system(load_objective(str(ROOT / "tests/fixtures/mesh_obj.toml")))
+    space = SearchSpace(spec, system)
+    net = Supernet(spec)
+    rng = random.Random(2)
+    for _ in range(6):
+        cand = space.sample(rng)
+        assert net.subnet_macs(cand) == space.network(cand).macs
+
+
+def test_split_tap_and_bottleneck_macs() -> None:
+    spec = space_spec(bottleneck={"widths": ["none", 4, 8], "bits": [4, 8]})
+    space = SearchSpace(spec, cuts=2)
+    net = Supernet(spec)
+    rng = random.Random(3)
+    for _ in range(30):
+        cand = space.sample(rng)
+        assert net.subnet_macs(cand) == space.network(cand).macs
+
+
+def test_subnet_parameters_are_views_of_the_supernet() -> None:
+    spec = space_spec()
+    net = Supernet(spec)
+    space = SearchSpace(spec, cuts=1)
+    cand = space.sample(random.Random(4))
+    params = dict(net.named_parameters())
+    used = net.subnet_parameters(cand)
+    assert used
+    for name, view in used.items():
+        base = params[name]
+        assert view.untyped_storage().data_ptr() == base.untyped_storage().data_ptr()
+        assert view.numel() <= base.numel()
+    name, view = next(iter(used.items()))
+    with torch.no_grad():
+        params[name].add_(1.0)
+    assert torch.equal(view, net.subnet_parameters(cand)[name])
+
+
+def test_packet_loss_and_quantisation_of_the_sent_feature() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(4, 8, 6, 6) + 0.1
+    g = torch.Generator().manual_seed(0)
+    y = packet_loss(x, 0.3, g)
+    lost = (y == 0).float().mean().item()
+    assert 0.22 < lost < 0.38
+    kept = y != 0
+    assert torch.allclose(y[kept], x[kept] / 0.7)
+    assert torch.equal(packet_loss(x, 0.0, g), x)
+    q = quantise(x, 2)
+    for i in range(4):
+        assert len(torch.unique(q[i].round(decimals=4))) <= 4
+    assert torch.equal(quantise(x, 32), x)
+    assert (quantise(x, 8) - x).abs().max() <= (x.max() - x.min()) / 255
+    # at the split of a real subnet: the sent feature is quantised to the candidate's bits
+    spec = space_spec(bottleneck={"widths": [4], "bits": [2]})
+    space = SearchSpace(spec, cuts=1)
+    net = Supernet(spec)
+    cand = space.candidate({**{p.name: p.choices[0] for p in space.params()}, "split.after": 2})
+    ctx = RunContext(keep_sent=True, loss_rate=0.5, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net(torch.randn(3, 3, 16, 16), cand, ctx)
+    (sent,) = ctx.sent
+    assert sent.shape[1] == 4
+    assert (sent == 0).float().mean() > 0.3
+    for i in range(3):
+        assert len(torch.unique(sent[i].round(decimals=4))) <= 4 + 1  # 2-bit levels, plus the lost zeros
+
+
+def _config(tmp_path: Path, **kw: object) -> dict:
+    base = {
+        "estimator": "supernet",
+        "dataset": "digits",
+        "limit": 320,
+        "epochs": 1,
+        "batch_size": 32,
+        "checkpoint_dir": str(tmp_path / "ck"),
+        "checkpoint_every": 3,
+        "val_samples": 64,
+    }
+    return {**base, **kw}
+
+
+def tiny_space() -> SearchSpace:
+    spec = space_spec(input={"channels": 3, "height": 16, "width": 16})
+    return SearchSpace(spec, cuts=1)
+
+
+def test_training_reduces_loss_and_checkpoint_round_trip(tmp_path: Path) -> None:
+    space = tiny_space()
+    est = SupernetAccuracy(space, _config(tmp_path, epochs=3, sampling="sandwich", random_subnets=1))
+    result = est.ensure_trained(progress=False)
+    assert result.trained and result.path.is_file()
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    payload = torch.load(result.path, weights_only=True)
+    assert payload["hash"] == est.hash
+    cand = space.sample(random.Random(5))
+    acc = est.evaluate(cand)
+    assert 0.0 <= acc <= 1.0
+    again = SupernetAccuracy(space, _config(tmp_path, epochs=3, sampling="sandwich", random_subnets=1))
+    reuse = again.ensure_trained(progress=False)
+    assert not reuse.trained
+    assert again.evaluate(cand) == acc  # same weights, same calibration, same split
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    space = tiny_space()
+    full = SupernetAccuracy(space, _config(tmp_path / "a", sampling="uniform"))
+    full.ensure_trained(progress=False)
+    from nasopt.supernet._train import train_supernet
+
+    part = SupernetAccuracy(space, _config(tmp_path / "b", sampling="uniform"))
+    net = part.build()
+    r = train_supernet(
+        net, space, part.data, part.config, part.path, part.hash, progress=False, stop_after_steps=4
+    )
+    assert r.path.name.endswith(".partial.pt") and not part.path.exists()
+    resumed = SupernetAccuracy(space, _config(tmp_path / "b", sampling="uniform"))
+    resumed.ensure_trained(progress=False)
+    a = torch.load(full.path, weights_only=True)["model"]
+    b = torch.load(resumed.path, weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_corrupted_or_mismatched_checkpoint_is_refused(tmp_path: Path) -> None:
+    space = tiny_space()
+    est = SupernetAccuracy(space, _config(tmp_path, limit=96))
+    est.ensure_trained(progress=False)
+    good = est.path.read_bytes()
+    est.path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="corrupted"):
+        SupernetAccuracy(space, _config(tmp_path, limit=96)).ensure_trained(progress=False)
+    # a flipped weight: loads, but the digest no longer matches
+    payload = torch.load(io_bytes(good), weights_only=True)
+    key = next(iter(payload["model"]))
+    payload["model"][key].view(-1)[0] += 1.0
+    torch.save(payload, est.path)
+    with pytest.raises(CheckpointError, match="digest"):
+        SupernetAccuracy(space, _config(tmp_path, limit=96)).evaluate(space.smallest())
+    # another configuration's checkpoint under this name
+    payload["hash"] = "0" * 64
+    torch.save(payload, est.path)
+    with pytest.raises(CheckpointError, match="another"):
+        SupernetAccuracy(space, _config(tmp_path, limit=96)).ensure_trained(progress=False)
+
+
+def io_bytes(data: bytes) -> object:
+    import io
+
+    return io.BytesIO(data)
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(SpecError, match=r"accuracy\.sampling"):
+        SupernetConfig.from_options({"sampling": "greedy"})
+    with pytest.raises(SpecError, match=r"accuracy\.epoch"):
+        SupernetConfig.from_options({"epoch": 3})
+    with pytest.raises(SpecError, match=r"accuracy\.loss_rates"):
+        SupernetConfig.from_options({"loss_rates": [0.2, 1.5]})
+
+
+def test_quickstart_supernet_study_uses_the_supernet() -> None:
+    from nasopt.objective import NasObjective
+    from nasopt.study import resolve
+
+    r = resolve(str(ROOT / "studies/quickstart-supernet.toml"))
+    obj = NasObjective(r.study, r.space, r.objective)  # lazy: nothing is trained or loaded here
+    assert obj.estimator.name == "supernet"
+    assert preset_dirs("space")
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_digits_and_shapes() -> None:
+    from nasopt.data import load_dataset, shapes
+
+    d = load_dataset({"dataset": "digits"}, channels=3, height=32, width=32)
+    assert d.train_x.shape[1:] == (3, 32, 32) and len(d.val_y) > 300
+    assert d.augment
+    x, y, k = shapes(20, views=3, size=16, seed=0)
+    x2, _, _ = shapes(20, views=3, size=16, seed=0)
+    assert k >= 10 and x.shape == (20, 3, 1, 16, 16) and torch.equal(x, x2)
+    assert set(y.tolist()) == set(range(10))
+    assert (x.flatten(1).amax(1) > 0).all()  # every object is visible
+    mv = load_dataset({"dataset": "shapes", "samples": 40}, channels=3, height=16, width=16, views=3)
+    assert mv.train_x.shape[1:] == (3, 3, 16, 16)
+
+
+def test_cifar_binary(tmp_path: Path) -> None:
+    from nasopt.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    for name, n in (("data_batch_1.bin", 5), ("data_batch_2.bin", 3), ("test_batch.bin", 4)):
+        rec = np.zeros((n, 3073), dtype=np.uint8)
+        rec[:, 0] = rng.integers(0, 10, n)
+        rec[:, 1:] = rng.integers(0, 256, (n, 3072))
+        rec.tofile(tmp_path / name)
+    d = load_dataset({"dataset": "cifar10", "path": str(tmp_path)}, channels=3, height=32, width=32)
+    assert d.train_x.shape == (8, 3, 32, 32) and d.val_x.shape == (4, 3, 32, 32)
+    raw = np.fromfile(tmp_path / "data_batch_1.bin", dtype=np.uint8).reshape(5, 3073)
+    assert d.train_y[0] == raw[0, 0]
+    assert torch.allclose(d.train_x[0, 0, 0, :3], torch.tensor(raw[0, 1:4] / 255.0, dtype=torch.float32))
+    c100 = tmp_path / "c100"
+    c100.mkdir()
+    for name, n in (("train.bin", 6), ("test.bin", 2)):
+        rec = np.zeros((n, 3074), dtype=np.uint8)
+        rec[:, 0], rec[:, 1] = 3, 77
+        rec.tofile(c100 / name)
+    d = load_dataset({"dataset": "cifar100", "path": str(c100)}, channels=3, height=32, width=32)
+    assert d.num_classes == 100 and (d.train_y == 77).all()
+
+
+def test_npz_and_image_folder(tmp_path: Path) -> None:
+    from nasopt.data import load_dataset
+
+    x = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(10) % 3)
+    d = load_dataset({"dataset": "npz", "path": str(tmp_path / "d.npz")}, channels=3, height=8, width=8)
+    assert d.num_classes == 3 and len(d.train_y) + len(d.val_y) == 10
+    root = tmp_path / "imgs"
+    for k, cls in enumerate(("cat", "dog")):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            pix = np.full((4, 5), 40 * k + i, dtype=np.uint8)
+            (root / cls / f"{i}.pgm").write_bytes(b"P5\n# c\n5 4\n255\n" + pix.tobytes())
+        rgb = np.full((4, 5, 3), 200, dtype=np.uint8)
+        (root / cls / "c.ppm").write_bytes(b"P6 5 4 255\n" + rgb.tobytes())
+    from nasopt.data import image_folder
+
+    xs, ys, k = image_folder(root)
+    assert k == 2 and xs.shape == (8, 1, 4, 5) and ys.tolist() == [0] * 4 + [1] * 4
+    assert xs[1, 0, 0, 0] == pytest.approx(1 / 255)
+    with pytest.raises(SpecError, match=r"accuracy\.path"):
+        load_dataset({"dataset": "folder", "path": str(tmp_path / "none")}, channels=3, height=8, width=8)
