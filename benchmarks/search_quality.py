@@ -338,7 +338,42 @@ def report(
             dis = statistics.median(r["distinct"] for r in rs)
             lines.append(f"| {s} | " + " | ".join(cells) + f" | {sec:.1f} | {inf:g} | {dis:g} |")
         lines.append("")
+    lines += verdict(info, results, samplers)
     return "\n".join(lines) + "\n"
+
+
+def verdict(info: dict, results: list[dict], samplers: list[str]) -> list[str]:
+    """The issue's targets checked on the medians: >= 0.95 by the last budget, and no worse than
+    NSGA-II at any budget; every loss is listed."""
+
+    def median(problem: str, sampler: str, budget: int) -> float | None:
+        vals = [r["hv"][budget] for r in results if r["problem"] == problem and r["sampler"] == sampler]
+        return statistics.median(vals) if vals else None
+
+    lines = ["## Verdict (medians)", ""]
+    last = BUDGETS[-1]
+    for s in samplers:
+        if s == "nsga2":
+            continue
+        for problem in info:
+            final = median(problem, s, last)
+            if final is None:
+                continue
+            losses = [
+                f"{b} trials ({median(problem, s, b):.3f} < {median(problem, 'nsga2', b):.3f})"
+                for b in BUDGETS
+                if median(problem, "nsga2", b) is not None
+                and median(problem, s, b) < median(problem, "nsga2", b)
+            ]
+            target = "meets" if final >= 0.95 else "MISSES"
+            vs = (
+                "no worse than NSGA-II at every budget"
+                if not losses
+                else "loses to NSGA-II at " + ", ".join(losses)
+            )
+            lines.append(f"- {s} on {problem}: {target} 0.95 by {last} trials ({final:.3f}); {vs}.")
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":
