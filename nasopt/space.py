@@ -232,21 +232,14 @@ class SearchSpace:
         n_cuts = 1 if self._fuse is not None else sum(len(names) for names, _ in self._cut_groups)
         if len(candidate.cuts) != n_cuts:
             raise SpecError(f"candidate needs {n_cuts} cut(s)", field="cuts", value=list(candidate.cuts))
-        for layer, op in zip(layers, candidate.ops, strict=True):
-            if op not in layer.choices:
+        checks = [
+            (f"{layer.name}.op", op, layer.choices) for layer, op in zip(layers, candidate.ops, strict=True)
+        ]
+        checks += [(f"{st.name}.width", w, st.widths) for st, w in zip(stages, candidate.widths, strict=True)]
+        for field, value, allowed in checks:
+            if value not in allowed:
                 raise SpecError(
-                    "op not among the layer's choices",
-                    field=f"{layer.name}.op",
-                    value=op,
-                    allowed=list(layer.choices),
-                )
-        for stage, width in zip(stages, candidate.widths, strict=True):
-            if width not in stage.widths:
-                raise SpecError(
-                    "width not among the stage's widths",
-                    field=f"{stage.name}.width",
-                    value=width,
-                    allowed=list(stage.widths),
+                    "value not among the choices", field=field, value=value, allowed=list(allowed)
                 )
         if self._fuse is not None and candidate.cuts != (candidate.fuse_after,):
             raise SpecError(
