@@ -19,7 +19,7 @@ from nasopt.network import LayerCost
 from nasopt.specs import ComputeSpec, ObjectiveSpec
 
 _TIME_UNITS_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
-HWNASBENCH_FILE = Path(__file__).parent / "data" / "hwnasbench_fbnet.json"
+HWNASBENCH_FILE = Path(__file__).parent / "tables" / "hwnasbench_fbnet.json"
 
 
 class ComputeModel:
