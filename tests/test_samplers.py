@@ -187,3 +187,33 @@ def test_make_sampler_names_and_bad_options() -> None:
         make_sampler(SamplerSpec(name="evolution", options={"population": 3}))
     with pytest.raises(SpecError, match="unknown sampler"):
         make_sampler(SamplerSpec(name="cmaes"))
+
+
+@pytest.mark.parametrize("name", ["asng", "evolution"])
+def test_two_worker_processes_on_sqlite_run_one_sequence(name: str, tmp_path: Path) -> None:
+    """`nasopt run --workers 2` with a nasopt sampler: every trial is finished, the state replayed
+    from the storage is consistent with what each trial recorded, and no update is counted twice."""
+    from tests.services import check_ok, nasopt, write_tiny_study
+
+    study_file = write_tiny_study(tmp_path, n_trials=16, sampler=name)
+    check_ok(
+        nasopt(
+            "run",
+            str(study_file),
+            "--storage",
+            "sqlite:///w.db",
+            "--workers",
+            "2",
+            "--no-progress",
+            cwd=tmp_path,
+        )
+    )
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'w.db'}")
+    states = [t.state for t in study.trials]
+    assert len(states) == 16 and all(s == optuna.trial.TrialState.COMPLETE for s in states)
+    if name == "asng":
+        replay = ASNGSampler(seed=0).state(study)
+        versions = [t.system_attrs.get(VERSION_ATTR, 0) for t in study.trials]
+        assert replay.t <= len(study.trials) // 2  # λ = 2 trials per update, none reused
+        assert max(versions) <= replay.t
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) > 1
