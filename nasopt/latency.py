@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from nasopt.errors import SpecError
 from nasopt.network import Network
-from nasopt.system import System
+from nasopt.system import Link, System
 
 
 @dataclass
@@ -109,7 +109,9 @@ class _Acc:
         return t
 
     def send(self, src: str, dst: str, payload_bytes: float) -> float:
-        link = self.sys.link(src, dst)
+        return self.send_over(self.sys.link(src, dst), payload_bytes)
+
+    def send_over(self, link: Link, payload_bytes: float) -> float:
         t = link.transfer_time_s(payload_bytes)
         self.transfer_s[link.name] = self.transfer_s.get(link.name, 0.0) + t
         self.sent[link.name] = self.sent.get(link.name, 0.0) + payload_bytes
@@ -146,17 +148,20 @@ def _check_cuts(network: Network, expected: int, system: System) -> None:
 
 
 def _evaluate_chain(network: Network, system: System) -> Evaluation:
-    _check_cuts(network, len(system.chain) - 1, system)
+    chain = system.chain
+    _check_cuts(network, len(chain) - 1, system)
     acc = _Acc(network, system)
     total = 0.0
-    segments = _segments(network.cut_after, len(network.layers))
-    for m, device in enumerate(system.chain):
-        start, end = segments[m]
-        received = _payload_bytes(network, m - 1) if m > 0 else 0.0
-        sent = _payload_bytes(network, m) if m < len(system.chain) - 1 else 0.0
-        total += acc.run(device, start, end, max(received, sent))
-        if m < len(system.chain) - 1:
-            total += acc.send(device, system.chain[m + 1], _payload_bytes(network, m))
+    payloads = [e * b / 8.0 for e, b in zip(network.sent_elems, network.sent_bits, strict=True)]
+    payloads.append(0.0)  # the last device sends nothing on
+    links = system.chain_links
+    received = 0.0
+    for m, (start, end) in enumerate(_segments(network.cut_after, len(network.layers))):
+        sent = payloads[m]
+        total += acc.run(chain[m], start, end, received if received > sent else sent)
+        if m < len(links):
+            total += acc.send_over(links[m], sent)
+        received = sent
     return acc.result(total)
 
 

@@ -182,6 +182,8 @@ class System:
     def __post_init__(self) -> None:
         self._by_pair = {(link.src, link.dst): link for link in self.links.values()}
         self.memory_caps = {name: dev.memory_bytes for name, dev in self.devices.items()}
+        pairs = zip(self.chain, self.chain[1:], strict=False)
+        self.chain_links = [self._by_pair[p] for p in pairs] if self.kind == "chain" else []
 
     @property
     def cut_count(self) -> int:
