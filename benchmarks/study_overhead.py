@@ -5,7 +5,7 @@ Optuna suggests exactly nasopt's distributions and returns a cheap function of t
 adds the analytic evaluation, the constraint list and the dashboard user attrs.
 
 Run:  python benchmarks/study_overhead.py [--study quickstart] [--trials 200]
-          [--storages memory,sqlite,journal] [--markdown benchmarks/study_overhead.md]
+          [--storages memory,sqlite,journal] [--repeats 3] [--markdown benchmarks/study_overhead.md]
 Target (issue: studies): nasopt's cost per trial <= 1.3x bare Optuna's.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from analytic import machine
 def _storage(kind: str, folder: Path, tag: str) -> optuna.storages.BaseStorage | None:
     if kind == "memory":
         return None
+    folder.mkdir(parents=True, exist_ok=True)
     if kind == "sqlite":
         return open_storage(f"sqlite:///{folder / tag}.db")
     return open_storage(f"journal:{folder / tag}.log")
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", default="quickstart")
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--storages", default="memory,sqlite,journal")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side; medians are reported")
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -82,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="nasopt-bench-"))
     try:
         for kind in args.storages.split(","):
-            bare = run_bare(objective, sampler, kind, folder, args.trials)
-            ours = run_nasopt(objective, sampler, kind, folder, args.trials)
+            bares, oursl = [], []
+            for r in range(args.repeats):  # alternate the two sides: the machine's speed drifts
+                bares.append(run_bare(objective, sampler, kind, folder / f"{r}", args.trials))
+                oursl.append(run_nasopt(objective, sampler, kind, folder / f"{r}", args.trials))
+            bare, ours = statistics.median(bares), statistics.median(oursl)
             rows.append((kind, bare, ours, bare / ours))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Study `{args.study}` (space `{resolved.space.name}`, objective `{resolved.objective.name}`,"
         f" sampler `{sampler.name}`, {len(objective.space.params())} parameters), {args.trials} trials per"
-        " run, one process. Cost ratio = nasopt's seconds per trial / bare Optuna's.",
+        f" run, one process, median of {args.repeats} alternating runs per side."
+        " Cost ratio = nasopt's seconds per trial / bare Optuna's.",
         "",
         "| storage | bare Optuna trials/s | nasopt trials/s | cost ratio |",
         "|---|---:|---:|---:|",

@@ -167,16 +167,7 @@ def write_trial_attrs(
 
     backend = storage._backend if isinstance(storage, _CachedStorage) else storage
     if isinstance(backend, RDBStorage):
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        with _create_scoped_session(backend.scoped_session, True) as session:
-            for model, attrs in (
-                (models.TrialUserAttributeModel, user_attrs),
-                (models.TrialSystemAttributeModel, system_attrs),
-            ):
-                for key, value in attrs.items():
-                    backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        _write_rdb_attrs(backend, trial_id, user_attrs, system_attrs)
         return
     if isinstance(backend, JournalStorage):
         from optuna.storages.journal._storage import JournalOperation
@@ -207,3 +198,47 @@ def write_trial_attrs(
         storage.set_trial_user_attr(trial_id, key, value)
     for key, value in system_attrs.items():
         storage.set_trial_system_attr(trial_id, key, value)
+
+
+def _write_rdb_attrs(
+    backend: RDBStorage, trial_id: int, user_attrs: dict[str, Any], system_attrs: dict[str, Any]
+) -> None:
+    """One transaction: the trial is checked once, then one multi-row upsert per attribute table
+    (Optuna's own per-attribute path re-reads the trial for every attribute)."""
+    import json
+    import sqlite3
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy.dialects import mysql, postgresql
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    dialect = backend.engine.name
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, trial.state)
+        for model, attrs in (
+            (models.TrialUserAttributeModel, user_attrs),
+            (models.TrialSystemAttributeModel, system_attrs),
+        ):
+            if not attrs:
+                continue
+            rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+            if dialect == "mysql":
+                insert = mysql.insert(model).values(rows)
+                session.execute(insert.on_duplicate_key_update(value_json=insert.inserted.value_json))
+            elif dialect == "postgresql" or (
+                dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0)
+            ):
+                insert = (
+                    (postgresql if dialect == "postgresql" else sqlite_dialect).insert(model).values(rows)
+                )
+                session.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[model.trial_id, model.key],
+                        set_={"value_json": insert.excluded.value_json},
+                    )
+                )
+            else:
+                for key, value in attrs.items():
+                    backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
