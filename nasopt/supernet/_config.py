@@ -22,7 +22,9 @@ class SupernetConfig:
     dataset/path/limit/val_fraction/samples select the data (see `nasopt.data`); `sampling`:
     "sandwich" (largest, smallest and `random_subnets` random subnets per step, the others
     distilled in place from the largest) or "uniform" (one random subnet per step); `loss_rates`:
-    packet-loss dropout rates drawn from during training (NASC); `calibration_batches`: training
+    packet-loss dropout rates drawn from during training (NASC), after `loss_warmup_epochs` epochs
+    without loss; `warmup_epochs`: linear learning-rate warm-up before the cosine decay;
+    `label_smoothing`: of the cross-entropy on the labels; `calibration_batches`: training
     batches used to recalibrate BatchNorm per candidate; `val_samples`: validation samples scored
     per candidate (0: all); `max_params`: refuse supernets larger than this.
     """
@@ -39,6 +41,9 @@ class SupernetConfig:
     sampling: str = "sandwich"
     random_subnets: int = 2
     loss_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    warmup_epochs: float = 0.0
+    loss_warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
     seed: int = 0
     checkpoint_dir: str = ".nasopt/checkpoints"
     checkpoint_every: int = 20
@@ -80,12 +85,17 @@ class SupernetConfig:
                         value=v,
                         allowed=f">= {minimum.get(key, 0)}",
                     )
-        for key in ("lr", "weight_decay", "val_fraction"):
+        for key in ("lr", "weight_decay", "val_fraction", "warmup_epochs", "loss_warmup_epochs"):
             if key in opts:
                 v = opts[key]
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                     raise SpecError("must be a non-negative number", field=f"accuracy.{key}", value=v)
                 opts[key] = float(v)
+        if "label_smoothing" in opts:
+            v = opts["label_smoothing"]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
+                raise SpecError("must be in [0, 1)", field="accuracy.label_smoothing", value=v)
+            opts["label_smoothing"] = float(v)
         if "val_fraction" in opts and not 0 < opts["val_fraction"] < 1:
             raise SpecError("must be in (0, 1)", field="accuracy.val_fraction", value=opts["val_fraction"])
         if "loss_rates" in opts:

@@ -8,6 +8,7 @@ expected accuracy per validation image). Results are cached per (candidate, loss
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +22,19 @@ from nasopt.supernet._config import SupernetConfig, content_hash
 from nasopt.supernet._net import Supernet
 from nasopt.supernet._ops import RunContext
 from nasopt.supernet._train import CheckpointError, TrainResult, load_checkpoint, train_supernet
+
+
+def use_available_cores() -> None:
+    """One intra-op thread per core this process may run on (containers often allow fewer
+    than the machine has), unless OMP_NUM_THREADS says otherwise."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 class SupernetAccuracy:
@@ -54,6 +68,7 @@ class SupernetAccuracy:
 
     def build(self) -> Supernet:
         if self._net is None:
+            use_available_cores()
             with torch.device("meta"):
                 n = sum(p.numel() for p in Supernet(self.space.spec).parameters())
             if n > self.config.max_params:

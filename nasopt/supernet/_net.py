@@ -265,6 +265,8 @@ class Supernet(nn.Module):
         def fuse(h: torch.Tensor) -> torch.Tensor:
             return h.reshape(batch, -1, h.shape[2], h.shape[3])  # View-Fuse: concat the views
 
+        if x.dim() == 4:  # oneDNN's convolutions, depthwise above all, are faster channels-last
+            x = x.contiguous(memory_format=torch.channels_last)
         if first_cut == -1:
             x = send(-1, "input", x)
         i = 0

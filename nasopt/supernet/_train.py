@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import time
@@ -128,9 +129,15 @@ def train_supernet(
             field="accuracy.batch_size",
         )
     total = steps_per_epoch * config.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + torch.cos(torch.tensor(torch.pi * min(s, total) / total)).item())
-    )
+    warm = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+    quiet = round(config.loss_warmup_epochs * steps_per_epoch)  # steps without packet loss
+
+    def lr_factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / (warm + 1)
+        return 0.5 * (1 + math.cos(math.pi * min(s - warm, total - warm) / (total - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     epoch = step = 0
     history: list[dict[str, float]] = []
     elapsed = 0.0
@@ -184,11 +191,13 @@ def train_supernet(
             opt.zero_grad(set_to_none=True)
             teacher: torch.Tensor | None = None
             step_loss = 0.0
+            global_step = epoch * steps_per_epoch + step
             for k, cand in enumerate(_sample_subnets(space, config, rng)):
-                ctx = RunContext(loss_rate=rng.choice(config.loss_rates))
+                rate = rng.choice(config.loss_rates)
+                ctx = RunContext(loss_rate=rate if global_step >= quiet else 0.0)
                 logits = net(x, cand, ctx)
                 if teacher is None or config.sampling == "uniform":
-                    loss = F.cross_entropy(logits, y)
+                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
                     if k == 0:
                         teacher = logits.detach()
                         correct += (logits.argmax(1) == y).sum().item()
