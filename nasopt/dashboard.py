@@ -554,16 +554,30 @@ class StripLayer:
     device: str
 
 
+_SPACES: dict[str, Any] = {}
+
+
+def _space_of(resolved: ResolvedStudy) -> Any:
+    """The study's SearchSpace on its system, built once per spec (no accuracy estimator: the
+    strip only needs analytic costs, and a supernet estimator would load torch)."""
+    from nasopt.space import SearchSpace
+    from nasopt.system import build_system
+
+    key = resolved.fingerprint
+    if key not in _SPACES:
+        _SPACES[key] = SearchSpace(resolved.space, build_system(resolved.objective))
+    return _SPACES[key]
+
+
 def arch_layers(resolved: ResolvedStudy, trial: FrozenTrial) -> tuple[list[StripLayer], Any, Any]:
     """The trial's network layer by layer, with its device, plus the network and evaluation."""
     from nasopt.latency import evaluate
-    from nasopt.objective import NasObjective
 
-    objective = NasObjective(resolved.study, resolved.space, resolved.objective)
+    space = _space_of(resolved)
     candidate = Candidate.from_dict(trial.user_attrs["candidate"])
-    network = objective.space.network(candidate)
-    ev = evaluate(network, objective.system)
-    ops = objective.space.macro.ops
+    network = space.network(candidate)
+    ev = evaluate(network, space.system)
+    ops = space.macro.ops
     out = []
     for i, (layer, device) in enumerate(zip(network.layers, ev.placement, strict=True)):
         spec = ops.get(layer.op)
