@@ -125,32 +125,30 @@ def sweep_from_study(
     With `reevaluate`, each stored candidate is re-scored under `resolved` (e.g. after
     `--set objective.links.X.bandwidth_bps=...`); otherwise the stored attributes are used."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    points = []
-    for value in values:
-        target = with_threshold(resolved, key, value)
-        objective = NasObjective(target.study, target.space, target.objective) if reevaluate else None
-        rows = []
+    # per trial, once: (number, accuracy, latency_ms, the swept metric, other constraints met)
+    scored: list[tuple[int, float, float, float, bool]] = []
+    if reevaluate:
+        target = with_threshold(resolved, key, values[0])
+        objective = NasObjective(target.study, target.space, target.objective)
         for t in complete:
-            if objective is not None:
-                result = objective.evaluate(Candidate.from_dict(t.user_attrs["candidate"]))
-                feasible = all(v <= 0 for v in result.constraints)
-                rows.append((t.number, result.accuracy, result.metrics["latency_ms"], feasible))
-                continue
+            result = objective.evaluate(Candidate.from_dict(t.user_attrs["candidate"]))
             others_ok = all(
                 v <= 0
-                for name, v in t.user_attrs.items()
-                if name.startswith("violation:") and name != f"violation:{key}"
+                for name, v in zip(objective.constraint_names, result.constraints, strict=True)
+                if name != key
             )
-            meets = float(t.user_attrs[key]) <= value
-            rows.append(
-                (
-                    t.number,
-                    float(t.user_attrs["accuracy"]),
-                    float(t.user_attrs["latency_ms"]),
-                    meets and others_ok,
-                )
+            m = result.metrics
+            scored.append((t.number, result.accuracy, m["latency_ms"], m[key], others_ok))
+    else:
+        for t in complete:
+            a = t.user_attrs
+            others_ok = all(
+                v <= 0 for n, v in a.items() if n.startswith("violation:") and n != f"violation:{key}"
             )
-        best = best_feasible(rows)
+            scored.append((t.number, float(a["accuracy"]), float(a["latency_ms"]), float(a[key]), others_ok))
+    points = []
+    for value in values:
+        best = best_feasible([(n, acc, lat, ok and metric <= value) for n, acc, lat, metric, ok in scored])
         if best is None:
             points.append(SweepPoint(value, None, None, None, len(complete), study.study_name))
         else:
