@@ -4,7 +4,7 @@ Both sides use the same sampler (seeded), the same storage kind and the same par
 Optuna suggests exactly nasopt's distributions and returns a cheap function of them); nasopt
 adds the analytic evaluation, the constraint list and the dashboard user attrs.
 
-Run:  python benchmarks/study_overhead.py [--study quickstart] [--trials 200]
+Run:  python benchmarks/study_overhead.py [--study quickstart-proxy] [--trials 200]
           [--storages memory,sqlite,journal] [--repeats 3] [--markdown benchmarks/study_overhead.md]
 Target (issue: studies): nasopt's cost per trial <= 1.3x bare Optuna's.
 """
@@ -69,7 +69,7 @@ def run_nasopt(objective: NasObjective, sampler: SamplerSpec, kind: str, folder:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", default="quickstart")
+    parser.add_argument("--study", default="quickstart-proxy")
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--storages", default="memory,sqlite,journal")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side; medians are reported")

@@ -273,7 +273,8 @@ def _worker_entry(args: tuple) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage_url, study_name, n_trials, timeout_s, sampler_json, index = args
+    storage_url, study_name, n_trials, timeout_s, sampler_json, index, workers = args
+    os.environ.setdefault("NASOPT_LOCAL_WORKERS", str(workers))  # the supernet shares the cores
     sampler = None if sampler_json is None else SamplerSpec.model_validate_json(sampler_json)
     with contextlib.suppress(KeyboardInterrupt):  # the trial is already marked FAIL by Optuna
         optimize(storage_url, study_name, n_trials, timeout_s=timeout_s, sampler=sampler, worker_index=index)
@@ -307,7 +308,7 @@ def run_workers(
     procs = [
         ctx.Process(
             target=_worker_entry,
-            args=((storage_url, study_name, quota, timeout_s, sampler_json, i),),
+            args=((storage_url, study_name, quota, timeout_s, sampler_json, i, workers),),
             daemon=False,
         )
         for i, quota in enumerate(_quotas(n_trials, workers))

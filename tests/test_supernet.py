@@ -230,14 +230,33 @@ def test_config_errors_name_the_key() -> None:
         SupernetConfig.from_options({"loss_rates": [0.2, 1.5]})
 
 
-def test_quickstart_supernet_study_uses_the_supernet() -> None:
+def test_quickstart_study_uses_the_supernet() -> None:
     from nasopt.objective import NasObjective
     from nasopt.study import resolve
 
-    r = resolve(str(ROOT / "studies/quickstart-supernet.toml"))
+    r = resolve(str(ROOT / "studies/quickstart.toml"))
     obj = NasObjective(r.study, r.space, r.objective)  # lazy: nothing is trained or loaded here
     assert obj.estimator.name == "supernet"
     assert preset_dirs("space")
+
+
+def test_local_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from nasopt.supernet._estimator import use_available_cores
+
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        monkeypatch.setenv("NASOPT_LOCAL_WORKERS", "1")
+        use_available_cores()
+        assert torch.get_num_threads() == cores
+        monkeypatch.setenv("NASOPT_LOCAL_WORKERS", str(2 * cores))  # more workers than cores
+        use_available_cores()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------ data

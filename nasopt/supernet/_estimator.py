@@ -26,13 +26,15 @@ from nasopt.supernet._train import CheckpointError, TrainResult, load_checkpoint
 
 def use_available_cores() -> None:
     """One intra-op thread per core this process may run on (containers often allow fewer
-    than the machine has), unless OMP_NUM_THREADS says otherwise."""
+    than the machine has), split between the local workers of `nasopt run --workers N`, unless
+    OMP_NUM_THREADS says otherwise: more threads than cores makes PyTorch many times slower."""
     if os.environ.get("OMP_NUM_THREADS"):
         return
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
+    n = max(1, n // max(1, int(os.environ.get("NASOPT_LOCAL_WORKERS", "1"))))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 

@@ -104,6 +104,21 @@ def _sample_subnets(space: SearchSpace, config: SupernetConfig, rng: random.Rand
     return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(config.random_subnets)]
 
 
+def lr_schedule(
+    opt: torch.optim.Optimizer, config: SupernetConfig, steps_per_epoch: int, epochs: int | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `config.warmup_epochs`, then cosine decay to zero at the last step."""
+    total = steps_per_epoch * (epochs or config.epochs)
+    warm = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+
+    def lr_factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / (warm + 1)
+        return 0.5 * (1 + math.cos(math.pi * min(s - warm, total - warm) / (total - warm)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+
+
 def train_supernet(
     net: Supernet,
     space: SearchSpace,
@@ -128,16 +143,8 @@ def train_supernet(
             f"batch size {config.batch_size} exceeds the {len(data.train_y)} training samples",
             field="accuracy.batch_size",
         )
-    total = steps_per_epoch * config.epochs
-    warm = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
     quiet = round(config.loss_warmup_epochs * steps_per_epoch)  # steps without packet loss
-
-    def lr_factor(s: int) -> float:
-        if s < warm:
-            return (s + 1) / (warm + 1)
-        return 0.5 * (1 + math.cos(math.pi * min(s - warm, total - warm) / (total - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = lr_schedule(opt, config, steps_per_epoch)
     epoch = step = 0
     history: list[dict[str, float]] = []
     elapsed = 0.0
