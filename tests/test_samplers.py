@@ -14,7 +14,7 @@ import pytest
 
 from nasopt.objective import NasObjective
 from nasopt.samplers import ASNGSampler, EvolutionSampler, ReinforceSampler
-from nasopt.samplers._asng import VERSION_ATTR, ASNGState, ranking_utility
+from nasopt.samplers._asng import REUSE_ATTR, VERSION_ATTR, ASNGState, ranking_utility, utility_schedule
 from nasopt.samplers._ranking import constrained_order, crowding_distance, nondominated_ranks
 from nasopt.specs import SamplerSpec, StudySpec, load_objective, load_space
 from nasopt.study import make_sampler
@@ -109,7 +109,9 @@ def test_two_workers_on_one_storage_share_one_update_sequence() -> None:
     for st in states[1:]:
         assert st.t == states[0].t
         assert all(np.array_equal(a, b) for a, b in zip(st.theta, states[0].theta, strict=True))
-    assert states[0].t <= len(study.trials) // 2
+    # λ = 2 samples per update; a sample is a trial or a re-drawn repeat the trial records
+    samples = len(study.trials) + sum(len(t.system_attrs.get(REUSE_ATTR, [])) for t in study.trials)
+    assert states[0].t <= samples // 2
     # each trial records the θ-version it was drawn from (trial 0 has no space yet: none)
     versions = [t.system_attrs.get(VERSION_ATTR, 0) for t in study.trials]
     assert max(versions) <= states[0].t and max(versions) > 0
@@ -214,6 +216,172 @@ def test_two_worker_processes_on_sqlite_run_one_sequence(name: str, tmp_path: Pa
     if name == "asng":
         replay = ASNGSampler(seed=0).state(study)
         versions = [t.system_attrs.get(VERSION_ATTR, 0) for t in study.trials]
-        assert replay.t <= len(study.trials) // 2  # λ = 2 trials per update, none reused
+        reused = sum(len(t.system_attrs.get(REUSE_ATTR, [])) for t in study.trials)
+        assert replay.t <= (len(study.trials) + reused) // 2  # λ = 2 samples per update, none twice
         assert max(versions) <= replay.t
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) > 1
+
+
+# ---------------------------------------------------------------- re-draws and the rotating utility
+
+
+def _reused(study: optuna.Study, attr: str) -> list[list[int]]:
+    return [list(t.system_attrs.get(attr, [])) for t in study.trials]
+
+
+@pytest.mark.parametrize("name", ["asng", "reinforce"])
+def test_redraw_spends_trials_on_new_candidates_only(name: str) -> None:
+    """A converging learner re-draws candidates the study already evaluated instead of running
+    them again; each re-draw names an earlier COMPLETE trial and counts as a sample."""
+    from nasopt.samplers._reinforce import REUSE_ATTR as REINFORCE_REUSE
+
+    attr = REUSE_ATTR if name == "asng" else REINFORCE_REUSE
+    kw = {"learning_rate": 0.2} if name == "reinforce" else {}
+    func, directions = (multi, ["minimize"] * 2) if name == "asng" else (single, ["minimize"])
+    repeats = optuna.create_study(directions=directions, sampler=SAMPLERS[name](0, redraw=0, **kw))
+    repeats.optimize(func, n_trials=80)
+    assert len({tuple(t.params.values()) for t in repeats.trials}) < 70  # it does converge
+    assert not any(_reused(repeats, attr))
+
+    study = optuna.create_study(directions=directions, sampler=SAMPLERS[name](0, redraw=50, **kw))
+    study.optimize(func, n_trials=80)
+    assert len({tuple(t.params.values()) for t in study.trials}) == 80
+    reused = _reused(study, attr)
+    assert sum(map(len, reused)) > 20
+    for t, numbers in zip(study.trials, reused, strict=True):
+        assert all(n < t.number for n in numbers)
+    if name == "reinforce":
+        assert study.best_value == 0.0
+
+
+def test_asng_stops_redrawing_once_theta_has_converged() -> None:
+    """Past convergence (every θ_d at its margin's cap) ASNG-NAS would stop; the sampler goes
+    on sampling but takes no more free updates from re-draws, so θ stays put."""
+    st = ASNGState([3, 3])
+    for _ in range(60):
+        st.update([[0, 0], [2, 1]], np.array([1.0, -1.0]))
+    assert st.converged() and st.argmax() == [0, 0]
+    assert not ASNGState([3, 3]).converged()
+
+    def objective(trial: optuna.Trial) -> float:
+        return float(sum(trial.suggest_categorical(f"x{i}", [0, 1, 2]) for i in range(4)))
+
+    sampler = ASNGSampler(seed=0)  # 81 candidates, 200 trials: the space runs out
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=200)
+    assert sampler.argmax(study) == {f"x{i}": 0 for i in range(4)}
+    assert sum(map(len, _reused(study, REUSE_ATTR))) > 100
+    while not sampler.state(study).converged():
+        study.optimize(objective, n_trials=1)
+    study.ask().suggest_categorical("x0", [0, 1, 2])  # from a converged θ: no re-draw
+    running = study.trials[-1]
+    assert running.state == optuna.trial.TrialState.RUNNING
+    assert running.system_attrs[REUSE_ATTR] == []
+    assert running.system_attrs[VERSION_ATTR] == sampler.state(study).t
+
+
+def test_asng_redraws_are_samples_of_the_replayed_update_sequence() -> None:
+    """Every re-drawn repeat enters the replay as one sample of λ = 2: a study's θ-version is
+    the number of generations of (trials + re-draws) whose utilities differ."""
+    study = optuna.create_study(sampler=ASNGSampler(seed=2, redraw=50))
+    study.optimize(single, n_trials=60)
+    samples = 60 + sum(map(len, _reused(study, REUSE_ATTR)))
+    state = ASNGSampler(seed=2, redraw=50).state(study)
+    assert samples // 2 - 15 <= state.t <= samples // 2  # ties (equal values) give no update
+    # the version each trial records is the θ it was drawn from, re-draws before it included
+    versions = [t.system_attrs[VERSION_ATTR] for t in study.trials[1:]]
+    assert versions == sorted(versions) and versions[-1] <= state.t
+
+
+@pytest.mark.parametrize("name", ["asng", "reinforce"])
+def test_resumed_study_with_redraws_continues_the_same_sequence(name: str, tmp_path: Path) -> None:
+    """Long enough for re-draws (and, for ASNG, several phases of the rotating utility)."""
+    kw: dict[str, Any] = {"redraw": 30}
+    if name == "asng":
+        kw.update(sweep_generations=4, focus_generations=3)
+    n = 60
+    straight = optuna.create_study(directions=["minimize"] * 2, sampler=SAMPLERS[name](5, **kw))
+    straight.optimize(constrained(multi), n_trials=n)
+    attr = REUSE_ATTR if name == "asng" else "nasopt:reinforce:reused"
+    assert sum(map(len, _reused(straight, attr))) > 0
+
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    first = optuna.create_study(
+        study_name="s", storage=url, directions=["minimize"] * 2, sampler=SAMPLERS[name](5, **kw)
+    )
+    first.optimize(constrained(multi), n_trials=23)
+    del first
+    resumed = optuna.load_study(study_name="s", storage=url, sampler=SAMPLERS[name](5, **kw))
+    resumed.optimize(constrained(multi), n_trials=n - 23)
+    assert [t.params for t in resumed.trials] == [t.params for t in straight.trials]
+    assert _reused(resumed, attr) == _reused(straight, attr)
+
+
+def test_two_workers_with_redraws_replay_each_sample_once() -> None:
+    """Two threads on one storage: every worker and a fresh replay agree on θ; each trial's
+    re-draws name earlier COMPLETE trials, so no sample is counted twice or skipped."""
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(study_name="w", storage=storage, directions=["minimize", "minimize"])
+    samplers = [ASNGSampler(seed=4, sweep_generations=3, focus_generations=2) for _ in range(2)]
+
+    def work(sampler: ASNGSampler) -> None:
+        study = optuna.load_study(study_name="w", storage=storage, sampler=sampler)
+        study.optimize(multi, n_trials=40)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in samplers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    study = optuna.load_study(study_name="w", storage=storage)
+    complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    reused = _reused(study, REUSE_ATTR)
+    for t, numbers in zip(study.trials, reused, strict=True):
+        assert all(n < t.number and n in complete for n in numbers)
+    states = [
+        s.state(study) for s in [*samplers, ASNGSampler(seed=4, sweep_generations=3, focus_generations=2)]
+    ]
+    for st in states[1:]:
+        assert st.t == states[0].t
+        assert all(np.array_equal(a, b) for a, b in zip(st.theta, states[0].theta, strict=True))
+    assert states[0].t <= (len(study.trials) + sum(map(len, reused))) // 2
+
+
+def test_utility_schedule_walks_through_each_objective() -> None:
+    steps = [utility_schedule(t, 2, 2, 1) for t in range(7)]
+    assert all(s is not None for s in steps)
+    w = [s[0].tolist() for s in steps if s is not None]
+    focus = [s[1] for s in steps if s is not None]
+    # leg toward objective 0, focus on it, leg toward objective 1, focus on it, repeat
+    assert focus == [False, False, True, False, False, True, False]
+    assert w[0] == [0.25, 0.75] and w[1] == [0.75, 0.25] and w[2] == [1.0, 0.0]
+    assert w[3] == [0.75, 0.25] and w[5] == [0.0, 1.0] and w[6] == w[0]
+    three = [utility_schedule(t, 3, 0, 1) for t in range(3)]
+    assert [s[0].tolist() for s in three if s is not None] == np.eye(3).tolist()
+    assert utility_schedule(5, 2, 0, 0) is None and utility_schedule(5, 1, 2, 1) is None
+
+
+def test_asng_focus_generations_reach_each_objective_extreme() -> None:
+    """With the rotation on, the archive holds both single-objective optima of `multi`
+    (sum(x) = 0 and x0 = x1 = 3), which one Pareto-ranked θ alone tends to miss."""
+    study = optuna.create_study(
+        directions=["minimize", "minimize"],
+        sampler=ASNGSampler(seed=0, sweep_generations=10, focus_generations=10),
+    )
+    study.optimize(multi, n_trials=120)
+    values = {tuple(t.values) for t in study.trials}
+    assert (0.0, 6.0) in values and min(v[1] for v in values) == 0.0
+
+
+def test_new_options_are_validated() -> None:
+    from nasopt.errors import SpecError
+
+    for name, options in [
+        ("asng", {"redraw": -1}),
+        ("asng", {"focus_generations": -2}),
+        ("reinforce", {"redraw": -1}),
+    ]:
+        with pytest.raises(SpecError, match="bad sampler option"):
+            make_sampler(SamplerSpec(name=name, options=options))
+    sampler = make_sampler(SamplerSpec(name="asng", seed=0, options={"redraw": 0, "sweep_generations": 0}))
+    assert isinstance(sampler, ASNGSampler) and sampler.redraw == 0

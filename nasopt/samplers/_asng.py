@@ -7,6 +7,7 @@ Method for One-Shot Neural Architecture Search", ICML 2019; as used for split co
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 VERSION_ATTR = "nasopt:asng:t"  # θ-version (number of updates) a trial was sampled from
+REUSE_ATTR = "nasopt:asng:reused"  # trials whose stored values stood in for re-drawn repeats
+UTILITIES = ("pareto", "scalar")
 
 
 @dataclass
@@ -100,6 +103,13 @@ class ASNGState:
         """Mean over dimensions of max_k θ_{d,k}: 1.0 when every θ_d is one-hot."""
         return float(np.mean([th.max() for th in self.theta]))
 
+    def converged(self) -> bool:
+        """Every θ_d has reached its margin's cap 1 - (K_d - 1)·θ_min: ASNG-NAS's stopping point."""
+        return all(
+            th.max() >= 1.0 - (k - 1) * m - 1e-6
+            for th, k, m in zip(self.theta, self.K, self.theta_min, strict=True)
+        )
+
 
 def ranking_utility(keys: list[tuple]) -> np.ndarray:
     """ASNG's ranking utility: best ⌈λ/4⌉ get +1, worst ⌈λ/4⌉ get -1 (ties share the mean);
@@ -121,10 +131,47 @@ def ranking_utility(keys: list[tuple]) -> np.ndarray:
     return u
 
 
+def utility_schedule(t: int, m: int, sweep: int, focus: int) -> tuple[np.ndarray, bool] | None:
+    """Chebyshev weights of generation `t` (θ-version) for `m` objectives, and whether the
+    generation is a focus generation (that weight alone ranks); None when rotation is off.
+
+    The weights walk a closed path through the unit vectors: `sweep` generations moving linearly
+    from e_{k-1} to e_k, then `focus` generations on e_k alone, for k = 0, 1, ..., m-1, repeat.
+    """
+    if m < 2 or sweep + focus <= 0:
+        return None
+    k, r = divmod(t % (m * (sweep + focus)), sweep + focus)
+    eye = np.eye(m)
+    if r < sweep:
+        x = (r + 0.5) / sweep
+        return (1.0 - x) * eye[(k - 1) % m] + x * eye[k], False
+    return eye[k].copy(), True
+
+
+class _Replay:
+    """What a process knows after replaying the finished prefix: θ with its step-size
+    adaptation, the samples of the open generation, the archive's Pareto front, and every
+    evaluated candidate (for re-draws)."""
+
+    def __init__(self, asng: ASNGState) -> None:
+        self.asng = asng
+        self.pending: list[tuple[list[int], np.ndarray, float]] = []  # (a, losses, violation)
+        self.archive: np.ndarray | None = None  # feasible Pareto front so far (losses)
+        self.seen: dict[tuple[int, ...], int] = {}  # candidate -> first trial that evaluated it
+        self.values: dict[int, tuple[list[int], np.ndarray, float]] = {}  # trial -> (a, losses, violation)
+
+    def fork(self) -> _Replay:
+        """A copy whose θ, open generation and archive can move without touching this one."""
+        other = copy.copy(self)
+        other.asng = copy.deepcopy(self.asng)
+        other.pending = list(self.pending)
+        return other
+
+
 class ASNGSampler(DiscreteSampler):
     """Adaptive stochastic natural gradient (ASNG) over categorical parameters.
 
-    θ_d is a categorical distribution per parameter; every λ (= 2) finished trials update θ by
+    θ_d is a categorical distribution per parameter; every λ (= 2) samples update θ by
     the natural gradient of the ranking utility with the adaptive step size of Akimoto et al.
     (ICML 2019) — NASC's Algorithm 1 lines 7-12 — and θ is projected back into its margin.
     Updates are replayed from the study (COMPLETE trials in number order), so workers sharing a
@@ -133,10 +180,23 @@ class ASNGSampler(DiscreteSampler):
     Utilities compare samples: feasible beats infeasible, smaller violation wins; then
     * one objective: the value;
     * several, `utility="pareto"` (default): domination count by the archive's Pareto front,
-      then larger hypervolume improvement of that front;
+      then larger hypervolume improvement of that front, then a Chebyshev scalarisation
+      (objectives normalised by the front's range) whose weights rotate across generations:
+      `sweep_generations` generations moving from one objective's unit weight to the next,
+      then `focus_generations` generations in which that objective's weight alone ranks the
+      samples (augmented by 1e-3 of the others). A single distribution θ sits at one place of
+      the front at a time; the rotation moves it along the front and to each extreme, which
+      the archive then keeps. `sweep_generations=0, focus_generations=0` turns it off;
     * `scalarization={"weights": [...], "thresholds": [...]}`: NASC's
       Σ_i w_i·v_i, or w_i·max(0, v_i - T_i) where a threshold is given
       (loss + ε·max(0, T - T_th) is weights [1, ε], thresholds [None, T_th]).
+
+    Re-draws: a candidate drawn from θ that the finished prefix already evaluated is not
+    evaluated again; its stored values enter the generation as that sample's (it is a genuine
+    draw from θ, so the update stays ASNG's) and θ is drawn again, at most `redraw` times per
+    trial and not once θ has converged (every θ_d at its margin's cap, where ASNG-NAS stops:
+    past it, free updates from an exhausted neighbourhood would only shake θ). The re-drawn
+    trials are recorded on the trial (`nasopt:asng:reused`) and replayed.
 
     Example:
         .. testcode::
@@ -160,6 +220,9 @@ class ASNGSampler(DiscreteSampler):
         Delta_max: upper bound of Δ.
         utility: "pareto" or "scalar" (then `scalarization` is required for several objectives).
         scalarization: {"weights": list[float], "thresholds": list[float | None]}.
+        redraw: re-draws per trial of candidates already evaluated (20; 0: evaluate repeats).
+        sweep_generations: generations per leg of the weight rotation (100).
+        focus_generations: generations on each objective alone after its leg (100).
         search_space, feasibility, max_retries, independent_sampler: see DiscreteSampler.
     """
 
@@ -175,70 +238,103 @@ class ASNGSampler(DiscreteSampler):
         Delta_max: float = math.inf,
         utility: str = "pareto",
         scalarization: dict[str, Any] | None = None,
+        redraw: int = 20,
+        sweep_generations: int = 100,
+        focus_generations: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, **kwargs)
         if lam < 2:
             raise ValueError("lam must be at least 2")
-        if utility not in ("pareto", "scalar"):
-            raise ValueError(f"utility must be 'pareto' or 'scalar', got {utility!r}")
+        if utility not in UTILITIES:
+            raise ValueError(f"utility must be one of {UTILITIES}, got {utility!r}")
+        if redraw < 0 or sweep_generations < 0 or focus_generations < 0:
+            raise ValueError("redraw, sweep_generations and focus_generations must be >= 0")
         self.lam, self.alpha, self.delta0, self.Delta_max = lam, alpha, delta0, Delta_max
         self.utility = "scalar" if scalarization is not None else utility
         self.scalarization = scalarization
+        self.redraw = int(redraw)
+        self.sweep_generations = int(sweep_generations)
+        self.focus_generations = int(focus_generations)
         self._cache: ReplayCache | None = None
 
     # ------------------------------------------------------------------ replay
 
-    def state(self, study: Study, space: dict[str, tuple[Any, ...]] | None = None) -> ASNGState:
-        """θ after replaying every update the study's finished prefix defines."""
-        if space is None:
-            space = self._space(study)
+    def _replay(self, study: Study, space: dict[str, tuple[Any, ...]]) -> _Replay:
         key = (study._study_id, id(study._storage), tuple((n, c) for n, c in space.items()))
         if self._cache is None or self._cache.key != key:
             state = ASNGState([len(c) for c in space.values()], self.alpha, self.delta0, self.Delta_max)
-            self._cache = ReplayCache(key, {"asng": state, "pending": [], "archive": None, "ref": None})
-        cache = self._cache
+            self._cache = ReplayCache(key, _Replay(state))
+        rs: _Replay = self._cache.state
         directions = study.directions
-        trials = study.get_trials(deepcopy=False)
 
         def observe(trial: FrozenTrial) -> None:
             a = encoded(trial, space)  # type: ignore[arg-type]
             if a is None:
                 return
-            cache.state["pending"].append((a, trial))
-            if len(cache.state["pending"]) == self.lam:
-                self._update(cache.state, directions)
+            for n in trial.system_attrs.get(REUSE_ATTR, ()):  # re-drawn repeats, in draw order
+                if int(n) in rs.values:
+                    self._feed(rs, *rs.values[int(n)], directions)
+            f, v = losses(trial, directions), violation(trial)
+            rs.seen.setdefault(tuple(a), trial.number)
+            rs.values[trial.number] = (a, f, v)
+            self._feed(rs, a, f, v, directions)
 
-        cache.advance(trials, observe)
-        return cache.state["asng"]
+        self._cache.advance(study.get_trials(deepcopy=False), observe)
+        return rs
 
-    def _update(self, st: dict[str, Any], directions: list[StudyDirection]) -> None:
-        pending = st["pending"]
-        st["pending"] = []
-        F = [losses(t, directions) for _, t in pending]
-        viol = [violation(t) for _, t in pending]
+    def state(self, study: Study, space: dict[str, tuple[Any, ...]] | None = None) -> ASNGState:
+        """θ after replaying every update the study's finished prefix defines."""
+        if space is None:
+            space = self._space(study)
+        return self._replay(study, space).asng
+
+    def _feed(
+        self, rs: _Replay, a: list[int], f: np.ndarray, v: float, directions: list[StudyDirection]
+    ) -> None:
+        rs.pending.append((a, f, v))
+        if len(rs.pending) == self.lam:
+            pending, rs.pending = rs.pending, []
+            self._update(rs, pending, directions)
+
+    def _update(
+        self,
+        rs: _Replay,
+        pending: list[tuple[list[int], np.ndarray, float]],
+        directions: list[StudyDirection],
+    ) -> None:
         keys: list[tuple] = []
         if len(directions) == 1 or self.utility == "scalar":
-            for f, v in zip(F, viol, strict=True):
+            for _, f, v in pending:
                 keys.append((v > 0, v, self._scalar(f)))
         else:
-            front = st["archive"] if st["archive"] is not None else np.zeros((0, len(directions)))
-            feasible = [f for f, v in zip(F, viol, strict=True) if v <= 0]
+            m = len(directions)
+            front = rs.archive if rs.archive is not None else np.zeros((0, m))
+            feasible = [f for _, f, v in pending if v <= 0]
             pool = np.vstack([front] + [f[None] for f in feasible])
             if len(pool):
                 lo, hi = pool.min(axis=0), pool.max(axis=0)
-                ref = hi + 0.1 * np.maximum(hi - lo, 1e-12)
-            for f, v in zip(F, viol, strict=True):
+                span = np.maximum(hi - lo, 1e-12)
+                ref = hi + 0.1 * span
+            schedule = utility_schedule(rs.asng.t, m, self.sweep_generations, self.focus_generations)
+            for _, f, v in pending:
                 if v > 0:
-                    keys.append((True, v, 0, 0.0))
+                    keys.append((True, v, 0, 0.0, 0.0))
                     continue
+                cheb = 0.0
+                if schedule is not None:  # augmented Chebyshev on the front-normalised losses
+                    z = (f - lo) / span
+                    cheb = float(np.max((schedule[0] + 1e-3) * z))
+                    if schedule[1]:  # a focus generation: the weight alone ranks
+                        keys.append((False, 0.0, 0, 0.0, cheb))
+                        continue
                 dominated_by = int(np.sum(np.all(front <= f, axis=1) & np.any(front < f, axis=1)))
                 hvi = hypervolume_improvement(front, f, ref) if dominated_by == 0 else 0.0
-                keys.append((False, 0.0, dominated_by, -hvi))
+                keys.append((False, 0.0, dominated_by, -hvi, cheb))
             if feasible:
-                st["archive"] = pareto_front(pool)
+                rs.archive = pareto_front(pool)
         u = ranking_utility(keys)
-        st["asng"].update([a for a, _ in pending], u)
+        rs.asng.update([a for a, _, _ in pending], u)
 
     def _scalar(self, f: np.ndarray) -> float:
         if self.scalarization is None:
@@ -256,9 +352,22 @@ class ASNGSampler(DiscreteSampler):
     def _propose(
         self, study: Study, trial: FrozenTrial, space: dict[str, tuple[Any, ...]], rng: np.random.Generator
     ) -> dict[str, int]:
-        state = self.state(study, space)
-        study._storage.set_trial_system_attr(trial._trial_id, VERSION_ATTR, state.t)
-        return {name: int(rng.choice(len(th), p=th)) for name, th in zip(space, state.theta, strict=True)}
+        rs = self._replay(study, space)
+        directions = study.directions
+        sim = rs.fork() if self.redraw else rs  # re-drawn repeats update a copy, replayed later
+        reused: list[int] = []
+        while True:
+            a = [int(rng.choice(len(th), p=th)) for th in sim.asng.theta]
+            n = rs.seen.get(tuple(a))
+            if n is None or len(reused) >= self.redraw or sim.asng.converged():
+                break
+            reused.append(n)
+            self._feed(sim, a, *rs.values[n][1:], directions)
+        storage = study._storage
+        storage.set_trial_system_attr(trial._trial_id, VERSION_ATTR, sim.asng.t)
+        if self.redraw:
+            storage.set_trial_system_attr(trial._trial_id, REUSE_ATTR, reused)
+        return dict(zip(space, a, strict=True))
 
     def theta(self, study: Study) -> dict[str, dict[Any, float]]:
         """θ per parameter: {name: {choice: probability}} after replaying the study."""
