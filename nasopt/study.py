@@ -118,7 +118,8 @@ def make_sampler(
     nasopt's samplers (asng, evolution, reinforce) derive per-trial randomness from (seed, trial
     number) and replay their state from the storage, so they take the seed unchanged; given the
     study's `objective` they get its search space and, unless `hard_constraints = false`, the
-    analytic memory-cap check that rejects candidates before evaluation."""
+    analytic check (memory caps, latency and energy thresholds) that rejects candidates before
+    evaluation."""
     if spec.name in NASOPT_SAMPLERS:
         return _make_nasopt_sampler(spec, objective)
     seed = None if spec.seed is None else spec.seed + seed_offset

@@ -156,13 +156,23 @@ def test_ranking_utilities() -> None:
 
 
 @pytest.mark.parametrize("name", ["asng", "evolution", "reinforce"])
-def test_feasibility_filter_never_runs_a_memory_violating_trial(name: str) -> None:
-    space, objective_spec = load_space("splitnets-single-32"), load_objective("splitnets-hmd-4")
+@pytest.mark.parametrize(
+    ("space_name", "objective_name", "constraint"),
+    [
+        ("splitnets-single-32", "splitnets-hmd-4", "memory:"),
+        ("fbnet-nasc", "nasc-raspi-edgegpu", "latency_ms"),
+    ],
+)
+def test_feasibility_filter_never_runs_a_trial_the_analytic_model_rejects(
+    name: str, space_name: str, objective_name: str, constraint: str
+) -> None:
+    """Hard constraints (a memory cap, a latency threshold) are checked before evaluation."""
+    space, objective_spec = load_space(space_name), load_objective(objective_name)
     objective = NasObjective(
         StudySpec(name="t", space=space.name, objective=objective_spec.name), space, objective_spec
     )
-    memory = [i for i, c in enumerate(objective.constraint_names) if c.startswith("memory:")]
-    assert memory
+    hard = [i for i, c in enumerate(objective.constraint_names) if c.startswith(constraint)]
+    assert hard
     options: dict[str, Any] = {"population_size": 4} if name == "evolution" else {}
     sampler = make_sampler(SamplerSpec(name=name, seed=0, options=options), objective=objective)
     study = optuna.create_study(directions=objective.directions, sampler=sampler)
@@ -170,14 +180,14 @@ def test_feasibility_filter_never_runs_a_memory_violating_trial(name: str) -> No
         warnings.simplefilter("ignore")
         study.optimize(objective, n_trials=12)
     for t in study.trials:
-        assert all(t.system_attrs["constraints"][i] <= 0 for i in memory)
-    # without the filter the same space does produce memory violations
+        assert all(t.system_attrs["constraints"][i] <= 0 for i in hard)
+    # without the filter the same space does produce violations
     unfiltered = make_sampler(
         SamplerSpec(name=name, seed=0, options={**options, "hard_constraints": False}), objective=objective
     )
     study = optuna.create_study(directions=objective.directions, sampler=unfiltered)
     study.optimize(objective, n_trials=12)
-    assert any(t.system_attrs["constraints"][i] > 0 for t in study.trials for i in memory)
+    assert any(t.system_attrs["constraints"][i] > 0 for t in study.trials for i in hard)
 
 
 def test_make_sampler_names_and_bad_options() -> None:

@@ -504,6 +504,7 @@ PAIRS = [
     ("mbconv-jmsnas", "jmsnas-chain"),
     ("mbconv-jmsnas-32", "jmsnas-chain"),
     ("mbconv-jmsnas-quick", "jmsnas-chain"),
+    ("mbconv-quick", "jmsnas-chain"),
     ("mbconv-jmsnas-mesh", "jmsnas-mesh"),
     ("mbconv-jmsnas-mesh-32", "jmsnas-mesh"),
     ("splitnets-single", "splitnets-hmd-4"),

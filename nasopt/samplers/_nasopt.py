@@ -12,14 +12,24 @@ if TYPE_CHECKING:
 
 
 def hard_constraint_check(objective: NasObjective) -> Feasibility | None:
-    """`params -> bool`: False when the analytic model proves a per-device memory cap exceeded
-    (SplitNets' hard constraints). None when the objective has no memory cap to check."""
-    if not any(name.startswith("memory:") for name in objective.constraint_names):
+    """`params -> bool`: False when the analytic model proves a per-device memory cap, the
+    latency threshold or the energy threshold exceeded (SplitNets' hard constraints), so the
+    candidate is never trained or scored. None when the objective has none of these."""
+    names = objective.constraint_names
+    memory = any(name.startswith("memory:") for name in names)
+    limits = objective.objective_spec.constraints
+    latency_ms = limits.latency_ms if "latency_ms" in names else None
+    energy_mj = limits.energy_mj if "energy_mj" in names else None
+    if not memory and latency_ms is None and energy_mj is None:
         return None
     space, system = objective.space, objective.system
 
     def feasible(params: dict[str, Any]) -> bool:
         ev = evaluate(space.network(space.candidate(params)), system)
-        return not ev.memory_violations()
+        if latency_ms is not None and ev.latency_ms > latency_ms:
+            return False
+        if energy_mj is not None and ev.energy_j * 1e3 > energy_mj:
+            return False
+        return not (memory and ev.memory_violations())
 
     return feasible
