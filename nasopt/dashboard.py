@@ -833,7 +833,7 @@ def summary_sections(study: optuna.Study, resolved: ResolvedStudy) -> list[tuple
     sys_obj = build_system(obj)
     ss = SearchSpace(space, sys_obj)
     params = ss.params()
-    size = math.prod(len(p.choices) for p in params) if params else 1
+    size = ss.size()  # distinct candidates: cut orderings counted once
     space_lines = [
         f"{space.name}: {space.description}".rstrip(": "),
         f"input {space.input.channels}×{space.input.height}×{space.input.width}, "
