@@ -88,21 +88,26 @@ def test_resumed_sqlite_study_continues_the_same_sequence(name: str, tmp_path: P
     assert [t.params for t in resumed.trials] == [t.params for t in straight.trials]
 
 
-def test_two_workers_on_one_storage_share_one_update_sequence() -> None:
+def _two_threads(samplers: list[ASNGSampler], n_trials: int) -> optuna.Study:
+    """Two workers (threads) optimising one in-memory study, each with its own sampler."""
     storage = optuna.storages.InMemoryStorage()
     optuna.create_study(study_name="w", storage=storage, directions=["minimize", "minimize"])
-    samplers = [ASNGSampler(seed=3), ASNGSampler(seed=3)]
 
     def work(sampler: ASNGSampler) -> None:
         study = optuna.load_study(study_name="w", storage=storage, sampler=sampler)
-        study.optimize(multi, n_trials=30)
+        study.optimize(multi, n_trials=n_trials)
 
     threads = [threading.Thread(target=work, args=(s,)) for s in samplers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    study = optuna.load_study(study_name="w", storage=storage)
+    return optuna.load_study(study_name="w", storage=storage)
+
+
+def test_two_workers_on_one_storage_share_one_update_sequence() -> None:
+    samplers = [ASNGSampler(seed=3), ASNGSampler(seed=3)]
+    study = _two_threads(samplers, 30)
     fresh = ASNGSampler(seed=3)
     states = [s.state(study) for s in [*samplers, fresh]]
     # every worker ends with the same θ as a fresh replay: no update applied twice or skipped
@@ -330,20 +335,8 @@ def test_resumed_study_with_redraws_continues_the_same_sequence(name: str, tmp_p
 def test_two_workers_with_redraws_replay_each_sample_once() -> None:
     """Two threads on one storage: every worker and a fresh replay agree on θ; each trial's
     re-draws name earlier COMPLETE trials, so no sample is counted twice or skipped."""
-    storage = optuna.storages.InMemoryStorage()
-    optuna.create_study(study_name="w", storage=storage, directions=["minimize", "minimize"])
     samplers = [ASNGSampler(seed=4, sweep_generations=3, focus_generations=2) for _ in range(2)]
-
-    def work(sampler: ASNGSampler) -> None:
-        study = optuna.load_study(study_name="w", storage=storage, sampler=sampler)
-        study.optimize(multi, n_trials=40)
-
-    threads = [threading.Thread(target=work, args=(s,)) for s in samplers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    study = optuna.load_study(study_name="w", storage=storage)
+    study = _two_threads(samplers, 40)
     complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     reused = _reused(study, REUSE_ATTR)
     for t, numbers in zip(study.trials, reused, strict=True):
