@@ -126,14 +126,17 @@ memory = true
 """
 
 
-def write_tiny_study(folder: Path, n_trials: int = 12, sampler: str = "random") -> Path:
-    """study.toml, space.toml and objective.toml in `folder`; returns the study file."""
+def write_tiny_study(
+    folder: Path, n_trials: int = 12, sampler: str = "random", accuracy: str = 'estimator = "analytic-proxy"'
+) -> Path:
+    """study.toml, space.toml and objective.toml in `folder`; returns the study file. `accuracy`
+    is the body of the study's [accuracy] table."""
     (folder / "space.toml").write_text(TINY_SPACE)
     (folder / "objective.toml").write_text(TINY_OBJECTIVE)
     study = folder / "study.toml"
     study.write_text(
         f'name = "tiny"\nspace = "space.toml"\nobjective = "objective.toml"\nn_trials = {n_trials}\n\n'
-        f'[sampler]\nname = "{sampler}"\nseed = 0\n\n[accuracy]\nestimator = "analytic-proxy"\n'
+        f'[sampler]\nname = "{sampler}"\nseed = 0\n\n[accuracy]\n{accuracy}\n'
     )
     return study
 

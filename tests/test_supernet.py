@@ -240,6 +240,34 @@ def test_quickstart_study_uses_the_supernet() -> None:
     assert preset_dirs("space")
 
 
+def test_run_trains_first_then_workers_score_with_the_shared_checkpoint(tmp_path: Path) -> None:
+    """`nasopt run --workers 2` trains the supernet once, both workers score trials with it (the
+    stored accuracy equals an in-process evaluation of the same candidate), a later run reuses it."""
+    import optuna
+
+    from nasopt.study import resolve
+    from tests.services import check_ok, nasopt, write_tiny_study
+
+    accuracy = 'estimator = "supernet"\nepochs = 1\nlimit = 240\nbatch_size = 16\ncalibration_batches = 1'
+    study_file = write_tiny_study(tmp_path, n_trials=6, accuracy=accuracy)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run = ["run", "study.toml", "--storage", url, "--no-progress"]
+    first = check_ok(nasopt(*run, "--n-trials", "4", "--workers", "2", cwd=tmp_path, timeout_s=300))
+    assert "supernet: trained" in first.stderr
+    assert len(list((tmp_path / ".nasopt" / "checkpoints").glob("*.pt"))) == 1  # no partial left
+    study = optuna.load_study(study_name="tiny", storage=url)
+    trials = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert len(trials) == 4
+    assert {t.user_attrs["accuracy_estimator"] for t in trials} == {"supernet"}
+    r = resolve(str(study_file))
+    space = SearchSpace(r.space, build_system(r.objective))
+    est = SupernetAccuracy(space, r.study.accuracy, base_dir=tmp_path)
+    for t in trials:
+        assert est.evaluate(space.candidate(t.params), 0.0) == pytest.approx(t.user_attrs["accuracy"])
+    second = check_ok(nasopt(*run, "--n-trials", "1", cwd=tmp_path, timeout_s=300))
+    assert "supernet: reusing" in second.stderr
+
+
 def test_local_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
