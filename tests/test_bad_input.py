@@ -114,24 +114,23 @@ def write(tmp: Path, folder: str, name: str, data: dict[str, Any] | str | bytes)
     return path
 
 
-def broken_space(case_id: str, source: Path, mutate: Callable[[dict], list[str]]) -> None:
-    """Register a `validate` case on a mutated copy of space `source`; `mutate` returns needles."""
+def _broken_preset(folder: str, case_id: str, source: Path, mutate: Callable[[dict], list[str]]) -> None:
+    """Register a `validate` case on a mutated copy of preset `source`; `mutate` returns needles."""
 
     @case(f"{case_id}[{label(source)}]")
     def build(tmp: Path) -> Case:
         data = copy.deepcopy(load(source))
         needles = mutate(data)
-        path = write(tmp, "search_spaces", f"{case_id}-{source.stem}.toml", data)
+        path = write(tmp, folder, f"{case_id}-{source.stem}.toml", data)
         return Case(["validate", str(path)], [str(path), *needles])
+
+
+def broken_space(case_id: str, source: Path, mutate: Callable[[dict], list[str]]) -> None:
+    _broken_preset("search_spaces", case_id, source, mutate)
 
 
 def broken_objective(case_id: str, source: Path, mutate: Callable[[dict], list[str]]) -> None:
-    @case(f"{case_id}[{label(source)}]")
-    def build(tmp: Path) -> Case:
-        data = copy.deepcopy(load(source))
-        needles = mutate(data)
-        path = write(tmp, "objectives", f"{case_id}-{source.stem}.toml", data)
-        return Case(["validate", str(path)], [str(path), *needles])
+    _broken_preset("objectives", case_id, source, mutate)
 
 
 # controls: an unbroken copy written by `to_toml` validates, so the broken copies below fail

@@ -66,27 +66,28 @@ def test_every_preset_builds_runs_and_macs_match(name: str) -> None:
         assert ctx.macs == space.network(cand).macs
 
 
+def assert_random_subnet_macs_match(space: SearchSpace, seed: int, n: int) -> None:
+    """The supernet's executed MACs equal the analytic model's for `n` random candidates."""
+    net = Supernet(space.spec)
+    rng = random.Random(seed)
+    for _ in range(n):
+        cand = space.sample(rng)
+        assert net.subnet_macs(cand) == space.network(cand).macs
+
+
 def test_mesh_space_parallel_stage_with_mesh_system() -> None:
     spec = parse_spec(
         SearchSpaceSpec, tomllib.loads((ROOT / "tests/fixtures/mesh_space.toml").read_text()), "m"
     )
     system = build_system(load_objective(str(ROOT / "tests/fixtures/mesh_obj.toml")))
     space = SearchSpace(spec, system)
-    net = Supernet(spec)
-    rng = random.Random(2)
-    for _ in range(6):
-        cand = space.sample(rng)
-        assert net.subnet_macs(cand) == space.network(cand).macs
+    assert_random_subnet_macs_match(space, seed=2, n=6)
 
 
 def test_split_tap_and_bottleneck_macs() -> None:
     spec = space_spec(bottleneck={"widths": ["none", 4, 8], "bits": [4, 8]})
     space = SearchSpace(spec, cuts=2)
-    net = Supernet(spec)
-    rng = random.Random(3)
-    for _ in range(30):
-        cand = space.sample(rng)
-        assert net.subnet_macs(cand) == space.network(cand).macs
+    assert_random_subnet_macs_match(space, seed=3, n=30)
 
 
 def test_subnet_parameters_are_views_of_the_supernet() -> None:
