@@ -133,6 +133,8 @@ def load_dataset(
     elif name == "shapes":
         n = int(options.get("samples", 1200))
         x, y, k = shapes(n, views=max(views, 1), size=min(height, 64), seed=seed)
+        if views <= 1:  # a single-view space takes plain images
+            x = x[:, 0]
     elif name in ("cifar10", "cifar100"):
         x, y, val_x, val_y, k = cifar(Path(str(path)), name)
     elif name == "npz":

@@ -304,6 +304,8 @@ def test_digits_and_shapes() -> None:
     assert (x.flatten(1).amax(1) > 0).all()  # every object is visible
     mv = load_dataset({"dataset": "shapes", "samples": 40}, channels=3, height=16, width=16, views=3)
     assert mv.train_x.shape[1:] == (3, 3, 16, 16)
+    sv = load_dataset({"dataset": "shapes", "samples": 40}, channels=3, height=16, width=16)
+    assert sv.train_x.shape[1:] == (3, 16, 16)  # a single-view space gets plain images
 
 
 def test_cifar_binary(tmp_path: Path) -> None:
