@@ -15,10 +15,15 @@ recalibration included (target <= 1 s).
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import multiprocessing
+import os
 import random
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -72,6 +77,71 @@ def _eval_options(est: SupernetAccuracy) -> dict:
     return opts
 
 
+def draw_subnets(space: SearchSpace, n: int, seed: int, spread: bool, pool: int = 2000) -> list[Candidate]:
+    """`n` uniformly random subnets, or with `spread` one random subnet from each of n equal-width
+    MACs bins over the range of `pool` random draws (nearest draw when a bin is empty): uniform
+    draws cluster around the median size, where subnets differ by less than retraining noise."""
+    rng = random.Random(seed)
+    if not spread:
+        return [space.sample(rng) for _ in range(n)]
+    drawn = [(space.network(c).macs, c) for c in (space.sample(rng) for _ in range(pool))]
+    lo, hi = min(m for m, _ in drawn), max(m for m, _ in drawn)
+    width = (hi - lo) / n
+    out = []
+    for k in range(n):
+        left, right = lo + k * width, lo + (k + 1) * width
+        inside = [c for m, c in drawn if left <= m < right or (k == n - 1 and m == hi)]
+        centre = (left + right) / 2
+        out.append(rng.choice(inside) if inside else min(drawn, key=lambda mc: abs(mc[0] - centre))[1])
+    return out
+
+
+@functools.cache
+def _ranking_estimator(study: str) -> SupernetAccuracy:
+    """The study's space and data with the ranking's evaluation settings (whole validation split)."""
+    r = resolve(study)
+    space = SearchSpace(r.space, build_system(r.objective))
+    return SupernetAccuracy(space, _eval_options(SupernetAccuracy(space, dict(r.study.accuracy))))
+
+
+def _standalone_job(study: str, cand: Candidate, epochs: int, seed: int, threads: int) -> tuple[float, float]:
+    """One stand-alone training in a worker process: (accuracy, seconds)."""
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    return standalone_accuracy(_ranking_estimator(study), cand, epochs, seed), time.perf_counter() - t0
+
+
+def standalone_runs(
+    study: str, cands: list[Candidate], epochs: int, seeds: int, base_seed: int, jobs: int
+) -> list[list[tuple[float, float]]]:
+    """(accuracy, seconds) of every subnet x seed, trained `jobs` at a time in spawned processes
+    (each with cores/jobs intra-op threads) or in this process when jobs is 1."""
+    work = [(i, k) for k in range(seeds) for i in range(len(cands))]
+    out: list[list[tuple[float, float]]] = [[(0.0, 0.0)] * seeds for _ in cands]
+    bar = tqdm(total=len(work), desc="stand-alone training", unit="run")
+    if jobs <= 1:
+        for i, k in work:
+            seed = base_seed * 1000 + i + 100_000 * k
+            out[i][k] = _standalone_job(study, cands[i], epochs, seed, torch.get_num_threads())
+            bar.update()
+    else:
+        threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+        ctx = multiprocessing.get_context("spawn")  # no fork after this process used OpenMP
+        with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            futures = {
+                pool.submit(
+                    _standalone_job, study, cands[i], epochs, base_seed * 1000 + i + 100_000 * k, threads
+                ): (i, k)
+                for i, k in work
+            }
+            for fut in as_completed(futures):
+                i, k = futures[fut]
+                out[i][k] = fut.result()
+                bar.update()
+    bar.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="studies/quickstart.toml")
@@ -79,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--standalone-epochs", type=int, default=None, help="default: the supernet's epochs")
     ap.add_argument("--standalone-seeds", type=int, default=1, help="mean over this many retrainings")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--markdown", default=None, help="write the report here (and print it)")
+    ap.add_argument(
+        "--spread-macs", action="store_true", help="one random subnet per MACs bin instead of uniform draws"
+    )
+    ap.add_argument("--jobs", type=int, default=1, help="stand-alone trainings run at a time")
+    ap.add_argument(
+        "--markdown", default=None, help="write the report here (and print it), raw numbers as .json"
+    )
     args = ap.parse_args(argv)
     command = "python benchmarks/supernet_ranking.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
@@ -98,24 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     est._net, est._data = study_est._net, study_est._data
     epochs = args.standalone_epochs or est.config.epochs
 
-    rng = random.Random(args.seed)
-    cands = [space.sample(rng) for _ in range(args.subnets)]
-    rows = []
-    for i, c in enumerate(tqdm(cands, desc="stand-alone training", unit="subnet")):
-        _, eval_s = study_est.timed_evaluate(c, 0.0)
-        sup = est.evaluate(c)
-        t0 = time.perf_counter()
-        runs = [
-            standalone_accuracy(est, c, epochs, args.seed * 1000 + i + 100_000 * k)
-            for k in range(args.standalone_seeds)
-        ]
-        alone = statistics.mean(runs)
-        rows.append((i, space.network(c).macs, sup, alone, eval_s, time.perf_counter() - t0))
-    sup_acc = [row[2] for row in rows]
-    alone_acc = [row[3] for row in rows]
+    cands = draw_subnets(space, args.subnets, args.seed, args.spread_macs)
+    evals, sup_acc = [], []
+    for c in cands:
+        evals.append(study_est.timed_evaluate(c, 0.0)[1])
+        sup_acc.append(est.evaluate(c))
+    runs = standalone_runs(args.study, cands, epochs, args.standalone_seeds, args.seed, args.jobs)
+    seed_acc = [[acc for acc, _ in per] for per in runs]
+    alone_acc = [statistics.mean(accs) for accs in seed_acc]
     tau = kendalltau(sup_acc, alone_acc)
     rho = spearmanr(sup_acc, alone_acc)
-    evals = sorted(row[4] for row in rows)
+    run_s = [sec for per in runs for _, sec in per]
 
     cfg = est.config
     lines = [
@@ -123,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} intra-op threads.",
+        f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} intra-op threads "
+        f"for the supernet, {args.jobs} stand-alone training(s) at a time.",
         "",
         f"Study `{args.study}`: space `{r.space.name}` ({space.size():.3g} candidates), dataset "
         f"`{cfg.dataset}` ({len(est.data.train_y)} training / {len(est.data.val_y)} validation "
@@ -133,25 +203,49 @@ def main(argv: list[str] | None = None) -> int:
         f"- Supernet training: **{res.seconds:.0f} s** ({trained})",
         f"- Time to evaluate one candidate as the study does ({cfg.calibration_batches} calibration "
         f"batch(es), {study_est.config.val_samples or len(est.data.val_y)} validation samples), BN "
-        f"recalibration included: median **{statistics.median(evals):.2f} s**, max {evals[-1]:.2f} s "
+        f"recalibration included: median **{statistics.median(evals):.2f} s**, max {max(evals):.2f} s "
         "(target <= 1 s)",
-        f"- Kendall tau over {len(rows)} random subnets: **{tau.statistic:.3f}** (p = {tau.pvalue:.3g}; "
+        f"- Kendall tau over {len(cands)} random subnets"
+        f"{' (one per MACs bin, --spread-macs)' if args.spread_macs else ''}: "
+        f"**{tau.statistic:.3f}** (p = {tau.pvalue:.3g}; "
         f"target >= 0.6); Spearman rho {rho.statistic:.3f}",
         f"- Stand-alone training: {epochs} epochs per subnet, mean accuracy of {args.standalone_seeds} "
-        f"seed(s), {statistics.median(row[5] for row in rows):.0f} s median per subnet",
+        f"seed(s), {statistics.median(run_s):.0f} s median per training",
+    ]
+    if args.standalone_seeds >= 2:
+        column = [[a[k] for a in seed_acc] for k in range(args.standalone_seeds)]
+        pairs = [
+            kendalltau(column[a], column[b]).statistic
+            for a in range(len(column))
+            for b in range(a + 1, len(column))
+        ]
+        versus = [kendalltau(sup_acc, col).statistic for col in column]
+        lines.append(
+            "- Repeatability of the reference: Kendall tau between two stand-alone seeds "
+            f"**{statistics.mean(pairs):.3f}** (mean of {len(pairs)} pairs, "
+            f"{', '.join(f'{t:.3f}' for t in pairs)}); supernet vs one seed: "
+            f"**{statistics.mean(versus):.3f}** (mean; {', '.join(f'{t:.3f}' for t in versus)})"
+        )
+    lines += [
         "",
         "Both accuracies are top-1 on the whole validation split, without packet loss, after BatchNorm "
         "recalibration on the same training batches.",
         "",
-        "| subnet | MMACs | supernet acc | stand-alone acc | eval s |",
-        "|---:|---:|---:|---:|---:|",
+        "| subnet | MMACs | supernet acc | stand-alone acc (mean) | per seed | eval s |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
-    for i, macs, sup, alone, eval_s, _ in rows:
-        lines.append(f"| {i} | {macs / 1e6:.2f} | {sup:.3f} | {alone:.3f} | {eval_s:.2f} |")
+    for i, c in enumerate(cands):
+        seeds = ", ".join(f"{a:.3f}" for a in seed_acc[i])
+        lines.append(
+            f"| {i} | {space.network(c).macs / 1e6:.2f} | {sup_acc[i]:.3f} | {alone_acc[i]:.3f} | "
+            f"{seeds} | {evals[i]:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text)
+        raw = {"command": command, "supernet_acc": sup_acc, "standalone_acc": seed_acc, "eval_s": evals}
+        Path(args.markdown).with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
     return 0
 
 
