@@ -6,10 +6,14 @@ schedule and label smoothing as the supernet, `--standalone-epochs` epochs), sco
 way (BatchNorm recalibrated on the same training batches, the whole held-out validation split),
 and reports Kendall's tau between supernet and stand-alone accuracy (target >= 0.6), the
 supernet's training time and the time to evaluate one candidate as a study does, BN
-recalibration included (target <= 1 s).
+recalibration included (target <= 1 s). With several seeds it also reports how well two
+stand-alone trainings agree with each other: a reference that disagrees with itself caps the tau
+any estimator can show against it.
+`--jobs 2` trains two stand-alone nets at a time; `--spread-macs` draws one random subnet per
+MACs bin instead of uniformly.
 
-    python benchmarks/supernet_ranking.py --study studies/quickstart.toml --subnets 16 --standalone-seeds 2 \
-        --markdown benchmarks/supernet_ranking.md
+    python benchmarks/supernet_ranking.py --study studies/quickstart.toml --subnets 16 --standalone-seeds 3 \
+        --jobs 2 --markdown benchmarks/supernet_ranking.md
 """
 
 from __future__ import annotations
@@ -116,12 +120,11 @@ def standalone_runs(
 ) -> list[list[tuple[float, float]]]:
     """(accuracy, seconds) of every subnet x seed, trained `jobs` at a time in spawned processes
     (each with cores/jobs intra-op threads) or in this process when jobs is 1."""
-    work = [(i, k) for k in range(seeds) for i in range(len(cands))]
+    work = [(i, k, base_seed * 1000 + i + 100_000 * k) for k in range(seeds) for i in range(len(cands))]
     out: list[list[tuple[float, float]]] = [[(0.0, 0.0)] * seeds for _ in cands]
     bar = tqdm(total=len(work), desc="stand-alone training", unit="run")
     if jobs <= 1:
-        for i, k in work:
-            seed = base_seed * 1000 + i + 100_000 * k
+        for i, k, seed in work:
             out[i][k] = _standalone_job(study, cands[i], epochs, seed, torch.get_num_threads())
             bar.update()
     else:
@@ -129,10 +132,8 @@ def standalone_runs(
         ctx = multiprocessing.get_context("spawn")  # no fork after this process used OpenMP
         with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
             futures = {
-                pool.submit(
-                    _standalone_job, study, cands[i], epochs, base_seed * 1000 + i + 100_000 * k, threads
-                ): (i, k)
-                for i, k in work
+                pool.submit(_standalone_job, study, cands[i], epochs, seed, threads): (i, k)
+                for i, k, seed in work
             }
             for fut in as_completed(futures):
                 i, k = futures[fut]
