@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from optuna.study import StudyDirection
 
-from nasopt.samplers._base import DiscreteSampler, ReplayCache, encoded
+from nasopt.samplers._base import DiscreteSampler, ReplayCache, encoded, redraw_repeats
 from nasopt.samplers._ranking import hypervolume_improvement, losses, pareto_front, violation
 
 if TYPE_CHECKING:
@@ -355,14 +355,13 @@ class ASNGSampler(DiscreteSampler):
         rs = self._replay(study, space)
         directions = study.directions
         sim = rs.fork() if self.redraw else rs  # re-drawn repeats update a copy, replayed later
-        reused: list[int] = []
-        while True:
-            a = [int(rng.choice(len(th), p=th)) for th in sim.asng.theta]
-            n = rs.seen.get(tuple(a))
-            if n is None or len(reused) >= self.redraw or sim.asng.converged():
-                break
-            reused.append(n)
-            self._feed(sim, a, *rs.values[n][1:], directions)
+        a, reused = redraw_repeats(
+            lambda: [int(rng.choice(len(th), p=th)) for th in sim.asng.theta],
+            rs.seen,
+            self.redraw,
+            lambda a, n: self._feed(sim, a, *rs.values[n][1:], directions),
+            sim.asng.converged,
+        )
         storage = study._storage
         storage.set_trial_system_attr(trial._trial_id, VERSION_ATTR, sim.asng.t)
         if self.redraw:

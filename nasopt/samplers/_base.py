@@ -129,6 +129,26 @@ def encoded(trial: FrozenTrial, space: dict[str, tuple[Any, ...]]) -> list[int] 
     return out
 
 
+def redraw_repeats(
+    draw: Callable[[], list[int]],
+    seen: dict[tuple[int, ...], int],
+    limit: int,
+    feed: Callable[[list[int], int], None],
+    stop: Callable[[], bool] = lambda: False,
+) -> tuple[list[int], list[int]]:
+    """Draw until a candidate the finished prefix has not evaluated comes up, at most `limit`
+    re-draws or until `stop()`; each repeat is fed, with the trial that evaluated it, to the
+    sampler's update. Returns the candidate and the reused trial numbers in draw order."""
+    reused: list[int] = []
+    while True:
+        a = draw()
+        n = seen.get(tuple(a))
+        if n is None or len(reused) >= limit or stop():
+            return a, reused
+        reused.append(n)
+        feed(a, n)
+
+
 class ReplayCache:
     """A per-process replay of updates over a study's finished prefix, extended incrementally.
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from optuna.study import StudyDirection
 
-from nasopt.samplers._base import DiscreteSampler, ReplayCache, choices_of, encoded
+from nasopt.samplers._base import DiscreteSampler, ReplayCache, choices_of, encoded, redraw_repeats
 from nasopt.samplers._ranking import violation
 
 if TYPE_CHECKING:
@@ -212,14 +212,12 @@ class ReinforceSampler(DiscreteSampler):
             }
         else:
             sim = st
-        reused: list[int] = []
-        while True:
-            a = self._draw(sim, space, rng)
-            n = st["seen"].get(tuple(a))
-            if n is None or len(reused) >= self.redraw:
-                break
-            reused.append(n)
-            self._episode(sim, a, *st["values"][n][1:], directions, w)
+        a, reused = redraw_repeats(
+            lambda: self._draw(sim, space, rng),
+            st["seen"],
+            self.redraw,
+            lambda a, n: self._episode(sim, a, *st["values"][n][1:], directions, w),
+        )
         storage = study._storage
         storage.set_trial_system_attr(trial._trial_id, EPISODE_ATTR, sim["t"])
         if self.redraw:
