@@ -12,7 +12,7 @@ from nasopt.data import DATASETS
 from nasopt.errors import SpecError
 
 SAMPLING = ("sandwich", "uniform")
-FORMAT = "nasopt-supernet/1"
+FORMAT = "nasopt-supernet/2"  # 2: residual MBConvs start as the identity
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,12 @@ class _LayerBlock(nn.Module):
         types = {op.type for op in ops.values()}
         mb = [op for op in ops.values() if op.type == "mbconv"]
         if mb:
-            self.mbconv = ElasticMBConv(in_max, out_max, mb, f"{key}.mbconv")
+            residual = (
+                layer.stride == 1
+                and in_max == out_max
+                and any(op.shortcut and op.expansion >= 1 for op in mb)
+            )
+            self.mbconv = ElasticMBConv(in_max, out_max, mb, f"{key}.mbconv", residual)
         k_max = max([op.kernel for op in ops.values() if op.type in _CONV_TYPES] or [1])
         if "conv" in types:
             self.conv = ElasticConv(in_max, out_max, k_max, f"{key}.conv")

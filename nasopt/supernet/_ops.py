@@ -216,9 +216,15 @@ def expands(op: OpSpec) -> bool:
 
 class ElasticMBConv(nn.Module):
     """Every MBConv choice of one layer: expansion by channel slicing of the widest hidden
-    width, kernel by centre crop of the largest, optional group conv and squeeze-excitation."""
+    width, kernel by centre crop of the largest, optional group conv and squeeze-excitation.
 
-    def __init__(self, in_max: int, out_max: int, ops: list[OpSpec], key: str) -> None:
+    A `residual` block starts as the identity (its last BatchNorm's scale zero-initialised, as in
+    BigNAS): without it deep subnets, and the supernet's deep paths, train far slower than
+    shallow ones in a short budget (measured in benchmarks/supernet_ranking_shapes.md)."""
+
+    def __init__(
+        self, in_max: int, out_max: int, ops: list[OpSpec], key: str, residual: bool = False
+    ) -> None:
         super().__init__()
         k_max = max(op.kernel for op in ops)
         hid_max = max([in_max] + [hidden_channels(in_max, op) for op in ops])
@@ -231,6 +237,9 @@ class ElasticMBConv(nn.Module):
             self.se_reduce = ElasticLinear(hid_max, se_max)
             self.se_expand = ElasticLinear(se_max, hid_max)
         self.project = ElasticConv(hid_max, out_max, 1, f"{key}.project")
+        if residual:
+            assert self.project.bn is not None
+            nn.init.zeros_(self.project.bn.weight)
 
     def forward(
         self,
