@@ -4,6 +4,7 @@ quantisation act on the sent feature, and the data loaders read their formats.""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tomllib
 from pathlib import Path
@@ -106,6 +107,34 @@ def test_subnet_parameters_are_views_of_the_supernet() -> None:
     with torch.no_grad():
         params[name].add_(1.0)
     assert torch.equal(view, net.subnet_parameters(cand)[name])
+
+
+def test_residual_blocks_start_as_the_identity() -> None:
+    """A fresh supernet's residual MBConvs add nothing (zero last-BN scale, BigNAS), so skipping
+    them leaves the logits unchanged; a non-residual layer's choice still changes them."""
+    spec = small_variant("mbconv-quick")
+    torch.manual_seed(0)
+    net = Supernet(spec)
+    space = SearchSpace(spec, cuts=1)
+    big = space.largest()
+    residual = [i for i, layer in enumerate(space.macro.layers) if "skip" in layer.choices]
+    assert residual
+    shallow = dataclasses.replace(
+        big, ops=tuple("skip" if i in residual else op for i, op in enumerate(big.ops))
+    )
+    first = next(
+        i for i, layer in enumerate(space.macro.layers) if "k3_e3" in layer.choices and i not in residual
+    )
+    other = dataclasses.replace(big, ops=tuple("k3_e3" if i == first else op for i, op in enumerate(big.ops)))
+    x = _input(spec, big, n=4)
+    with torch.no_grad():
+        logits = net(x, big, RunContext())
+        assert torch.allclose(net(x, shallow, RunContext()), logits, atol=1e-5)
+        assert not torch.allclose(net(x, other, RunContext()), logits, atol=1e-3)
+        for name, p in net.named_parameters():
+            if name.endswith("project.bn.weight") and not p.any():
+                p.fill_(1.0)
+        assert not torch.allclose(net(x, shallow, RunContext()), net(x, big, RunContext()), atol=1e-3)
 
 
 def test_packet_loss_and_quantisation_of_the_sent_feature() -> None:

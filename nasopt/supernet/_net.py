@@ -54,7 +54,7 @@ class _LayerBlock(nn.Module):
             residual = (
                 layer.stride == 1
                 and in_max == out_max
-                and any(op.shortcut and op.expansion >= 1 for op in mb)
+                and all(op.shortcut and op.expansion >= 1 for op in mb)
             )
             self.mbconv = ElasticMBConv(in_max, out_max, mb, f"{key}.mbconv", residual)
         k_max = max([op.kernel for op in ops.values() if op.type in _CONV_TYPES] or [1])

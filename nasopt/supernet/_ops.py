@@ -218,9 +218,10 @@ class ElasticMBConv(nn.Module):
     """Every MBConv choice of one layer: expansion by channel slicing of the widest hidden
     width, kernel by centre crop of the largest, optional group conv and squeeze-excitation.
 
-    A `residual` block starts as the identity (its last BatchNorm's scale zero-initialised, as in
-    BigNAS): without it deep subnets, and the supernet's deep paths, train far slower than
-    shallow ones in a short budget (measured in benchmarks/supernet_ranking_shapes.md)."""
+    A `residual` block (every choice has the shortcut) starts as the identity, its last
+    BatchNorm's scale zero-initialised as in BigNAS: without it deep subnets, and the supernet's
+    deep paths, train far slower than shallow ones in a short budget (see
+    benchmarks/supernet_ranking.md)."""
 
     def __init__(
         self, in_max: int, out_max: int, ops: list[OpSpec], key: str, residual: bool = False
