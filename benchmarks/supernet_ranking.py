@@ -9,8 +9,11 @@ supernet's training time and the time to evaluate one candidate as a study does,
 recalibration included (target <= 1 s). With several seeds it also reports how well two
 stand-alone trainings agree with each other: a reference that disagrees with itself caps the tau
 any estimator can show against it.
-`--jobs 2` trains two stand-alone nets at a time; `--spread-macs` draws one random subnet per
-MACs bin instead of uniformly.
+It also reports Kendall's tau between MACs and either accuracy, to tell ranking from a mere size
+preference. `--jobs 2` trains two stand-alone nets at a time; `--spread-macs` draws one random
+subnet per MACs bin instead of uniformly; `--reference-calibration` sets the BatchNorm
+recalibration batches of the stand-alone nets (default 32: 4 add ~0.005 of noise). A rerun keeps
+the report's hand-written notes (everything from the NOTES_MARKER line on).
 
     python benchmarks/supernet_ranking.py --study studies/quickstart.toml --subnets 16 --standalone-seeds 3 \
         --jobs 2 --markdown benchmarks/supernet_ranking.md
@@ -46,9 +49,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from analytic import machine
 
 
-def standalone_accuracy(est: SupernetAccuracy, cand: Candidate, epochs: int, seed: int) -> float:
+def standalone_accuracy(
+    est: SupernetAccuracy, cand: Candidate, epochs: int, seed: int, calibration_batches: int
+) -> float:
     """Train a fresh network for `cand` alone (the supernet's modules, of which only the
-    candidate's slices get gradients) and score it with the supernet's evaluation protocol."""
+    candidate's slices get gradients) and score it with the supernet's evaluation protocol,
+    BatchNorm recalibrated on the first `calibration_batches` of the same training batches."""
     cfg = est.config
     torch.manual_seed(seed)
     net = Supernet(est.space.spec)
@@ -65,7 +71,8 @@ def standalone_accuracy(est: SupernetAccuracy, cand: Candidate, epochs: int, see
             F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing).backward()
             opt.step()
             sched.step()
-    alone = SupernetAccuracy(est.space, {"estimator": "supernet", **_eval_options(est)})
+    options = {**_eval_options(est), "calibration_batches": calibration_batches}
+    alone = SupernetAccuracy(est.space, {"estimator": "supernet", **options})
     alone._net = net
     net._nasopt_loaded = True  # type: ignore[attr-defined]
     net.eval()
@@ -108,39 +115,59 @@ def _ranking_estimator(study: str) -> SupernetAccuracy:
     return SupernetAccuracy(space, _eval_options(SupernetAccuracy(space, dict(r.study.accuracy))))
 
 
-def _standalone_job(study: str, cand: Candidate, epochs: int, seed: int, threads: int) -> tuple[float, float]:
+def _standalone_job(
+    study: str, cand: Candidate, epochs: int, seed: int, calibration_batches: int, threads: int
+) -> tuple[float, float]:
     """One stand-alone training in a worker process: (accuracy, seconds)."""
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    return standalone_accuracy(_ranking_estimator(study), cand, epochs, seed), time.perf_counter() - t0
+    acc = standalone_accuracy(_ranking_estimator(study), cand, epochs, seed, calibration_batches)
+    return acc, time.perf_counter() - t0
 
 
 def standalone_runs(
-    study: str, cands: list[Candidate], epochs: int, seeds: int, base_seed: int, jobs: int
+    study: str,
+    cands: list[Candidate],
+    epochs: int,
+    seeds: int,
+    base_seed: int,
+    jobs: int,
+    calibration_batches: int,
 ) -> list[list[tuple[float, float]]]:
     """(accuracy, seconds) of every subnet x seed, trained `jobs` at a time in spawned processes
     (each with cores/jobs intra-op threads) or in this process when jobs is 1."""
     work = [(i, k, base_seed * 1000 + i + 100_000 * k) for k in range(seeds) for i in range(len(cands))]
     out: list[list[tuple[float, float]]] = [[(0.0, 0.0)] * seeds for _ in cands]
     bar = tqdm(total=len(work), desc="stand-alone training", unit="run")
+
+    def job(i: int, seed: int) -> tuple[str, Candidate, int, int, int]:
+        return study, cands[i], epochs, seed, calibration_batches
+
     if jobs <= 1:
         for i, k, seed in work:
-            out[i][k] = _standalone_job(study, cands[i], epochs, seed, torch.get_num_threads())
+            out[i][k] = _standalone_job(*job(i, seed), torch.get_num_threads())
             bar.update()
     else:
         threads = max(1, len(os.sched_getaffinity(0)) // jobs)
         ctx = multiprocessing.get_context("spawn")  # no fork after this process used OpenMP
         with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            futures = {
-                pool.submit(_standalone_job, study, cands[i], epochs, seed, threads): (i, k)
-                for i, k, seed in work
-            }
+            futures = {pool.submit(_standalone_job, *job(i, seed), threads): (i, k) for i, k, seed in work}
             for fut in as_completed(futures):
                 i, k = futures[fut]
                 out[i][k] = fut.result()
                 bar.update()
     bar.close()
     return out
+
+
+NOTES_MARKER = "<!-- notes: written by hand, kept when the benchmark rewrites this file -->"
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written part of an earlier report (from NOTES_MARKER on), or a fresh marker."""
+    old = path.read_text() if path.is_file() else ""
+    at = old.find(NOTES_MARKER)
+    return "\n" + (old[at:] if at >= 0 else NOTES_MARKER + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         "--spread-macs", action="store_true", help="one random subnet per MACs bin instead of uniform draws"
     )
     ap.add_argument("--jobs", type=int, default=1, help="stand-alone trainings run at a time")
+    ap.add_argument(
+        "--reference-calibration",
+        type=int,
+        default=32,
+        help="BatchNorm recalibration batches for the stand-alone nets (4 batches add ~0.005 noise)",
+    )
     ap.add_argument(
         "--markdown", default=None, help="write the report here (and print it), raw numbers as .json"
     )
@@ -180,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     for c in cands:
         evals.append(study_est.timed_evaluate(c, 0.0)[1])
         sup_acc.append(est.evaluate(c))
-    runs = standalone_runs(args.study, cands, epochs, args.standalone_seeds, args.seed, args.jobs)
+    runs = standalone_runs(
+        args.study, cands, epochs, args.standalone_seeds, args.seed, args.jobs, args.reference_calibration
+    )
     seed_acc = [[acc for acc, _ in per] for per in runs]
     alone_acc = [statistics.mean(accs) for accs in seed_acc]
     tau = kendalltau(sup_acc, alone_acc)
@@ -213,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         f"- Stand-alone training: {epochs} epochs per subnet, mean accuracy of {args.standalone_seeds} "
         f"seed(s), {statistics.median(run_s):.0f} s median per training",
     ]
+    macs = [space.network(c).macs for c in cands]
+    lines.append(
+        "- Size: Kendall tau between MACs and supernet accuracy "
+        f"**{kendalltau(macs, sup_acc).statistic:.3f}**, between MACs and stand-alone accuracy "
+        f"**{kendalltau(macs, alone_acc).statistic:.3f}**"
+    )
     if args.standalone_seeds >= 2:
         column = [[a[k] for a in seed_acc] for k in range(args.standalone_seeds)]
         pairs = [
@@ -230,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         "Both accuracies are top-1 on the whole validation split, without packet loss, after BatchNorm "
-        "recalibration on the same training batches.",
+        f"recalibration on the same training batches: the study's {cfg.calibration_batches} for the "
+        f"supernet, {args.reference_calibration} for the stand-alone nets.",
         "",
         "| subnet | MMACs | supernet acc | stand-alone acc (mean) | per seed | eval s |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -244,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
-        Path(args.markdown).write_text(text)
+        Path(args.markdown).write_text(text + kept_notes(Path(args.markdown)))
         raw = {"command": command, "supernet_acc": sup_acc, "standalone_acc": seed_acc, "eval_s": evals}
         Path(args.markdown).with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
     return 0
