@@ -133,10 +133,14 @@ def standalone_runs(
     base_seed: int,
     jobs: int,
     calibration_batches: int,
+    first_seed: int = 0,
 ) -> list[list[tuple[float, float]]]:
-    """(accuracy, seconds) of every subnet x seed, trained `jobs` at a time in spawned processes
-    (each with cores/jobs intra-op threads) or in this process when jobs is 1."""
-    work = [(i, k, base_seed * 1000 + i + 100_000 * k) for k in range(seeds) for i in range(len(cands))]
+    """(accuracy, seconds) of every subnet x seed (seed indices `first_seed` on), trained `jobs`
+    at a time in spawned processes (each with cores/jobs intra-op threads) or here when jobs is 1."""
+    seed_ids = range(first_seed, first_seed + seeds)
+    work = [
+        (i, k - first_seed, base_seed * 1000 + i + 100_000 * k) for k in seed_ids for i in range(len(cands))
+    ]
     out: list[list[tuple[float, float]]] = [[(0.0, 0.0)] * seeds for _ in cands]
     bar = tqdm(total=len(work), desc="stand-alone training", unit="run")
 
@@ -158,6 +162,32 @@ def standalone_runs(
                 bar.update()
     bar.close()
     return out
+
+
+def reused_reference(
+    path: Path, cands: list[Candidate], epochs: int, calibration_batches: int
+) -> tuple[list[list[float]], list[float], str]:
+    """Stand-alone accuracies (per subnet, per seed), seconds and command of an earlier run, so
+    that supernet variants are compared against one reference without retraining it; refused
+    unless it holds the same subnets, stand-alone epochs and recalibration."""
+    raw = json.loads(path.read_text())
+    found = {
+        "candidates": raw.get("candidates"),
+        "standalone_epochs": raw.get("standalone_epochs"),
+        "reference_calibration": raw.get("reference_calibration"),
+    }
+    wanted = {
+        "candidates": [c.to_dict() for c in cands],
+        "standalone_epochs": epochs,
+        "reference_calibration": calibration_batches,
+    }
+    for key, value in wanted.items():
+        if found[key] != value:
+            raise SystemExit(
+                f"{path}: field {key!r} does not match this run (same --study, --subnets, --seed, "
+                "--spread-macs, --standalone-epochs and --reference-calibration needed)"
+            )
+    return raw["standalone_acc"], raw.get("standalone_s", []), raw["command"]
 
 
 NOTES_MARKER = "<!-- notes: written by hand, kept when the benchmark rewrites this file -->"
@@ -188,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         help="BatchNorm recalibration batches for the stand-alone nets (4 batches add ~0.005 noise)",
     )
     ap.add_argument(
+        "--reference",
+        default=None,
+        help="reuse the stand-alone accuracies of an earlier run's JSON (same subnets and settings); "
+        "a larger --standalone-seeds trains the missing seeds",
+    )
+    ap.add_argument("--supernet-epochs", type=int, default=None, help="override the study's supernet epochs")
+    ap.add_argument(
         "--markdown", default=None, help="write the report here (and print it), raw numbers as .json"
     )
     args = ap.parse_args(argv)
@@ -196,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     r = resolve(args.study)
     space = SearchSpace(r.space, build_system(r.objective))
     accuracy = dict(r.study.accuracy)
+    if args.supernet_epochs:
+        accuracy["epochs"] = args.supernet_epochs
     if accuracy.get("estimator") != "supernet":
         raise SystemExit(f"{args.study}: [accuracy] estimator must be 'supernet'")
     study_est = SupernetAccuracy(space, accuracy)  # the study's own evaluation settings
@@ -213,14 +252,30 @@ def main(argv: list[str] | None = None) -> int:
     for c in cands:
         evals.append(study_est.timed_evaluate(c, 0.0)[1])
         sup_acc.append(est.evaluate(c))
-    runs = standalone_runs(
-        args.study, cands, epochs, args.standalone_seeds, args.seed, args.jobs, args.reference_calibration
-    )
-    seed_acc = [[acc for acc, _ in per] for per in runs]
+    if args.reference:
+        seed_acc, run_s, reference_command = reused_reference(
+            Path(args.reference), cands, epochs, args.reference_calibration
+        )
+    else:
+        seed_acc, run_s = [[] for _ in cands], []
+    reused = len(seed_acc[0])
+    if args.standalone_seeds > reused:  # train the seeds the reference lacks
+        runs = standalone_runs(
+            args.study,
+            cands,
+            epochs,
+            args.standalone_seeds - reused,
+            args.seed,
+            args.jobs,
+            args.reference_calibration,
+            first_seed=reused,
+        )
+        seed_acc = [old + [acc for acc, _ in per] for old, per in zip(seed_acc, runs, strict=True)]
+        run_s += [sec for per in runs for _, sec in per]
+    args.standalone_seeds = len(seed_acc[0])
     alone_acc = [statistics.mean(accs) for accs in seed_acc]
     tau = kendalltau(sup_acc, alone_acc)
     rho = spearmanr(sup_acc, alone_acc)
-    run_s = [sec for per in runs for _, sec in per]
 
     cfg = est.config
     lines = [
@@ -246,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         f"**{tau.statistic:.3f}** (p = {tau.pvalue:.3g}; "
         f"target >= 0.6); Spearman rho {rho.statistic:.3f}",
         f"- Stand-alone training: {epochs} epochs per subnet, mean accuracy of {args.standalone_seeds} "
-        f"seed(s), {statistics.median(run_s):.0f} s median per training",
+        f"seed(s), "
+        + (f"{reused} reused from `{args.reference}`, trained by `{reference_command}`; " if reused else "")
+        + (f"{statistics.median(run_s):.0f} s median per new training" if run_s else "no new training"),
     ]
     macs = [space.network(c).macs for c in cands]
     lines.append(
@@ -287,7 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + kept_notes(Path(args.markdown)))
-        raw = {"command": command, "supernet_acc": sup_acc, "standalone_acc": seed_acc, "eval_s": evals}
+        raw = {
+            "command": command,
+            "candidates": [c.to_dict() for c in cands],
+            "standalone_epochs": epochs,
+            "reference_calibration": args.reference_calibration,
+            "supernet_acc": sup_acc,
+            "standalone_acc": seed_acc,
+            "standalone_s": run_s,
+            "reference": args.reference,
+            "eval_s": evals,
+        }
         Path(args.markdown).with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
     return 0
 
