@@ -13,10 +13,16 @@ It also reports Kendall's tau between MACs and either accuracy, to tell ranking 
 preference. `--jobs 2` trains two stand-alone nets at a time; `--spread-macs` draws one random
 subnet per MACs bin instead of uniformly; `--reference-calibration` sets the BatchNorm
 recalibration batches of the stand-alone nets (default 32: 4 add ~0.005 of noise). A rerun keeps
-the report's hand-written notes (everything from the NOTES_MARKER line on).
+the report's hand-written notes (everything from the NOTES_MARKER line on). `--reference` scores
+the supernet against the stand-alone accuracies stored by an earlier run (training only the seeds
+it lacks), so that supernet variants share one reference; `--supernet-epochs` overrides the study's.
 
     python benchmarks/supernet_ranking.py --study studies/quickstart.toml --subnets 16 --standalone-seeds 3 \
-        --jobs 2 --markdown benchmarks/supernet_ranking.md
+        --standalone-epochs 6 --jobs 2 --markdown benchmarks/supernet_ranking.md
+    python benchmarks/supernet_ranking.py --study studies/quickstart-shapes.toml --subnets 16 --spread-macs \
+        --standalone-epochs 6 --standalone-seeds 5 --jobs 2 \
+        --reference benchmarks/supernet_ranking_shapes_reference.json \
+        --markdown benchmarks/supernet_ranking_shapes.md
 """
 
 from __future__ import annotations
@@ -302,9 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         f"**{tau.statistic:.3f}** (p = {tau.pvalue:.3g}; "
         f"target >= 0.6); Spearman rho {rho.statistic:.3f}",
         f"- Stand-alone training: {epochs} epochs per subnet, mean accuracy of {args.standalone_seeds} "
-        f"seed(s), "
-        + (f"{reused} reused from `{args.reference}`, trained by `{reference_command}`; " if reused else "")
-        + (f"{statistics.median(run_s):.0f} s median per training" if run_s else ""),
+        f"seed(s)"
+        + (f"; {reused} reused from `{args.reference}`, trained by `{reference_command}`" if reused else "")
+        + (f"; {statistics.median(run_s):.0f} s median per training" if run_s else ""),
     ]
     macs = [space.network(c).macs for c in cands]
     lines.append(
