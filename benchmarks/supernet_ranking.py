@@ -177,18 +177,13 @@ def reused_reference(
     that supernet variants are compared against one reference without retraining it; refused
     unless it holds the same subnets, stand-alone epochs and recalibration."""
     raw = json.loads(path.read_text())
-    found = {
-        "candidates": raw.get("candidates"),
-        "standalone_epochs": raw.get("standalone_epochs"),
-        "reference_calibration": raw.get("reference_calibration"),
-    }
     wanted = {
         "candidates": [c.to_dict() for c in cands],
         "standalone_epochs": epochs,
         "reference_calibration": calibration_batches,
     }
     for key, value in wanted.items():
-        if found[key] != value:
+        if raw.get(key) != value:
             raise SystemExit(
                 f"{path}: field {key!r} does not match this run (same --study, --subnets, --seed, "
                 "--spread-macs, --standalone-epochs and --reference-calibration needed)"
@@ -279,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         seed_acc = [old + [acc for acc, _ in per] for old, per in zip(seed_acc, runs, strict=True)]
         run_s += [sec for per in runs for _, sec in per]
-    args.standalone_seeds = len(seed_acc[0])
+    seeds = len(seed_acc[0])
     alone_acc = [statistics.mean(accs) for accs in seed_acc]
     tau = kendalltau(sup_acc, alone_acc)
     rho = spearmanr(sup_acc, alone_acc)
@@ -307,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{' (one per MACs bin, --spread-macs)' if args.spread_macs else ''}: "
         f"**{tau.statistic:.3f}** (p = {tau.pvalue:.3g}; "
         f"target >= 0.6); Spearman rho {rho.statistic:.3f}",
-        f"- Stand-alone training: {epochs} epochs per subnet, mean accuracy of {args.standalone_seeds} "
+        f"- Stand-alone training: {epochs} epochs per subnet, mean accuracy of {seeds} "
         f"seed(s)"
         + (f"; {reused} reused from `{args.reference}`, trained by `{reference_command}`" if reused else "")
         + (f"; {statistics.median(run_s):.0f} s median per training" if run_s else ""),
@@ -318,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         f"**{kendalltau(macs, sup_acc).statistic:.3f}**, between MACs and stand-alone accuracy "
         f"**{kendalltau(macs, alone_acc).statistic:.3f}**"
     )
-    if args.standalone_seeds >= 2:
-        column = [[a[k] for a in seed_acc] for k in range(args.standalone_seeds)]
+    if seeds >= 2:
+        column = [[a[k] for a in seed_acc] for k in range(seeds)]
         pairs = [
             kendalltau(column[a], column[b]).statistic
             for a in range(len(column))
@@ -341,11 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         "| subnet | MMACs | supernet acc | stand-alone acc (mean) | per seed | eval s |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for i, c in enumerate(cands):
-        seeds = ", ".join(f"{a:.3f}" for a in seed_acc[i])
+    for i, accs in enumerate(seed_acc):
+        per_seed = ", ".join(f"{a:.3f}" for a in accs)
         lines.append(
-            f"| {i} | {space.network(c).macs / 1e6:.2f} | {sup_acc[i]:.3f} | {alone_acc[i]:.3f} | "
-            f"{seeds} | {evals[i]:.2f} |"
+            f"| {i} | {macs[i] / 1e6:.2f} | {sup_acc[i]:.3f} | {alone_acc[i]:.3f} | "
+            f"{per_seed} | {evals[i]:.2f} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
