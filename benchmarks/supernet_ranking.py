@@ -143,9 +143,10 @@ def standalone_runs(
 ) -> list[list[tuple[float, float]]]:
     """(accuracy, seconds) of every subnet x seed (seed indices `first_seed` on), trained `jobs`
     at a time in spawned processes (each with cores/jobs intra-op threads) or here when jobs is 1."""
-    seed_ids = range(first_seed, first_seed + seeds)
     work = [
-        (i, k - first_seed, base_seed * 1000 + i + 100_000 * k) for k in seed_ids for i in range(len(cands))
+        (i, k, base_seed * 1000 + i + 100_000 * (first_seed + k))
+        for k in range(seeds)
+        for i in range(len(cands))
     ]
     out: list[list[tuple[float, float]]] = [[(0.0, 0.0)] * seeds for _ in cands]
     bar = tqdm(total=len(work), desc="stand-alone training", unit="run")
