@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from nasopt.latency import evaluate
+from nasopt.core.evaluation import evaluate
+from nasopt.core.system import build_system
+from nasopt.presets import load_objective, load_space
 from nasopt.space import SearchSpace
-from nasopt.specs import load_objective, load_space
-from nasopt.system import build_system
 
 
 def measure(space: SearchSpace, n: int, seed: int) -> float:

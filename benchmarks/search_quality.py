@@ -33,10 +33,11 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from analytic import machine
 
-from nasopt.objective import NasObjective
+from nasopt.presets import load_objective, load_space
 from nasopt.samplers import ASNGSampler, EvolutionSampler, ReinforceSampler
-from nasopt.samplers._nasopt import hard_constraint_check
-from nasopt.specs import ObjectiveSpec, SearchSpaceSpec, StudySpec, load_objective, load_space
+from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, StudySpec
+from nasopt.study.feasibility import hard_constraint_check
+from nasopt.study.objective import NasObjective
 
 BUDGETS = (100, 300, 1000)
 REFERENCE = 1.1

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import optuna
 
-from nasopt.objective import NasObjective
-from nasopt.specs import SamplerSpec
-from nasopt.storage import open_storage
-from nasopt.study import make_sampler, resolve
+from nasopt.presets import resolve
+from nasopt.spec import SamplerSpec
+from nasopt.study.lifecycle import make_sampler
+from nasopt.study.objective import NasObjective
+from nasopt.study.storage import open_storage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from analytic import machine

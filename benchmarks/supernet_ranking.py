@@ -44,12 +44,12 @@ import torch.nn.functional as F
 from scipy.stats import kendalltau, spearmanr  # optuna's GP sampler already pulls scipy in
 from tqdm import tqdm
 
-from nasopt.candidate import Candidate
+from nasopt.accuracy.supernet import RunContext, Supernet, SupernetAccuracy
+from nasopt.accuracy.supernet._train import lr_schedule
+from nasopt.core.candidate import Candidate
+from nasopt.core.system import build_system
+from nasopt.presets import resolve
 from nasopt.space import SearchSpace
-from nasopt.study import resolve
-from nasopt.supernet import RunContext, Supernet, SupernetAccuracy
-from nasopt.supernet._train import lr_schedule
-from nasopt.system import build_system
 
 sys.path.insert(0, str(Path(__file__).parent))
 from analytic import machine

@@ -1,11 +1,14 @@
 """nasopt: split-aware, multi-objective neural architecture search on Optuna.
 
-Public API: presets (`load_space`, `load_objective`, `load_study`), the search space
-(`SearchSpace`, `Candidate`), analytic costs (`build_network`, `compile_space`), systems
-(`build_system`) and their evaluation (`evaluate`, `optimal_split`), the study objective
-(`NasObjective`, `AccuracyEstimator`, `ProxyAccuracy`), storages and studies (`open_storage`,
-`create_or_resume`) and the samplers (`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`).
-Names that pull in Optuna are imported on first use, so `nasopt validate` starts fast.
+Public API: presets (`load_space`, `load_objective`, `load_study`, `resolve`) and their models,
+the search space (`SearchSpace`, `Candidate`), analytic costs (`compile_space`, `build_network`),
+systems (`build_system`) and their evaluation (`evaluate`, `optimal_split`), accuracy
+(`AccuracyEstimator`, `ProxyAccuracy`), the study objective (`NasObjective`), storages and
+studies (`open_storage`, `create_or_resume`) and the samplers (`ASNGSampler`,
+`EvolutionSampler`, `ReinforceSampler`).
+
+Names that pull in Optuna are imported on first use, so `nasopt validate` and the analytic core
+start fast; torch is imported only by the supernet estimator.
 """
 
 from __future__ import annotations
@@ -13,22 +16,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from nasopt.candidate import Candidate
+from nasopt.accuracy import AccuracyEstimator, ProxyAccuracy
+from nasopt.core import (
+    Candidate,
+    Evaluation,
+    LayerCost,
+    Macro,
+    Network,
+    System,
+    build_network,
+    build_system,
+    compile_space,
+    evaluate,
+)
+from nasopt.core.split import SplitResult, optimal_split
 from nasopt.errors import SpecError
-from nasopt.latency import Evaluation, evaluate
-from nasopt.network import LayerCost, Network, build_network, compile_space
-from nasopt.specs import load_objective, load_space, load_study
-from nasopt.system import System, build_system
+from nasopt.presets import load_dashboard, load_objective, load_space, load_study, resolve
+from nasopt.space import SearchSpace
+from nasopt.spec import DashboardSpec, ObjectiveSpec, ResolvedStudy, SamplerSpec, SearchSpaceSpec, StudySpec
 
-_LAZY = {
-    "SearchSpace": "nasopt.space",
-    "optimal_split": "nasopt.placement",
-    "SplitResult": "nasopt.placement",
-    "NasObjective": "nasopt.objective",
-    "AccuracyEstimator": "nasopt.accuracy",
-    "ProxyAccuracy": "nasopt.accuracy",
-    "open_storage": "nasopt.storage",
-    "create_or_resume": "nasopt.study",
+_LAZY = {  # these import optuna
+    "NasObjective": "nasopt.study.objective",
+    "open_storage": "nasopt.study.storage",
+    "create_or_resume": "nasopt.study.lifecycle",
     "ASNGSampler": "nasopt.samplers",
     "EvolutionSampler": "nasopt.samplers",
     "ReinforceSampler": "nasopt.samplers",
@@ -38,27 +48,36 @@ __all__ = [
     "ASNGSampler",
     "AccuracyEstimator",
     "Candidate",
+    "DashboardSpec",
     "Evaluation",
     "EvolutionSampler",
     "LayerCost",
+    "Macro",
     "NasObjective",
     "Network",
+    "ObjectiveSpec",
     "ProxyAccuracy",
     "ReinforceSampler",
+    "ResolvedStudy",
+    "SamplerSpec",
     "SearchSpace",
+    "SearchSpaceSpec",
     "SpecError",
     "SplitResult",
+    "StudySpec",
     "System",
     "build_network",
     "build_system",
     "compile_space",
     "create_or_resume",
     "evaluate",
+    "load_dashboard",
     "load_objective",
     "load_space",
     "load_study",
     "open_storage",
     "optimal_split",
+    "resolve",
 ]
 __version__ = "0.1.0"
 

@@ -109,8 +109,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from nasopt.dashboard import register_all, resolve_view, serve
-    from nasopt.storage import open_storage
+    from nasopt.study.storage import open_storage
+    from nasopt.views.dashboard import register_all, resolve_view, serve
 
     storage = open_storage(args.storage, must_exist=True)
     resolve_view(args.view)  # a bad view fails before anything is served
@@ -129,8 +129,8 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from nasopt.dashboard import report_html
-    from nasopt.storage import open_storage
+    from nasopt.study.storage import open_storage
+    from nasopt.views.dashboard import report_html
 
     storage = open_storage(args.storage, must_exist=True)
     text = report_html(storage, args.study_name, args.view)
@@ -145,10 +145,11 @@ def _report(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     import hashlib
 
-    from nasopt.objective import NasObjective
-    from nasopt.storage import open_storage
-    from nasopt.study import create_or_resume, load, remaining_budget, resolve, run_workers
-    from nasopt.sweep import (
+    from nasopt.presets import resolve
+    from nasopt.study.lifecycle import create_or_resume, load, remaining_budget, run_workers
+    from nasopt.study.objective import NasObjective
+    from nasopt.study.storage import open_storage
+    from nasopt.study.sweep import (
         apply_sets,
         parse_threshold,
         render_points,
@@ -194,7 +195,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _validate(paths: list[str]) -> int:
-    from nasopt.specs import detect_kind, load_preset
+    from nasopt.presets import load_preset
+    from nasopt.spec import detect_kind
 
     files: list[Path] = []
     for raw in paths:
@@ -210,8 +212,8 @@ def _validate(paths: list[str]) -> int:
     for path in files:
         kind = detect_kind(path)
         if kind == "study":
-            from nasopt.objective import NasObjective
-            from nasopt.study import resolve
+            from nasopt.presets import resolve
+            from nasopt.study.objective import NasObjective
 
             resolved = resolve(str(path))
             try:
@@ -226,7 +228,7 @@ def _validate(paths: list[str]) -> int:
 
 def _describe(args: argparse.Namespace) -> int:
     from nasopt.describe import describe, render_table
-    from nasopt.specs import load_objective, load_space
+    from nasopt.presets import load_objective, load_space
 
     doc = describe(load_space(args.space), load_objective(args.objective), args.candidate)
     if args.format == "json":
@@ -237,7 +239,7 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _presets() -> int:
-    from nasopt.specs import KIND_FOLDERS, preset_names
+    from nasopt.spec import KIND_FOLDERS, preset_names
 
     for kind, folder in KIND_FOLDERS.items():
         print(f"{folder}: {', '.join(preset_names(kind)) or '(none)'}")
@@ -247,8 +249,8 @@ def _presets() -> int:
 def _sampler_override(name: str | None, base: object) -> object:
     if name is None:
         return None
-    from nasopt.specs import SamplerSpec
-    from nasopt.study import make_sampler
+    from nasopt.spec import SamplerSpec
+    from nasopt.study.lifecycle import make_sampler
 
     name, _, raw = name.partition(":")
     try:
@@ -267,8 +269,8 @@ def _sampler_override(name: str | None, base: object) -> object:
 
 
 def _print_front(study: object, storage_url: str | None, study_name: str, spec_ref: str) -> None:
-    from nasopt.pareto import front, render, rows
-    from nasopt.storage import DEFAULT_STORAGE
+    from nasopt.study.pareto import front, render, rows
+    from nasopt.study.storage import DEFAULT_STORAGE
 
     trials = front(study, feasible_only=True)  # type: ignore[arg-type]
     n = len(study.trials)  # type: ignore[attr-defined]
@@ -288,7 +290,7 @@ def _print_front(study: object, storage_url: str | None, study_name: str, spec_r
 
 def _prepare_accuracy(resolved: object, progress: bool, retrain: bool = False) -> None:
     """Train the study's supernet once, before any worker starts (each then loads it)."""
-    from nasopt.supernet import prepare_study
+    from nasopt.accuracy.supernet import prepare_study
 
     r = resolved
     result = prepare_study(r.study, r.space, r.objective, progress=progress, retrain=retrain)  # type: ignore[attr-defined]
@@ -298,7 +300,7 @@ def _prepare_accuracy(resolved: object, progress: bool, retrain: bool = False) -
 
 
 def _train_supernet(args: argparse.Namespace) -> int:
-    from nasopt.study import resolve
+    from nasopt.presets import resolve
 
     resolved = resolve(args.study)
     if resolved.study.accuracy.get("estimator", "analytic-proxy") != "supernet":
@@ -310,8 +312,9 @@ def _train_supernet(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nasopt.storage import open_storage
-    from nasopt.study import create_or_resume, remaining_budget, resolve, run_workers
+    from nasopt.presets import resolve
+    from nasopt.study.lifecycle import create_or_resume, remaining_budget, run_workers
+    from nasopt.study.storage import open_storage
 
     resolved = resolve(args.study)
     _prepare_accuracy(resolved, not args.no_progress)
@@ -337,8 +340,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from nasopt.storage import open_storage
-    from nasopt.study import load, remaining_budget, run_workers
+    from nasopt.study.lifecycle import load, remaining_budget, run_workers
+    from nasopt.study.storage import open_storage
 
     storage = open_storage(args.storage, must_exist=True)
     study, resolved = load(storage, args.study_name)
@@ -355,14 +358,14 @@ def _worker(args: argparse.Namespace) -> int:
 def _studies(args: argparse.Namespace) -> int:
     import optuna
 
-    from nasopt.storage import open_storage
+    from nasopt.study.storage import open_storage
 
     storage = open_storage(args.storage, must_exist=True)
     summaries = optuna.get_all_study_summaries(storage=storage, include_best_trial=False)
     if not summaries:
         print("(no studies)")
         return 0
-    from nasopt.pareto import front, table
+    from nasopt.study.pareto import front, table
 
     data = []
     for s in summaries:
@@ -388,9 +391,9 @@ def _studies(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from nasopt.pareto import front, render, rows
-    from nasopt.storage import open_storage
-    from nasopt.study import load
+    from nasopt.study.lifecycle import load
+    from nasopt.study.pareto import front, render, rows
+    from nasopt.study.storage import open_storage
 
     storage = open_storage(args.storage, must_exist=True)
     study, _ = load(storage, args.study_name)

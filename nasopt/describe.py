@@ -11,13 +11,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-from nasopt.candidate import Candidate
+from nasopt.core.candidate import Candidate
+from nasopt.core.evaluation import Evaluation, evaluate
+from nasopt.core.network import Network
+from nasopt.core.system import System, build_system
 from nasopt.errors import SpecError
-from nasopt.latency import Evaluation, evaluate
-from nasopt.network import Network
 from nasopt.space import SearchSpace
-from nasopt.specs import ObjectiveSpec, SearchSpaceSpec
-from nasopt.system import System, build_system
+from nasopt.spec import ObjectiveSpec, SearchSpaceSpec
 
 SCHEMA = "nasopt.describe/1"
 

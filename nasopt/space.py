@@ -15,16 +15,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nasopt.candidate import Candidate
+from nasopt.core.candidate import Candidate
+from nasopt.core.macro import Macro, compile_space, cut_domain, fuse_domain
+from nasopt.core.network import Network, build_network
 from nasopt.errors import SpecError
-from nasopt.network import Macro, Network, build_network, compile_space, split_point_domain
-from nasopt.specs import SearchSpaceSpec
+from nasopt.spec import SearchSpaceSpec
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from nasopt.system import System
+    from nasopt.core.system import System
 
 
 _MISSING = object()
@@ -68,9 +69,7 @@ class SearchSpace:
         self._bits = Param("bottleneck.bits", tuple(spec.bottleneck.bits))
         self._fuse: Param | None = None
         if spec.fusion is not None:
-            points = spec.fusion.points
-            domain = tuple(range(len(self.macro.layers) - 1)) if points == "all" else tuple(points)
-            self._fuse = Param("fuse.after", domain)
+            self._fuse = Param("fuse.after", fuse_domain(self.macro))
         self._params = self._collect_params()
         layer_or_width = {p.name for _, p in self._layer_params} | {p.name for _, p in self._width_params}
         self._rest_params = tuple(p for p in self._params if p.name not in layer_or_width)
@@ -84,11 +83,7 @@ class SearchSpace:
         """Groups of exchangeable cut parameters with their shared domain."""
         if self.spec.fusion is not None or self.n_cuts == 0:
             return []
-        domain = split_point_domain(self.macro)
-        points = self.spec.split.points
-        if points != "all":
-            allowed = set(points)
-            domain = [p for p in domain if p in allowed]
+        domain = cut_domain(self.macro)
         names = ["split.after"] + [f"split{k}.after" for k in range(2, self.n_cuts + 1)]
         if system is not None and system.kind == "mesh":
             p = self.macro.parallel_stage()

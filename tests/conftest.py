@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from nasopt.specs import ObjectiveSpec, SearchSpaceSpec, parse_spec
-from nasopt.system import System, build_system
+from nasopt.core.system import System, build_system
+from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, parse_spec
 
 SMALL_SPACE: dict[str, Any] = {
     "name": "small",

@@ -458,9 +458,9 @@ def _candidate_op_count(tmp: Path) -> Case:
 
 
 def _largest_mobilenetv2() -> dict[str, Any]:
+    from nasopt.core.system import build_system
+    from nasopt.presets import load_objective, load_space
     from nasopt.space import SearchSpace
-    from nasopt.specs import load_objective, load_space
-    from nasopt.system import build_system
 
     system = build_system(load_objective("splitnets-hmd-4"))
     return SearchSpace(load_space("mobilenetv2"), system).largest().to_dict()

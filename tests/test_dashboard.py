@@ -8,12 +8,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nasopt import dashboard as dash
 from nasopt.errors import SpecError
-from nasopt.pareto import is_feasible
-from nasopt.specs import SamplerSpec, load_dashboard
-from nasopt.storage import open_storage
-from nasopt.study import create_or_resume, optimize, resolve
+from nasopt.presets import load_dashboard, resolve
+from nasopt.spec import SamplerSpec
+from nasopt.study.lifecycle import create_or_resume, optimize
+from nasopt.study.pareto import is_feasible
+from nasopt.study.storage import open_storage
+from nasopt.views import dashboard as dash
 from tests.services import check_ok, nasopt, write_tiny_study
 
 

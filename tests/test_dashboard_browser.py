@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from nasopt.dashboard import report_html
-from nasopt.storage import open_storage
-from nasopt.study import create_or_resume, optimize, resolve
+from nasopt.presets import resolve
+from nasopt.study.lifecycle import create_or_resume, optimize
+from nasopt.study.storage import open_storage
+from nasopt.views.dashboard import report_html
 from tests.services import cli_env, write_tiny_study
 
 ARTIFACTS = Path(

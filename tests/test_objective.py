@@ -8,10 +8,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nasopt.objective import CONSTRAINTS_KEY, NasObjective
-from nasopt.pareto import front, render, rows
-from nasopt.specs import ObjectiveSpec, StudySpec, parse_spec
-from nasopt.storage import open_storage, write_trial_attrs
+from nasopt.spec import ObjectiveSpec, StudySpec, parse_spec
+from nasopt.study.objective import CONSTRAINTS_KEY, NasObjective
+from nasopt.study.pareto import front, render, rows
+from nasopt.study.storage import open_storage, write_trial_attrs
 from tests.conftest import space_spec
 
 OBJECTIVE = {

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nasopt.core.evaluation import evaluate
+from nasopt.core.split import optimal_split
 from nasopt.errors import SpecError
-from nasopt.latency import evaluate
-from nasopt.placement import optimal_split
 from nasopt.space import SearchSpace
 from tests.conftest import chain_system, space_spec
 
@@ -42,7 +42,7 @@ def test_optimal_split_equals_brute_force(n_devices, seed, rates, bandwidths, ca
     system = chain_system(rates[:n_devices], bandwidths[: n_devices - 1], caps[:n_devices])
     space = SearchSpace(space_spec(), system)
     candidate = space.sample(random.Random(seed))
-    result = optimal_split(space, candidate, system)
+    result = optimal_split(space.macro, candidate, system)
     best_ok, best_any = brute_force(space, candidate, system)
     if math.isinf(best_ok):
         assert not result.feasible
@@ -60,7 +60,7 @@ def test_optimal_split_prefers_the_fast_device_when_links_are_free():
     system = chain_system([1e6, 1e12], [1e15])
     space = SearchSpace(space_spec(), system)
     candidate = space.largest()
-    result = optimal_split(space, candidate, system)
+    result = optimal_split(space.macro, candidate, system)
     assert result.cuts == (-1,)  # send the input, compute everything on the fast device
 
 
@@ -69,4 +69,4 @@ def test_optimal_split_rejects_a_bottleneck_candidate():
     spec = space_spec(bottleneck={"widths": ["none", 4], "bits": [8]})
     space = SearchSpace(spec, system)
     with pytest.raises(SpecError, match="bottleneck"):
-        optimal_split(space, replace(space.largest(), bottleneck_width=4), system)
+        optimal_split(space.macro, replace(space.largest(), bottleneck_width=4), system)

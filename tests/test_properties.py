@@ -28,13 +28,15 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from nasopt.candidate import Candidate
+from nasopt.core.candidate import Candidate
+from nasopt.core.evaluation import Evaluation, evaluate
+from nasopt.core.macro import compile_space, split_point_domain
+from nasopt.core.network import build_network
+from nasopt.core.system import System, build_system
 from nasopt.errors import SpecError
-from nasopt.latency import Evaluation, evaluate
-from nasopt.network import build_network, compile_space, split_point_domain
+from nasopt.presets import load_objective, load_space, load_study
 from nasopt.space import SearchSpace
-from nasopt.specs import ObjectiveSpec, SearchSpaceSpec, load_objective, load_space, load_study, parse_spec
-from nasopt.system import System, build_system
+from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -12,12 +12,13 @@ import numpy as np
 import optuna
 import pytest
 
-from nasopt.objective import NasObjective
+from nasopt.presets import load_objective, load_space
 from nasopt.samplers import ASNGSampler, EvolutionSampler, ReinforceSampler
 from nasopt.samplers._asng import REUSE_ATTR, VERSION_ATTR, ASNGState, ranking_utility, utility_schedule
 from nasopt.samplers._ranking import constrained_order, crowding_distance, nondominated_ranks
-from nasopt.specs import SamplerSpec, StudySpec, load_objective, load_space
-from nasopt.study import make_sampler
+from nasopt.spec import SamplerSpec, StudySpec
+from nasopt.study.lifecycle import make_sampler
+from nasopt.study.objective import NasObjective
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SAMPLERS = {

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from nasopt.cli import main as cli_main
+from nasopt.core.compute import HWNASBENCH_FILE
+from nasopt.core.evaluation import Evaluation, evaluate
+from nasopt.core.system import System, build_system
 from nasopt.describe import describe
-from nasopt.latency import Evaluation, evaluate
+from nasopt.presets import load_objective, load_preset, load_space
 from nasopt.space import SearchSpace
-from nasopt.specs import SearchSpaceSpec, load_objective, load_preset, load_space, parse_spec
-from nasopt.system import HWNASBENCH_FILE, System, build_system
+from nasopt.spec import SearchSpaceSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = sorted(p.stem for p in (ROOT / "search_spaces").glob("*.toml"))

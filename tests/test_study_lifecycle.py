@@ -21,7 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nasopt.storage import open_storage
+from nasopt.study.storage import open_storage
 from tests.services import check_ok, cli_env, nasopt, write_tiny_study
 
 # ------------------------------------------------------------------ (a) resume
@@ -54,9 +54,9 @@ def test_run_twice_resumes_one_study(tmp_path: Path) -> None:
 # parameters were suggested (so the retry can be checked to carry them).
 SLOW_WORKER = """
 import sys, time, optuna
-from nasopt.objective import NasObjective
-from nasopt.storage import open_storage
-from nasopt.study import load
+from nasopt.study.objective import NasObjective
+from nasopt.study.storage import open_storage
+from nasopt.study.lifecycle import load
 
 url, name = sys.argv[1], sys.argv[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -14,9 +14,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nasopt.pareto import front
-from nasopt.storage import open_storage, study_names
-from nasopt.study import FINGERPRINT_ATTR, SPEC_ATTR, _decode, resolve
+from nasopt.presets import resolve
+from nasopt.study.lifecycle import FINGERPRINT_ATTR, SPEC_ATTR, _decode
+from nasopt.study.pareto import front
+from nasopt.study.storage import open_storage, study_names
 from tests.services import (  # noqa: F401  (fixtures, used through request.getfixturevalue)
     check_ok,
     mysql_url,

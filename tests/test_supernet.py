@@ -13,10 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nasopt.errors import SpecError
-from nasopt.space import SearchSpace
-from nasopt.specs import SearchSpaceSpec, load_objective, parse_spec, preset_dirs
-from nasopt.supernet import (
+from nasopt.accuracy.supernet import (
     CheckpointError,
     RunContext,
     Supernet,
@@ -25,7 +22,11 @@ from nasopt.supernet import (
     packet_loss,
     quantise,
 )
-from nasopt.system import build_system
+from nasopt.core.system import build_system
+from nasopt.errors import SpecError
+from nasopt.presets import load_objective
+from nasopt.space import SearchSpace
+from nasopt.spec import SearchSpaceSpec, parse_spec, preset_dirs
 from tests.conftest import space_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,7 +209,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     space = tiny_space()
     full = SupernetAccuracy(space, _config(tmp_path / "a", sampling="uniform"))
     full.ensure_trained(progress=False)
-    from nasopt.supernet._train import train_supernet
+    from nasopt.accuracy.supernet._train import train_supernet
 
     part = SupernetAccuracy(space, _config(tmp_path / "b", sampling="uniform"))
     net = part.build()
@@ -261,8 +262,8 @@ def test_config_errors_name_the_key() -> None:
 
 
 def test_quickstart_study_uses_the_supernet() -> None:
-    from nasopt.objective import NasObjective
-    from nasopt.study import resolve
+    from nasopt.presets import resolve
+    from nasopt.study.objective import NasObjective
 
     r = resolve(str(ROOT / "studies/quickstart.toml"))
     obj = NasObjective(r.study, r.space, r.objective)  # lazy: nothing is trained or loaded here
@@ -275,7 +276,7 @@ def test_run_trains_first_then_workers_score_with_the_shared_checkpoint(tmp_path
     stored accuracy equals an in-process evaluation of the same candidate), a later run reuses it."""
     import optuna
 
-    from nasopt.study import resolve
+    from nasopt.presets import resolve
     from tests.services import check_ok, nasopt, write_tiny_study
 
     accuracy = 'estimator = "supernet"\nepochs = 1\nlimit = 240\nbatch_size = 16\ncalibration_batches = 1'
@@ -301,7 +302,7 @@ def test_run_trains_first_then_workers_score_with_the_shared_checkpoint(tmp_path
 def test_local_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from nasopt.supernet._estimator import use_available_cores
+    from nasopt.accuracy.supernet._estimator import use_available_cores
 
     before = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0))
@@ -321,7 +322,7 @@ def test_local_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_digits_and_shapes() -> None:
-    from nasopt.data import load_dataset, shapes
+    from nasopt.accuracy.data import load_dataset, shapes
 
     d = load_dataset({"dataset": "digits"}, channels=3, height=32, width=32)
     assert d.train_x.shape[1:] == (3, 32, 32) and len(d.val_y) > 300
@@ -338,7 +339,7 @@ def test_digits_and_shapes() -> None:
 
 
 def test_cifar_binary(tmp_path: Path) -> None:
-    from nasopt.data import load_dataset
+    from nasopt.accuracy.data import load_dataset
 
     rng = np.random.default_rng(0)
     for name, n in (("data_batch_1.bin", 5), ("data_batch_2.bin", 3), ("test_batch.bin", 4)):
@@ -362,7 +363,7 @@ def test_cifar_binary(tmp_path: Path) -> None:
 
 
 def test_npz_and_image_folder(tmp_path: Path) -> None:
-    from nasopt.data import load_dataset
+    from nasopt.accuracy.data import load_dataset
 
     x = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(10) % 3)
@@ -376,7 +377,7 @@ def test_npz_and_image_folder(tmp_path: Path) -> None:
             (root / cls / f"{i}.pgm").write_bytes(b"P5\n# c\n5 4\n255\n" + pix.tobytes())
         rgb = np.full((4, 5, 3), 200, dtype=np.uint8)
         (root / cls / "c.ppm").write_bytes(b"P6 5 4 255\n" + rgb.tobytes())
-    from nasopt.data import image_folder
+    from nasopt.accuracy.data import image_folder
 
     xs, ys, k = image_folder(root)
     assert k == 2 and xs.shape == (8, 1, 4, 5) and ys.tolist() == [0] * 4 + [1] * 4

@@ -6,9 +6,8 @@ import optuna
 import pytest
 
 from nasopt.errors import SpecError
-from nasopt.specs import StudySpec, parse_spec
-from nasopt.study import ResolvedStudy
-from nasopt.sweep import apply_sets, parse_threshold, sweep_from_study
+from nasopt.spec import ResolvedStudy, StudySpec, parse_spec
+from nasopt.study.sweep import apply_sets, parse_threshold, sweep_from_study
 from tests.conftest import space_spec
 from tests.test_objective import make_objective, run_study
 

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import json
 import multiprocessing
 import os
 import time
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -24,81 +20,15 @@ from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from nasopt.errors import SpecError
-from nasopt.objective import NasObjective
-from nasopt.specs import (
-    ObjectiveSpec,
-    SamplerSpec,
-    SearchSpaceSpec,
-    StudySpec,
-    load_objective,
-    load_space,
-    load_study,
-    parse_spec,
-    resolve_preset,
-)
-from nasopt.storage import open_storage, study_names
+from nasopt.spec import ResolvedStudy, SamplerSpec
+from nasopt.study.objective import NasObjective
+from nasopt.study.storage import open_storage, study_names
 
 SPEC_ATTR = "nasopt:spec"
 FINGERPRINT_ATTR = "nasopt:fingerprint"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 OPTUNA_SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
 NASOPT_SAMPLERS = {"asng": "ASNGSampler", "evolution": "EvolutionSampler", "reinforce": "ReinforceSampler"}
-
-
-@dataclass(frozen=True)
-class ResolvedStudy:
-    """A study spec with its search space and objective loaded: everything a worker needs."""
-
-    study: StudySpec
-    space: SearchSpaceSpec
-    objective: ObjectiveSpec
-
-    def to_json(self) -> str:
-        doc = {
-            "study": self.study.model_dump(mode="json"),
-            "space": self.space.model_dump(mode="json"),
-            "objective": self.objective.model_dump(mode="json"),
-        }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "study") -> ResolvedStudy:
-        doc = json.loads(text)
-        return cls(
-            study=parse_spec(StudySpec, doc["study"], source),
-            space=parse_spec(SearchSpaceSpec, doc["space"], source),
-            objective=parse_spec(ObjectiveSpec, doc["objective"], source),
-        )
-
-    def with_objective(self, objective: ObjectiveSpec) -> ResolvedStudy:
-        return ResolvedStudy(self.study, self.space, objective)
-
-
-def resolve(study: str) -> ResolvedStudy:
-    """Load a study preset (name or path) and the space and objective presets it names.
-
-    A relative path in the study file is taken relative to the study file's folder."""
-    path = resolve_preset("study", study)
-    spec = load_study(str(path))
-    loaded: dict[str, Any] = {}
-    for key, loader in (("space", load_space), ("objective", load_objective)):
-        ref = getattr(spec, key)
-        beside = path.parent / ref
-        if ref.endswith(".toml") and not Path(ref).is_absolute() and beside.is_file():
-            ref = str(beside)
-        try:
-            loaded[key] = loader(ref)
-        except SpecError as exc:
-            if exc.file:
-                raise
-            raise SpecError(
-                exc.detail, file=str(path), field=key, value=exc.value, allowed=exc.allowed
-            ) from None
-    return ResolvedStudy(spec, loaded["space"], loaded["objective"])
 
 
 def _encode(text: str) -> str:
@@ -147,7 +77,7 @@ def make_sampler(
 
 def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> optuna.samplers.BaseSampler:
     from nasopt import samplers as nasopt_samplers
-    from nasopt.samplers._nasopt import hard_constraint_check
+    from nasopt.study.feasibility import hard_constraint_check
 
     options = dict(spec.options)
     hard = options.pop("hard_constraints", True)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasopt.data import DATASETS
+from nasopt.accuracy.data import DATASETS
 from nasopt.errors import SpecError
 
 SAMPLING = ("sandwich", "uniform")

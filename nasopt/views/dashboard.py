@@ -21,20 +21,21 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nasopt.candidate import Candidate
+from nasopt.core.candidate import Candidate
 from nasopt.errors import SpecError
-from nasopt.pareto import front, is_feasible, metric_names
-from nasopt.specs import (
+from nasopt.presets import load_dashboard
+from nasopt.spec import (
     ArchStripView,
     BreakdownView,
     DashboardSpec,
     HypervolumeView,
     ParetoView,
+    ResolvedStudy,
     SweepView,
-    load_dashboard,
     resolve_preset,
 )
-from nasopt.study import SPEC_ATTR, ResolvedStudy, load
+from nasopt.study.lifecycle import SPEC_ATTR, load
+from nasopt.study.pareto import front, is_feasible, metric_names
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -128,7 +129,7 @@ def check_view(spec: DashboardSpec, fields: StudyFields, file: str) -> None:
         need(f"latency_breakdown[{i}].y2", b.y2)
         need_hover(f"latency_breakdown[{i}].hover", b.hover)
     for i, s in enumerate(spec.threshold_sweep):
-        from nasopt.sweep import SWEEPABLE
+        from nasopt.study.sweep import SWEEPABLE
 
         if s.metric not in SWEEPABLE:
             raise SpecError(
@@ -381,7 +382,7 @@ def sibling_studies(
 ) -> list[tuple[optuna.Study, ResolvedStudy]]:
     """The studies a comparison view draws: `study` first, then the named ones (or every
     nasopt study in the storage with the same objectives)."""
-    from nasopt.storage import study_names
+    from nasopt.study.storage import study_names
 
     available = study_names(storage)
     if names == "all":
@@ -415,7 +416,7 @@ def sweep_figure(
     """Best feasible accuracy at each threshold, one line per group (best over its studies)."""
     import plotly.graph_objects as go
 
-    from nasopt.sweep import sweep_from_study
+    from nasopt.study.sweep import sweep_from_study
 
     pairs = sibling_studies(storage, study, view.studies)
     thresholds = view.thresholds
@@ -560,8 +561,8 @@ _SPACES: dict[str, Any] = {}
 def _space_of(resolved: ResolvedStudy) -> Any:
     """The study's SearchSpace on its system, built once per spec (no accuracy estimator: the
     strip only needs analytic costs, and a supernet estimator would load torch)."""
+    from nasopt.core.system import build_system
     from nasopt.space import SearchSpace
-    from nasopt.system import build_system
 
     key = resolved.fingerprint
     if key not in _SPACES:
@@ -571,7 +572,7 @@ def _space_of(resolved: ResolvedStudy) -> Any:
 
 def arch_layers(resolved: ResolvedStudy, trial: FrozenTrial) -> tuple[list[StripLayer], Any, Any]:
     """The trial's network layer by layer, with its device, plus the network and evaluation."""
-    from nasopt.latency import evaluate
+    from nasopt.core.evaluation import evaluate
 
     space = _space_of(resolved)
     candidate = Candidate.from_dict(trial.user_attrs["candidate"])
@@ -799,8 +800,8 @@ def build(
 
 def summary_sections(study: optuna.Study, resolved: ResolvedStudy) -> list[tuple[str, list[str]]]:
     """(heading, lines) describing the study, its system, search space and constraints."""
+    from nasopt.core.system import build_system
     from nasopt.space import SearchSpace
-    from nasopt.system import build_system
 
     trials = study.get_trials(deepcopy=False)
     complete = _complete(study)
@@ -938,7 +939,7 @@ def register(storage: BaseStorage, study_name: str, view: str | DashboardSpec = 
 
 def register_all(storage: BaseStorage, view: str | DashboardSpec = "default") -> list[str]:
     """Register the view for every nasopt study with completed trials; returns their names."""
-    from nasopt.storage import study_names
+    from nasopt.study.storage import study_names
 
     done = []
     for name in study_names(storage):
@@ -953,7 +954,7 @@ def register_all(storage: BaseStorage, view: str | DashboardSpec = "default") ->
 
 
 def _front_table_html(study: optuna.Study) -> str:
-    from nasopt.pareto import rows
+    from nasopt.study.pareto import rows
 
     data = rows(study, front(study, feasible_only=True))
     if not data:
@@ -1018,7 +1019,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080, ready: An
 
     from optuna_dashboard import wsgi
 
-    from nasopt.storage import open_storage
+    from nasopt.study.storage import open_storage
 
     class _Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:

@@ -1,4 +1,4 @@
-"""Accuracy estimators: the `AccuracyEstimator` protocol and an analytic proxy.
+"""An analytic accuracy proxy for studies that run before (or without) a trained supernet.
 
 The proxy is NOT a measured accuracy: it is a deterministic, monotone function of a candidate's
 capacity (MACs and parameters relative to the space's smallest and largest networks), of the
@@ -9,20 +9,13 @@ before the supernet estimator is trained; every output that uses it says `analyt
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
-from nasopt.candidate import Candidate
-from nasopt.network import Network
-from nasopt.space import SearchSpace
+from nasopt.core.candidate import Candidate
+from nasopt.core.network import Network
 
-
-@runtime_checkable
-class AccuracyEstimator(Protocol):
-    """Top-1 accuracy in [0, 1] of a candidate, given its network and the link loss rate."""
-
-    name: str
-
-    def accuracy(self, candidate: Candidate, network: Network, loss_rate: float) -> float: ...
+if TYPE_CHECKING:
+    from nasopt.space import SearchSpace
 
 
 class ProxyAccuracy:

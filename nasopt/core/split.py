@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from nasopt.candidate import Candidate
+from nasopt.core.candidate import Candidate
+from nasopt.core.macro import Macro, cut_domain
+from nasopt.core.network import build_network
+from nasopt.core.system import System
 from nasopt.errors import SpecError
-from nasopt.network import build_network
-from nasopt.space import SearchSpace
-from nasopt.system import System
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class SplitResult:
 
 
 def optimal_split(
-    space: SearchSpace, candidate: Candidate, system: System, *, respect_memory: bool = True
+    macro: Macro, candidate: Candidate, system: System, *, respect_memory: bool = True
 ) -> SplitResult:
     """The latency-optimal cuts of `candidate`'s architecture on the chain `system`.
 
@@ -47,25 +47,25 @@ def optimal_split(
             field="candidate",
         )
     n_cuts = len(system.chain) - 1
-    domain = tuple(sorted(space.cut_domain()))
+    domain = tuple(sorted(cut_domain(macro)))
     if n_cuts == 0:
-        from nasopt.latency import evaluate
+        from nasopt.core.evaluation import evaluate
 
-        ev = evaluate(space.network(replace(candidate, cuts=())), system)
+        ev = evaluate(build_network(macro, replace(candidate, cuts=())), system)
         return SplitResult((), ev.latency_s, not ev.memory_violations())
     if respect_memory:
-        best = _solve(space, candidate, system, domain, check_memory=True)
+        best = _solve(macro, candidate, system, domain, check_memory=True)
         if best is not None:
             return best
-    result = _solve(space, candidate, system, domain, check_memory=False)
+    result = _solve(macro, candidate, system, domain, check_memory=False)
     assert result is not None
     return SplitResult(result.cuts, result.latency_s, feasible=not respect_memory)
 
 
 def _solve(
-    space: SearchSpace, candidate: Candidate, system: System, domain: tuple[int, ...], *, check_memory: bool
+    macro: Macro, candidate: Candidate, system: System, domain: tuple[int, ...], *, check_memory: bool
 ) -> SplitResult | None:
-    net = build_network(space.macro, replace(candidate, cuts=domain))
+    net = build_network(macro, replace(candidate, cuts=domain))
     layers = net.layers
     n = len(layers)
     flat = list(net.cut_after)

@@ -1,14 +1,14 @@
-"""nasopt glue: the analytic hard-constraint check a sampler can apply before evaluation."""
+"""The analytic hard-constraint check a study hands its sampler, applied before evaluation."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nasopt.latency import evaluate
+from nasopt.core.evaluation import evaluate
 
 if TYPE_CHECKING:
-    from nasopt.objective import NasObjective
     from nasopt.samplers._base import Feasibility
+    from nasopt.study.objective import NasObjective
 
 
 def hard_constraint_check(objective: NasObjective) -> Feasibility | None:

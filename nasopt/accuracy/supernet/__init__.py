@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nasopt.supernet._config import SupernetConfig
-from nasopt.supernet._estimator import SupernetAccuracy
-from nasopt.supernet._net import Supernet
-from nasopt.supernet._ops import RunContext, packet_loss, quantise
-from nasopt.supernet._train import CheckpointError, TrainResult, load_checkpoint, train_supernet
+from nasopt.accuracy.supernet._config import SupernetConfig
+from nasopt.accuracy.supernet._estimator import SupernetAccuracy
+from nasopt.accuracy.supernet._net import Supernet
+from nasopt.accuracy.supernet._ops import RunContext, packet_loss, quantise
+from nasopt.accuracy.supernet._train import CheckpointError, TrainResult, load_checkpoint, train_supernet
 
 if TYPE_CHECKING:
-    from nasopt.specs import ObjectiveSpec, SearchSpaceSpec, StudySpec
+    from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, StudySpec
 
 __all__ = [
     "CheckpointError",
@@ -45,8 +45,8 @@ def prepare_study(
     study does not use the supernet estimator."""
     if study.accuracy.get("estimator", "analytic-proxy") != "supernet":
         return None
+    from nasopt.core.system import build_system
     from nasopt.space import SearchSpace
-    from nasopt.system import build_system
 
     est = SupernetAccuracy(SearchSpace(space, build_system(objective)), study.accuracy)
     return est.ensure_trained(progress=progress, retrain=retrain)

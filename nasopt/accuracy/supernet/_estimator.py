@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from nasopt.candidate import Candidate
-from nasopt.data import Dataset, load_dataset
-from nasopt.network import Network
+from nasopt.accuracy.data import Dataset, load_dataset
+from nasopt.accuracy.supernet._config import SupernetConfig, content_hash
+from nasopt.accuracy.supernet._net import Supernet
+from nasopt.accuracy.supernet._ops import RunContext
+from nasopt.accuracy.supernet._train import CheckpointError, TrainResult, load_checkpoint, train_supernet
+from nasopt.core.candidate import Candidate
+from nasopt.core.network import Network
 from nasopt.space import SearchSpace
-from nasopt.supernet._config import SupernetConfig, content_hash
-from nasopt.supernet._net import Supernet
-from nasopt.supernet._ops import RunContext
-from nasopt.supernet._train import CheckpointError, TrainResult, load_checkpoint, train_supernet
 
 
 def use_available_cores() -> None:

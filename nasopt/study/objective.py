@@ -12,15 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nasopt.accuracy import AccuracyEstimator, ProxyAccuracy
-from nasopt.candidate import Candidate
+from nasopt.accuracy import AccuracyEstimator, make_estimator
+from nasopt.core.candidate import Candidate
+from nasopt.core.evaluation import Evaluation, evaluate
+from nasopt.core.network import Network
+from nasopt.core.system import System, build_system
 from nasopt.errors import SpecError
-from nasopt.latency import Evaluation, evaluate
-from nasopt.network import Network
 from nasopt.space import SearchSpace
-from nasopt.specs import ObjectiveSpec, SearchSpaceSpec, StudySpec
-from nasopt.storage import write_trial_attrs
-from nasopt.system import System, build_system
+from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, StudySpec
+from nasopt.study.storage import write_trial_attrs
 
 if TYPE_CHECKING:
     import optuna
@@ -153,30 +153,6 @@ class NasObjective:
         for name, value in zip(self.constraint_names, result.constraints, strict=True):
             attrs[f"violation:{name}"] = value
         return attrs
-
-
-def make_estimator(study: StudySpec, space: SearchSpace) -> AccuracyEstimator:
-    """The accuracy estimator a study spec asks for (`[accuracy] estimator = ...`)."""
-    options = dict(study.accuracy)
-    kind = options.pop("estimator", "analytic-proxy")
-    if kind == "analytic-proxy":
-        allowed = {"floor", "ceiling", "loss_penalty"}
-        unknown = set(options) - allowed
-        if unknown:
-            raise SpecError(
-                "unknown accuracy option", field=f"accuracy.{sorted(unknown)[0]}", allowed=sorted(allowed)
-            )
-        return ProxyAccuracy(space, **{k: float(v) for k, v in options.items()})
-    if kind == "supernet":  # lazy: torch is imported, and the checkpoint loaded, on first use
-        from nasopt.supernet import SupernetAccuracy
-
-        return SupernetAccuracy(space, study.accuracy)
-    raise SpecError(
-        "unknown accuracy estimator",
-        field="accuracy.estimator",
-        value=kind,
-        allowed=["analytic-proxy", "supernet"],
-    )
 
 
 def split_description(network: Network, ev: Evaluation) -> str:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasopt.specs import OpSpec
+from nasopt.spec import OpSpec
 
 _EPS = 1e-5
 

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nasopt.candidate import Candidate
-from nasopt.data import Dataset
+from nasopt.accuracy.data import Dataset
+from nasopt.accuracy.supernet._config import FORMAT, SupernetConfig
+from nasopt.accuracy.supernet._net import Supernet
+from nasopt.accuracy.supernet._ops import RunContext
+from nasopt.core.candidate import Candidate
 from nasopt.errors import SpecError
 from nasopt.space import SearchSpace
-from nasopt.supernet._config import FORMAT, SupernetConfig
-from nasopt.supernet._net import Supernet
-from nasopt.supernet._ops import RunContext
 
 
 class CheckpointError(SpecError):

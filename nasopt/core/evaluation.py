@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nasopt.core.network import Network
+from nasopt.core.system import Link, System
 from nasopt.errors import SpecError
-from nasopt.network import Network
-from nasopt.system import Link, System
 
 
 @dataclass

@@ -14,11 +14,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nasopt.candidate import Candidate
+from nasopt.core.candidate import Candidate
 from nasopt.errors import SpecError
-from nasopt.objective import NasObjective
-from nasopt.specs import ObjectiveSpec, SearchSpaceSpec, StudySpec, parse_spec
-from nasopt.study import ResolvedStudy
+from nasopt.spec import ObjectiveSpec, ResolvedStudy, SearchSpaceSpec, StudySpec, parse_spec
+from nasopt.study.objective import NasObjective
 
 SWEEPABLE = ("latency_ms", "energy_mj")
 
@@ -157,7 +156,7 @@ def sweep_from_study(
 
 
 def render_points(key: str, points: list[SweepPoint]) -> str:
-    from nasopt.pareto import table
+    from nasopt.study.pareto import table
 
     data = [
         {

@@ -19,10 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasopt.candidate import Candidate
-from nasopt.network import Macro, MacroLayer, _layer, compile_space, split_point_domain
-from nasopt.specs import SearchSpaceSpec
-from nasopt.supernet._ops import (
+from nasopt.accuracy.supernet._ops import (
     ElasticConv,
     ElasticFire,
     ElasticLinear,
@@ -32,9 +29,13 @@ from nasopt.supernet._ops import (
     packet_loss,
     quantise,
 )
+from nasopt.core.candidate import Candidate
+from nasopt.core.macro import Macro, MacroLayer, compile_space, split_point_domain
+from nasopt.core.ops import layer_cost
+from nasopt.spec import SearchSpaceSpec
 
 if TYPE_CHECKING:
-    from nasopt.specs import OpSpec
+    from nasopt.spec import OpSpec
 
 _CONV_TYPES = ("conv", "dwconv", "dwsep", "skip")
 
@@ -220,7 +221,7 @@ class Supernet(nn.Module):
     ) -> tuple[int, int, int]:
         out_max = layer.width if layer.width is not None else max(widths)
         outs = [
-            _layer(
+            layer_cost(
                 layer.name, o, macro.ops[o], shape, out_max, layer.stride, macro.spec.num_classes
             ).out_shape
             for o in layer.choices

@@ -1,0 +1,87 @@
+"""The preset formats as pydantic models, preset discovery and the resolved study.
+
+Models only: nothing here calls into `nasopt.core`; `nasopt.presets` parses, then checks.
+"""
+
+from __future__ import annotations
+
+from nasopt.spec.dashboard import (
+    ArchStripView,
+    BreakdownView,
+    DashboardSpec,
+    HypervolumeView,
+    ParetoView,
+    SweepView,
+)
+from nasopt.spec.files import (
+    KIND_FOLDERS,
+    detect_kind,
+    format_loc,
+    parse_spec,
+    preset_dirs,
+    preset_names,
+    read_toml,
+    resolve_preset,
+)
+from nasopt.spec.objective import (
+    ComputeSpec,
+    ConstraintsSpec,
+    DeviceSpec,
+    LinkSpec,
+    MediumSpec,
+    MetricSpec,
+    ObjectiveSpec,
+    SizeTermSpec,
+    TopologySpec,
+)
+from nasopt.spec.resolved import ResolvedStudy
+from nasopt.spec.search_space import (
+    OP_TYPES,
+    BottleneckSpec,
+    FusionSpec,
+    InputSpec,
+    LayerSpec,
+    OpSpec,
+    SearchSpaceSpec,
+    SplitSpec,
+    StageSpec,
+)
+from nasopt.spec.study import SamplerSpec, StudySpec
+
+__all__ = [
+    "KIND_FOLDERS",
+    "OP_TYPES",
+    "ArchStripView",
+    "BottleneckSpec",
+    "BreakdownView",
+    "ComputeSpec",
+    "ConstraintsSpec",
+    "DashboardSpec",
+    "DeviceSpec",
+    "FusionSpec",
+    "HypervolumeView",
+    "InputSpec",
+    "LayerSpec",
+    "LinkSpec",
+    "MediumSpec",
+    "MetricSpec",
+    "ObjectiveSpec",
+    "OpSpec",
+    "ParetoView",
+    "ResolvedStudy",
+    "SamplerSpec",
+    "SearchSpaceSpec",
+    "SizeTermSpec",
+    "SplitSpec",
+    "StageSpec",
+    "StudySpec",
+    "SweepView",
+    "TopologySpec",
+    "detect_kind",
+    "format_loc",
+    "parse_spec",
+    "preset_dirs",
+    "preset_names",
+    "read_toml",
+    "resolve_preset",
+]

@@ -1,0 +1,114 @@
+"""The search-space preset format (`search_spaces/*.toml`): op catalogue, stages, splits, fusion."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from nasopt.spec._base import PositiveFloat, PositiveInt, _Spec
+
+OpType = Literal[
+    "conv",
+    "dwconv",
+    "dwsep",
+    "mbconv",
+    "skip",
+    "fire",
+    "fc",
+    "svd_fc",
+    "gap",
+    "maxpool",
+    "conv_reduce",
+    "conv_recover",
+    "view_fuse",
+    "classifier",
+]
+OP_TYPES: tuple[str, ...] = OpType.__args__  # type: ignore[attr-defined]
+
+
+class OpSpec(_Spec):
+    """One entry of a search space's op catalogue."""
+
+    type: OpType
+    kernel: PositiveInt = 3
+    expansion: PositiveFloat = 1.0
+    groups: PositiveInt = 1
+    shortcut: bool = True
+    always_expand: bool = False
+    se_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    squeeze_ratio: Annotated[float, Field(gt=0, le=1)] = 0.125
+    rank: PositiveInt | None = None
+    split_tap: Literal["output", "depthwise"] = "output"
+
+
+class LayerSpec(_Spec):
+    """A layer of a stage: a fixed op or a choice among catalogue ops."""
+
+    op: str | None = None
+    choices: list[str] | None = None
+    stride: PositiveInt = 1
+    repeat: PositiveInt = 1
+    width: PositiveInt | None = None
+
+
+class StageSpec(_Spec):
+    """Consecutive layers sharing an output width; `parallel` > 1 makes parallel branches."""
+
+    name: str
+    widths: list[PositiveInt] = Field(min_length=1)
+    layers: list[LayerSpec] = Field(min_length=1)
+    parallel: PositiveInt = 1
+    merge: Literal["concat", "sum"] = "concat"
+
+
+class InputSpec(_Spec):
+    channels: PositiveInt
+    height: PositiveInt
+    width: PositiveInt
+
+
+SplitPoints = list[Annotated[int, Field(ge=-1)]] | Literal["all"]
+
+
+class SplitSpec(_Spec):
+    """Where cuts may fall: after layer k (-1 means before the first layer: send the input)."""
+
+    points: SplitPoints = "all"
+
+
+class BottleneckSpec(_Spec):
+    """Conv-Reduce/Conv-Recover widths at the first cut and bit widths of every sent feature."""
+
+    widths: list[PositiveInt | Literal["none"]] = Field(default=["none"], min_length=1)
+    bits: list[Annotated[int, Field(ge=1, le=64)]] = Field(default=[32], min_length=1)
+    kernel: PositiveInt = 1
+
+    @field_validator("widths")
+    @classmethod
+    def _no_duplicates(cls, widths: list[int | str]) -> list[int | str]:
+        if len(set(widths)) != len(widths):
+            raise ValueError("widths must not repeat")
+        return widths
+
+
+class FusionSpec(_Spec):
+    """Multi-view: V views run the head, View-Fuse concatenates after a searched layer."""
+
+    views: Annotated[int, Field(ge=2)]
+    points: list[Annotated[int, Field(ge=0)]] | Literal["all"] = "all"
+
+
+class SearchSpaceSpec(_Spec):
+    name: str
+    description: str = ""
+    input: InputSpec
+    num_classes: PositiveInt
+    input_bits: Annotated[int, Field(ge=1, le=64)] = 8
+    activation_bits: Annotated[int, Field(ge=1, le=64)] = 32
+    weight_bits: Annotated[int, Field(ge=1, le=64)] = 32
+    ops: dict[str, OpSpec] = {}
+    stages: list[StageSpec] = Field(min_length=1)
+    split: SplitSpec = SplitSpec()
+    bottleneck: BottleneckSpec = BottleneckSpec()
+    fusion: FusionSpec | None = None

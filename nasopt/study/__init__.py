@@ -1,0 +1,1 @@
+"""Studies on Optuna: the objective, storages, lifecycle and budgets, sweeps and Pareto fronts."""

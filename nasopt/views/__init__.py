@@ -1,0 +1,1 @@
+"""What a person looks at: plotly figures, trial notes, optuna-dashboard registration, reports."""
