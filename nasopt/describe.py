@@ -13,6 +13,7 @@ from typing import Any
 
 from nasopt.core.candidate import Candidate
 from nasopt.core.evaluation import Evaluation, evaluate
+from nasopt.core.memory import payload_bytes
 from nasopt.core.network import Network
 from nasopt.core.system import System, build_system
 from nasopt.errors import SpecError
@@ -80,7 +81,6 @@ def report(
 ) -> dict[str, Any]:
     """The describe document: layers, cuts, devices, links and totals."""
     layers = []
-    act_bytes = network.activation_bits / 8.0
     for layer, device in zip(network.layers, ev.placement, strict=True):
         layers.append(
             {
@@ -91,7 +91,7 @@ def report(
                 "out_shape": list(layer.out_shape),
                 "macs": layer.macs,
                 "params": layer.params,
-                "out_bytes": int(layer.out_elems * act_bytes),
+                "out_bytes": int(payload_bytes(layer.out_elems, network.activation_bits)),
                 "device": device,
             }
         )
@@ -126,7 +126,7 @@ def report(
                 "after": network.layers[flat].name if flat >= 0 else "input",
                 "elements": network.sent_elems[k],
                 "bits": network.sent_bits[k],
-                "bytes": network.sent_elems[k] * network.sent_bits[k] / 8.0,
+                "bytes": payload_bytes(network.sent_elems[k], network.sent_bits[k]),
             }
         )
     return {

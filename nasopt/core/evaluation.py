@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nasopt.core.memory import payload_bytes, peak_memory_bytes, weight_bytes
 from nasopt.core.network import Network
 from nasopt.core.system import Link, System
 from nasopt.errors import SpecError
@@ -79,8 +80,6 @@ class _Acc:
         self.sent: dict[str, float] = {}
         self.energy_j = 0.0
         self.placement = [""] * len(network.layers)
-        self._act_bytes = network.activation_bits / 8.0
-        self._w_bytes = network.weight_bits / 8.0
 
     def run(self, device: str, start: int, end: int, buffered_bytes: float = 0.0) -> float:
         dev = self.sys.devices[device]
@@ -99,8 +98,11 @@ class _Acc:
             if layer.peak_live_elems > live:
                 live = layer.peak_live_elems
         self.placement[start:end] = [device] * (end - start)
-        weights = int(params * self._w_bytes)
-        mem = weights + int(max(live * self._act_bytes, buffered_bytes))
+        net = self.net
+        weights = weight_bytes(params, net.weight_bits)
+        mem = peak_memory_bytes(
+            params, live, buffered_bytes, weight_bits=net.weight_bits, activation_bits=net.activation_bits
+        )
         self.compute_s[device] = self.compute_s.get(device, 0.0) + t
         self.weights[device] = self.weights.get(device, 0) + weights
         self.memory[device] = max(self.memory.get(device, 0), mem)
@@ -135,7 +137,7 @@ class _Acc:
 
 
 def _payload_bytes(network: Network, k: int) -> float:
-    return network.sent_elems[k] * network.sent_bits[k] / 8.0
+    return payload_bytes(network.sent_elems[k], network.sent_bits[k])
 
 
 def _check_cuts(network: Network, expected: int, system: System) -> None:
@@ -152,7 +154,7 @@ def _evaluate_chain(network: Network, system: System) -> Evaluation:
     _check_cuts(network, len(chain) - 1, system)
     acc = _Acc(network, system)
     total = 0.0
-    payloads = [e * b / 8.0 for e, b in zip(network.sent_elems, network.sent_bits, strict=True)]
+    payloads = [payload_bytes(e, b) for e, b in zip(network.sent_elems, network.sent_bits, strict=True)]
     payloads.append(0.0)  # the last device sends nothing on
     links = system.chain_links
     received = 0.0
@@ -191,13 +193,13 @@ def _evaluate_mesh(network: Network, system: System) -> Evaluation:
     root_t = acc.compute_s.get(system.root, 0.0)  # type: ignore[arg-type]
     root_out = network.layers[first_branch - 1].out_elems if first_branch > 0 else _input_elems(network)
     bits = network.feature_bits
-    root_bytes = root_out * bits / 8.0
+    root_bytes = payload_bytes(root_out, bits)
     slowest = 0.0
     for b, device in enumerate(system.branches, start=1):
         start, end = spans[b]
         t = root_t + acc.send(system.root, device, root_bytes)  # type: ignore[arg-type]
         t += acc.run(device, start, end + 1, root_bytes)
-        out_bytes = network.layers[end].out_elems * bits / 8.0
+        out_bytes = payload_bytes(network.layers[end].out_elems, bits)
         t += acc.send(device, system.after[0], out_bytes)
         slowest = max(slowest, t)
     total += slowest

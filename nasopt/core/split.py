@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from nasopt.core.candidate import Candidate
 from nasopt.core.macro import Macro, cut_domain
+from nasopt.core.memory import payload_bytes, peak_memory_bytes
 from nasopt.core.network import build_network
 from nasopt.core.system import System
 from nasopt.errors import SpecError
@@ -69,9 +70,8 @@ def _solve(
     layers = net.layers
     n = len(layers)
     flat = list(net.cut_after)
-    payload = [e * b / 8.0 for e, b in zip(net.sent_elems, net.sent_bits, strict=True)]
-    act_bytes = net.activation_bits / 8.0
-    w_bytes = net.weight_bits / 8.0
+    payload = [payload_bytes(e, b) for e, b in zip(net.sent_elems, net.sent_bits, strict=True)]
+    bits = {"weight_bits": net.weight_bits, "activation_bits": net.activation_bits}
     chain = system.chain
     m_dev = len(chain)
     P = len(domain)
@@ -105,7 +105,7 @@ def _solve(
                 live = max(live, layer.peak_live_elems)
             pos = max(pos, end)
             if check_memory and dev.memory_bytes is not None:
-                mem = int(params * w_bytes) + int(max(live * act_bytes, pay(a), pay(b)))
+                mem = peak_memory_bytes(params, live, max(pay(a), pay(b)), **bits)
                 if mem > dev.memory_bytes:
                     out[b] = math.inf
                     continue

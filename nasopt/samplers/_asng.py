@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from optuna.study import StudyDirection
 
+from nasopt.core.pareto import hypervolume_improvement
 from nasopt.samplers._base import DiscreteSampler, ReplayCache, encoded, redraw_repeats
-from nasopt.samplers._ranking import hypervolume_improvement, losses, pareto_front, violation
+from nasopt.samplers._ranking import losses, pareto_front, violation
 
 if TYPE_CHECKING:
     from optuna.study import Study

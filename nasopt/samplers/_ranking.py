@@ -93,20 +93,6 @@ def constrained_order(F: np.ndarray, viol: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(n), key_crowd, key_rank, viol, ~feasible))
 
 
-def hypervolume_improvement(front: np.ndarray, point: np.ndarray, reference: np.ndarray) -> float:
-    """Hypervolume that `point` adds to `front` (both losses) w.r.t. `reference`."""
-    from optuna._hypervolume import compute_hypervolume
-
-    if np.any(point >= reference):
-        return 0.0
-    if len(front) and np.any(np.all(front <= point, axis=1)):
-        return 0.0
-    inside = front[np.all(front < reference, axis=1)] if len(front) else front
-    before = compute_hypervolume(inside, reference) if len(inside) else 0.0
-    after = compute_hypervolume(np.vstack([inside, point[None]]) if len(inside) else point[None], reference)
-    return float(after - before)
-
-
 def pareto_front(F: np.ndarray) -> np.ndarray:
     """The non-dominated rows of F (duplicates kept once)."""
     if len(F) == 0:

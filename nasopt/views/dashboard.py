@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nasopt.core.candidate import Candidate
+from nasopt.core.pareto import hypervolume
 from nasopt.errors import SpecError
 from nasopt.presets import load_dashboard
 from nasopt.spec import (
@@ -472,9 +473,6 @@ def _min_form(study: optuna.Study, values: list[float]) -> list[float]:
 
 def hypervolume_history(study: optuna.Study, reference: list[float]) -> tuple[list[int], list[float]]:
     """Hypervolume of the feasible trials up to each completed trial (minimisation form)."""
-    import numpy as np
-    from optuna._hypervolume import compute_hypervolume
-
     xs: list[int] = []
     ys: list[float] = []
     points: list[list[float]] = []
@@ -487,9 +485,7 @@ def hypervolume_history(study: optuna.Study, reference: list[float]) -> tuple[li
                 if not dominated:
                     points = [q for q in points if not all(p_i <= q_i for p_i, q_i in zip(p, q, strict=True))]
                     points.append(p)
-                    hv = float(
-                        compute_hypervolume(np.asarray(points), np.asarray(reference), assume_pareto=True)
-                    )
+                    hv = hypervolume(points, reference)
         xs.append(t.number)
         ys.append(hv)
     return xs, ys
