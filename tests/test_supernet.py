@@ -22,6 +22,7 @@ from nasopt.accuracy.supernet import (
     packet_loss,
     quantise,
 )
+from nasopt.core.network import Network
 from nasopt.core.system import build_system
 from nasopt.errors import SpecError
 from nasopt.presets import load_objective
@@ -66,6 +67,64 @@ def test_every_preset_builds_runs_and_macs_match(name: str) -> None:
         assert logits.shape == (1, spec.num_classes)
         assert torch.isfinite(logits).all()
         assert ctx.macs == space.network(cand).macs
+
+
+def _analytic_blocks(network: Network) -> list[tuple[str, tuple[int, ...], int]]:
+    """(macro layer, output shape, MACs) per supernet block, from the cost model's flat layers:
+    a layer cut at its depthwise tap is its head, the bottleneck between and its tail."""
+    out = []
+    group: list = []
+    for layer in network.layers:
+        if group or layer.name.endswith(".head"):
+            group.append(layer)
+            if layer.name.endswith(".tail"):
+                name = layer.name.removesuffix(".tail")
+                out.append((name, layer.out_shape, sum(g.macs for g in group)))
+                group = []
+        elif layer.name.startswith("layer"):
+            out.append((layer.name, layer.out_shape, layer.macs))
+    return out
+
+
+def _executed_blocks(net: Supernet, x: torch.Tensor, cand: object) -> list[tuple[str, tuple[int, ...], int]]:
+    """(macro layer, output shape, MACs per sample) of every supernet block the forward ran."""
+    record: list[tuple[str, tuple[int, ...], int]] = []
+    before: list[int] = []
+
+    def pre(module: torch.nn.Module, args: tuple) -> None:
+        before.append(args[1].macs)
+
+    def post(module: torch.nn.Module, args: tuple, y: torch.Tensor) -> None:
+        x_in, ctx = args[0], args[1]
+        macs = ctx.macs - before.pop()
+        record.append((module.layer.name, tuple(y.shape[1:]), macs // x_in.shape[0]))
+
+    handles = []
+    for block in net.blocks.values():
+        handles.append(block.register_forward_pre_hook(pre))
+        handles.append(block.register_forward_hook(post))
+    try:
+        with torch.no_grad():
+            net(x, cand, RunContext())  # type: ignore[arg-type]
+    finally:
+        for h in handles:
+            h.remove()
+    return record
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_supernet_and_cost_model_walk_the_same_layers(name: str) -> None:
+    """The supernet and the cost model consume one walk: for random candidates, every block
+    the supernet runs is the cost model's layer in the same place, same output shape and MACs."""
+    spec = small_variant(name)
+    torch.manual_seed(0)
+    net = Supernet(spec)
+    space = SearchSpace(spec, cuts=1 if spec.fusion is not None else 2)
+    rng = random.Random(5)
+    for cand in [space.largest(), space.smallest(), *(space.sample(rng) for _ in range(4))]:
+        expected = _analytic_blocks(space.network(cand))
+        assert [n for n, _, _ in expected] == [layer.name for layer in space.macro.layers]
+        assert _executed_blocks(net, _input(spec, cand, n=2), cand) == expected
 
 
 def assert_random_subnet_macs_match(space: SearchSpace, seed: int, n: int) -> None:

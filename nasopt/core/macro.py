@@ -41,6 +41,8 @@ class Macro:
     parallel_start: int = -2  # first layer index of the parallel stage; -2: none
     # (layer index, op name, input shape, width) -> LayerCost; filled as candidates are built
     cost_cache: dict[tuple, Any] = field(default_factory=dict, compare=False, repr=False)
+    # a candidate's structure -> its walk (see nasopt.core.walk)
+    walk_cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def views(self) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from nasopt.core.candidate import Candidate
 from nasopt.core.macro import Macro, MacroLayer
 from nasopt.core.ops import LayerCost, OpSpec, Shape, layer_cost, merge_cost, shape_elems, tap_costs
+from nasopt.core.walk import CutStep, LayerStep, ParallelStep, walk
 
 
 @dataclass(eq=False)
@@ -54,125 +55,111 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     shape: Shape = (spec.input.channels, spec.input.height, spec.input.width)
     input_shape = shape
     layers: list[LayerCost] = []
-    flat_of: dict[int, int] = {}
-    cut_set = set(candidate.cuts)
+    append = layers.append
+    flat_of: dict[int, int] = {}  # macro layer index of a cut -> flat index of its last part
     first_cut = candidate.cuts[0] if candidate.cuts else None
     tap_cut: dict[int, int] = {}  # macro layer index -> flat index of its head part
     branch_spans: dict[int, tuple[int, int]] = {}
+    cache = macro.cost_cache
 
-    def add(cost: LayerCost, b: int = 0) -> None:
-        layers.append(cost)
+    ops, widths = candidate.ops, candidate.widths
 
-    def add_bottleneck(after: int, shape: Shape) -> Shape:
-        if candidate.bottleneck_width <= 0 or after != first_cut:
-            return shape
+    def cost(layer: MacroLayer, shape: Shape) -> LayerCost:
+        i = layer.index
+        width = widths[layer.stage]
+        key = (i, ops[i], shape, width)
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = _layer_for(macro, layer, ops[i], shape, width)
+        return hit
+
+    def bottleneck(shape: Shape) -> Shape:
         d = candidate.bottleneck_width
         k = spec.bottleneck.kernel
         reduce = layer_cost(
             "split.reduce", "conv_reduce", OpSpec(type="conv_reduce", kernel=k), shape, d, 1, spec.num_classes
         )
-        add(reduce)
-        if candidate.fuse_after is None:
-            recover = layer_cost(
-                "split.recover",
-                "conv_recover",
-                OpSpec(type="conv_recover", kernel=k),
-                reduce.out_shape,
-                shape[0],
-                1,
-                spec.num_classes,
-            )
-            add(recover)
-            return recover.out_shape
-        return reduce.out_shape
+        append(reduce)
+        if candidate.fuse_after is not None:
+            return reduce.out_shape
+        recover = layer_cost(
+            "split.recover",
+            "conv_recover",
+            OpSpec(type="conv_recover", kernel=k),
+            reduce.out_shape,
+            shape[0],
+            1,
+            spec.num_classes,
+        )
+        append(recover)
+        return recover.out_shape
 
     def fuse(shape: Shape) -> Shape:
         fused = layer_cost(
             "view_fuse", "view_fuse", OpSpec(type="view_fuse"), shape, shape[0] * views, 1, spec.num_classes
         )
-        add(fused)
+        append(fused)
         return fused.out_shape
 
-    if first_cut == -1:
-        shape = add_bottleneck(-1, shape)
-    cache = macro.cost_cache
-    fuse_after = candidate.fuse_after
-    p_start = macro.parallel_start
-    macro_layers = macro.layers
-    n_layers = len(macro_layers)
-    ops = candidate.ops
-    widths = candidate.widths
-    append = layers.append
-    i = 0
-    while i < n_layers:
-        layer = macro_layers[i]
-        width = widths[layer.stage]
-        if i == p_start:
-            stage = macro.stages[layer.stage]
-            # parallel stage: each branch runs from the same input, then merge
+    for step in walk(macro, candidate):
+        if step.__class__ is LayerStep:
+            layer, cut = step.layer, step.cut
+            if cut is None:  # the hot path
+                i = layer.index
+                width = widths[layer.stage]
+                key = (i, ops[i], shape, width)
+                c = cache.get(key)
+                if c is None:
+                    c = cache[key] = _layer_for(macro, layer, ops[i], shape, width)
+                append(c)
+                shape = c.out_shape
+                if step.fuse:
+                    shape = fuse(shape)
+                continue
+            if cut.tap:
+                op_name, width = ops[layer.index], widths[layer.stage]
+                tap_key = ("tap", layer.index, op_name, shape, width)
+                pair = cache.get(tap_key)
+                if pair is None:
+                    pair = cache[tap_key] = _tap_costs_for(macro, layer, op_name, shape, width)
+                head, tail = pair
+                append(head)
+                tap_cut[layer.index] = len(layers) - 1
+                if cut.bottleneck:
+                    bottleneck(head.out_shape)
+                append(tail)
+                flat_of[layer.index] = len(layers) - 1
+                shape = tail.out_shape
+            else:
+                c = cost(layer, shape)
+                append(c)
+                flat_of[layer.index] = len(layers) - 1
+                shape = bottleneck(c.out_shape) if cut.bottleneck else c.out_shape
+            if step.fuse:
+                shape = fuse(shape)
+        elif step.__class__ is ParallelStep:
             stage_in = shape
             outs: list[Shape] = []
-            for b in range(1, stage.parallel + 1):
+            for b, branch in enumerate(step.branches, start=1):
                 start = len(layers)
                 shape = stage_in
-                for li in stage.layers:
-                    ml = macro.layers[li]
-                    if ml.branch != b:
-                        continue
-                    key = (li, candidate.ops[li], shape, width)
-                    cost = cache.get(key)
-                    if cost is None:
-                        cost = cache[key] = _layer_for(macro, ml, candidate.ops[li], shape, width)
-                    add(cost, b)
-                    flat_of[li] = len(layers) - 1
-                    shape = cost.out_shape
+                for ls in branch:
+                    c = cost(ls.layer, shape)
+                    append(c)
+                    flat_of[ls.layer.index] = len(layers) - 1
+                    shape = c.out_shape
                 outs.append(shape)
                 branch_spans[b] = (start, len(layers) - 1)
+            stage = step.stage
             merge_key = ("merge", stage.name, tuple(outs))
             merged = cache.get(merge_key)
             if merged is None:
                 merged = cache[merge_key] = merge_cost(stage.merge, outs, f"{stage.name}.merge")
-            add(merged)
+            append(merged)
             flat_of[stage.layers[-1]] = len(layers) - 1
             shape = merged.out_shape
-            i = stage.layers[-1] + 1
-            continue
-        op_name = ops[i]
-        if i not in cut_set:
-            key = (i, op_name, shape, width)
-            cost = cache.get(key)
-            if cost is None:
-                cost = cache[key] = _layer_for(macro, layer, op_name, shape, width)
-            append(cost)
-            shape = cost.out_shape
-            if fuse_after == i:
-                shape = fuse(shape)
-            i += 1
-            continue
-        op = macro.ops[op_name]
-        if op.split_tap == "depthwise":
-            tap_key = ("tap", i, op_name, shape, width)
-            pair = cache.get(tap_key)
-            if pair is None:
-                pair = cache[tap_key] = _tap_costs_for(macro, layer, op_name, shape, width)
-            head, tail = pair
-            add(head)
-            tap_cut[i] = len(layers) - 1
-            shape = add_bottleneck(i, head.out_shape)
-            add(tail)
-            flat_of[i] = len(layers) - 1
-            shape = tail.out_shape
-        else:
-            key = (i, op_name, shape, width)
-            cost = cache.get(key)
-            if cost is None:
-                cost = cache[key] = _layer_for(macro, layer, op_name, shape, width)
-            add(cost)
-            flat_of[i] = len(layers) - 1
-            shape = add_bottleneck(i, cost.out_shape)
-        if candidate.fuse_after is not None and i == candidate.fuse_after:
-            shape = fuse(shape)
-        i += 1
+        elif isinstance(step, CutStep) and step.bottleneck:  # the input itself is sent
+            shape = bottleneck(shape)
 
     cut_after: list[int] = []
     sent_elems: list[int] = []

@@ -1,9 +1,10 @@
 """The supernet of a search space: the widest weights of every layer, run for any Candidate.
 
-The forward pass walks the compiled space exactly as `nasopt.network.build_network` does (same
-layers, parallel branches and merge, split taps, Conv-Reduce/Conv-Recover at the first cut,
-View-Fuse after the fusion layer), so the executed subnet's MACs equal the analytic `Network.macs`
-(tested for random candidates of every preset). Multi-view input is (batch, views, C, H, W): one
+Allocation and the forward pass consume the same walk as `nasopt.core.network.build_network`
+(`nasopt.core.walk`: same layers, parallel branches and merge, split taps, Conv-Reduce /
+Conv-Recover at the first cut, View-Fuse after the fusion layer), so the executed subnet's MACs
+equal the analytic `Network.macs` (tested layer by layer for random candidates of every preset).
+Multi-view input is (batch, views, C, H, W): one
 sensor trunk runs on every view, View-Fuse concatenates the views' channels, the aggregator
 trunk follows. At every cut the sent feature is fake-quantised to the candidate's bits (not the
 raw input, already `input_bits`) and suffers packet-loss dropout at `RunContext.loss_rate` once
@@ -30,8 +31,9 @@ from nasopt.accuracy.supernet._ops import (
     quantise,
 )
 from nasopt.core.candidate import Candidate
-from nasopt.core.macro import Macro, MacroLayer, compile_space, split_point_domain
+from nasopt.core.macro import Macro, MacroLayer, compile_space
 from nasopt.core.ops import layer_cost
+from nasopt.core.walk import CutStep, LayerStep, ParallelStep, walk
 from nasopt.spec import SearchSpaceSpec
 
 if TYPE_CHECKING:
@@ -141,7 +143,7 @@ class _Bottleneck(nn.Module):
 class Supernet(nn.Module):
     """Shared weights of every candidate of `spec`; `forward(x, candidate, ctx)` runs one subnet.
 
-    >>> from nasopt.specs import load_space
+    >>> from nasopt.presets import load_space
     >>> from nasopt.space import SearchSpace
     >>> space = SearchSpace(load_space("mbconv-jmsnas-32"))
     >>> net = Supernet(space.spec)
@@ -157,20 +159,12 @@ class Supernet(nn.Module):
         self.views = macro.views
         widths = [w for w in spec.bottleneck.widths if w != "none"]
         self.d_max = max(widths) if widths else 0
-        fuse_points: set[int] = set()
-        if spec.fusion is not None:
-            n = len(macro.layers)
-            fuse_points = set(range(n - 1)) if spec.fusion.points == "all" else set(spec.fusion.points)
-        cut_points = split_point_domain(macro)
-        if spec.split.points != "all":
-            cut_points = [p for p in cut_points if p in set(spec.split.points)]
-        if spec.fusion is not None:
-            cut_points = sorted(fuse_points)
-        self._plan(macro, fuse_points, set(cut_points))
+        self._plan(macro)
 
-    def _plan(self, macro: Macro, fuse_points: set[int], cut_points: set[int]) -> None:
-        """Allocate every layer at its widest input and output, tracing shapes with the analytic
-        `_layer` so both agree; the bottleneck modules sit at every possible first cut."""
+    def _plan(self, macro: Macro) -> None:
+        """Allocate every layer at its widest input and output along the space's plan (the walk
+        with every choice), tracing shapes with the analytic `layer_cost` so both agree; the
+        bottleneck modules sit at every possible first cut."""
         spec = macro.spec
         v = self.views
         blocks: dict[str, nn.Module] = {}
@@ -183,36 +177,31 @@ class Supernet(nn.Module):
                 necks[key] = _Bottleneck(channels, self.d_max, k, f"neck.{key}", recover)
 
         shape = (spec.input.channels, spec.input.height, spec.input.width)
-        if -1 in cut_points:
-            neck("input", shape[0])
-        i = 0
-        layers = macro.layers
-        while i < len(layers):
-            layer = layers[i]
-            if i == macro.parallel_start:
-                stage = macro.stages[layer.stage]
+        for step in walk(macro, None):
+            if isinstance(step, CutStep):
+                neck("input", shape[0])
+                continue
+            if isinstance(step, ParallelStep):
+                stage = step.stage
                 outs = []
-                for b in range(1, stage.parallel + 1):
+                for branch in step.branches:
                     s = shape
-                    for li in stage.layers:
-                        if layers[li].branch == b:
-                            s = self._add_block(blocks, macro, layers[li], s, stage.widths)
+                    for ls in branch:
+                        s = self._add_block(blocks, macro, ls.layer, s, stage.widths)
                     outs.append(s)
                 c = sum(o[0] for o in outs) if stage.merge == "concat" else max(o[0] for o in outs)
                 shape = (c, outs[0][1], outs[0][2])
-                i = stage.layers[-1] + 1
                 continue
-            stage = macro.stages[layer.stage]
+            layer = step.layer
             in_shape = shape
-            shape = self._add_block(blocks, macro, layer, shape, stage.widths)
-            if i in cut_points:
-                neck(str(i), shape[0])
-                taps = [macro.ops[o] for o in layer.choices if macro.ops[o].split_tap == "depthwise"]
-                if taps:
-                    neck(f"{i}_tap", max(hidden_channels(in_shape[0], op) for op in taps))
-            if i in fuse_points:
+            shape = self._add_block(blocks, macro, layer, shape, macro.stages[layer.stage].widths)
+            if step.cut is not None:
+                neck(str(layer.index), shape[0])
+                if step.cut.tap:
+                    taps = [macro.ops[o] for o in layer.choices if macro.ops[o].split_tap == "depthwise"]
+                    neck(f"{layer.index}_tap", max(hidden_channels(in_shape[0], op) for op in taps))
+            if step.fuse:
                 shape = (v * max(shape[0], self.d_max), shape[1], shape[2])
-            i += 1
         self.blocks = nn.ModuleDict(blocks)
         self.necks = nn.ModuleDict(necks)
 
@@ -242,25 +231,19 @@ class Supernet(nn.Module):
             if fuse_after is None:
                 raise ValueError("multi-view input needs a candidate with a fusion point")
             x = x.flatten(0, 1)
-        cuts = candidate.cuts
-        cut_set = set(cuts)
-        first_cut = cuts[0] if cuts else None
         last = len(macro.layers) - 1
-        ops = candidate.ops
-        widths = candidate.widths
 
-        def send(point: int, key: str, h: torch.Tensor, neck_ok: bool = True) -> torch.Tensor:
-            at_neck = neck_ok and candidate.bottleneck_width > 0 and point == first_cut
-            neck = self.necks[key] if at_neck else None
+        def send(cut: CutStep, key: str, h: torch.Tensor) -> torch.Tensor:
+            neck = self.necks[key] if cut.bottleneck else None
             d = candidate.bottleneck_width
             c = h.shape[1]
             if neck is not None:
                 h = neck.reduce(h, ctx, d, neck.reduce.weight.shape[-1], act=False)
-            elif point == last:
+            elif cut.point == last:
                 return h  # the final result stays where it was computed: nothing is sent
-            if point >= 0:
+            if cut.point >= 0:
                 h = quantise(h, candidate.bits)
-            for _ in range(cuts.count(point)):
+            for _ in range(cut.copies):
                 h = packet_loss(h, ctx.loss_rate, ctx.generator)
             if ctx.keep_sent:
                 ctx.sent.append(h)
@@ -273,40 +256,38 @@ class Supernet(nn.Module):
 
         if x.dim() == 4:  # oneDNN's convolutions, depthwise above all, are faster channels-last
             x = x.contiguous(memory_format=torch.channels_last)
-        if first_cut == -1:
-            x = send(-1, "input", x)
-        i = 0
-        n = len(macro.layers)
-        while i < n:
-            layer = macro.layers[i]
-            width = widths[layer.stage]
-            if i == macro.parallel_start:
-                stage = macro.stages[layer.stage]
+        ops = macro.ops
+        blocks = self.blocks
+        for step in walk(macro, candidate):
+            if isinstance(step, LayerStep):
+                layer = step.layer
+                i = layer.index
+                op = ops[candidate.ops[i]]
+                width = candidate.widths[layer.stage]
+                block = blocks[layer.name]
+                cut = step.cut
+                if cut is not None and cut.tap:
+                    x = block(x, ctx, op, width, tap=lambda h, cut=cut, i=i: send(cut, f"{i}_tap", h))
+                else:
+                    x = block(x, ctx, op, width)
+                    if cut is not None:
+                        x = send(cut, str(i), x)
+                if step.fuse:
+                    x = fuse(x)
+            elif isinstance(step, ParallelStep):
                 stage_in = x
                 outs = []
-                for b in range(1, stage.parallel + 1):
+                for branch in step.branches:
                     x = stage_in
-                    for li in stage.layers:
-                        if macro.layers[li].branch == b:
-                            x = self.blocks[macro.layers[li].name](x, ctx, macro.ops[ops[li]], width)
+                    for ls in branch:
+                        li = ls.layer
+                        x = blocks[li.name](x, ctx, ops[candidate.ops[li.index]], candidate.widths[li.stage])
                     outs.append(x)
-                x = torch.cat(outs, dim=1) if stage.merge == "concat" else torch.stack(outs).sum(0)
-                i = stage.layers[-1]
-                if i in cut_set:  # after the merge; the analytic model puts no bottleneck here
-                    x = send(i, str(i), x, neck_ok=False)
-                i += 1
-                continue
-            op = macro.ops[ops[i]]
-            block = self.blocks[layer.name]
-            if i in cut_set and op.split_tap == "depthwise":
-                x = block(x, ctx, op, width, tap=lambda h, i=i: send(i, f"{i}_tap", h))
-            else:
-                x = block(x, ctx, op, width)
-                if i in cut_set:
-                    x = send(i, str(i), x)
-            if fuse_after == i:
-                x = fuse(x)
-            i += 1
+                x = torch.cat(outs, dim=1) if step.stage.merge == "concat" else torch.stack(outs).sum(0)
+                if step.cut is not None:  # after the merge; no bottleneck here
+                    x = send(step.cut, str(step.cut.point), x)
+            else:  # the input itself is sent
+                x = send(step, "input", x)
         return x.flatten(1)
 
     def subnet_macs(self, candidate: Candidate, x: torch.Tensor | None = None) -> int:
