@@ -25,8 +25,10 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	sh scripts/install-chromium.sh
 	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --doctest-modules nasopt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -80,7 +80,7 @@ def standalone_accuracy(
     options = {**_eval_options(est), "calibration_batches": calibration_batches}
     alone = SupernetAccuracy(est.space, {"estimator": "supernet", **options})
     alone._net = net
-    net._nasopt_loaded = True  # type: ignore[attr-defined]
+    alone._net_loaded = True  # its weights are this training's, not a checkpoint's
     net.eval()
     alone._data = data
     return alone.evaluate(cand)

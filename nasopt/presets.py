@@ -31,9 +31,9 @@ def load_preset(kind: str, name_or_path: str) -> Any:
     data = read_toml(path)
     spec = parse_spec(MODELS[kind], data, str(path))
     try:
-        if kind == "space":
+        if isinstance(spec, SearchSpaceSpec):
             check_space(spec)
-        elif kind == "objective":
+        elif isinstance(spec, ObjectiveSpec):
             build_system(spec)
     except SpecError as exc:
         raise exc.in_file(str(path)) from None

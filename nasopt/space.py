@@ -227,7 +227,7 @@ class SearchSpace:
         n_cuts = 1 if self._fuse is not None else sum(len(names) for names, _ in self._cut_groups)
         if len(candidate.cuts) != n_cuts:
             raise SpecError(f"candidate needs {n_cuts} cut(s)", field="cuts", value=list(candidate.cuts))
-        checks = [
+        checks: list[tuple[str, str | int, tuple[str | int, ...]]] = [
             (f"{layer.name}.op", op, layer.choices) for layer, op in zip(layers, candidate.ops, strict=True)
         ]
         checks += [(f"{st.name}.width", w, st.widths) for st, w in zip(stages, candidate.widths, strict=True)]

@@ -190,14 +190,16 @@ def _evaluate_mesh(network: Network, system: System) -> Evaluation:
         t = acc.run(device, start, end, received)
         if device != system.root:
             total += t + acc.send(device, system.chain[m + 1], _payload_bytes(network, m))
-    root_t = acc.compute_s.get(system.root, 0.0)  # type: ignore[arg-type]
+    root = system.root
+    assert root is not None  # build_system gives every mesh a root
+    root_t = acc.compute_s.get(root, 0.0)
     root_out = network.layers[first_branch - 1].out_elems if first_branch > 0 else _input_elems(network)
     bits = network.feature_bits
     root_bytes = payload_bytes(root_out, bits)
     slowest = 0.0
     for b, device in enumerate(system.branches, start=1):
         start, end = spans[b]
-        t = root_t + acc.send(system.root, device, root_bytes)  # type: ignore[arg-type]
+        t = root_t + acc.send(root, device, root_bytes)
         t += acc.run(device, start, end + 1, root_bytes)
         out_bytes = payload_bytes(network.layers[end].out_elems, bits)
         t += acc.send(device, system.after[0], out_bytes)
@@ -252,9 +254,11 @@ def _evaluate_tree(network: Network, system: System) -> Evaluation:
             carried[parent] = sum(s for _, s in hub_in[parent])
             acc.run(parent, 0, 0, carried[parent])
             pending.append(parent)
-    start = max(t for t, _ in hub_in[system.root])  # type: ignore[index]
-    received = sum(s for _, s in hub_in[system.root])  # type: ignore[index]
-    root_t = acc.run(system.root, cut + 1, len(network.layers), received)  # type: ignore[arg-type]
+    root = system.root
+    assert root is not None  # build_system gives every tree a root
+    start = max(t for t, _ in hub_in[root])
+    received = sum(s for _, s in hub_in[root])
+    root_t = acc.run(root, cut + 1, len(network.layers), received)
     for i in range(cut + 1):
         acc.placement[i] = system.leaves[0]
     return acc.result(start + root_t)

@@ -166,16 +166,16 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     sent_bits: list[int] = []
     reduced = candidate.bottleneck_width > 0
     last = len(layers) - 1
-    for cut in candidate.cuts:
+    for point in candidate.cuts:
         # every cut at the bottleneck's position falls after the Conv-Reduce: devices between
         # equal cuts relay the reduced feature, the Conv-Recover runs on the next busy device
-        at_bottleneck = reduced and cut == first_cut
-        if cut == -1:
+        at_bottleneck = reduced and point == first_cut
+        if point == -1:
             flat = 0 if at_bottleneck else -1
-        elif cut in tap_cut:
-            flat = tap_cut[cut] + (1 if at_bottleneck else 0)
+        elif point in tap_cut:
+            flat = tap_cut[point] + (1 if at_bottleneck else 0)
         else:
-            flat = flat_of[cut] + (1 if at_bottleneck else 0)
+            flat = flat_of[point] + (1 if at_bottleneck else 0)
         cut_after.append(flat)
         if flat == last:
             elems = 0  # the final result stays where it was computed (Wang et al.; SplitNets)
@@ -185,15 +185,15 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
             elems = shape_elems(input_shape)
         sent_elems.append(elems)
         sent_bits.append(spec.input_bits if flat == -1 else candidate.bits)
-    branch = [0] * len(layers)
+    branch_of = [0] * len(layers)
     for b, (lo, hi) in branch_spans.items():
-        branch[lo : hi + 1] = [b] * (hi - lo + 1)
+        branch_of[lo : hi + 1] = [b] * (hi - lo + 1)
     fuse_flat = None
     if candidate.fuse_after is not None:
         fuse_flat = next(j for j, layer in enumerate(layers) if layer.op_type == "view_fuse") - 1
     return Network(
         layers=layers,
-        branch=branch,
+        branch=branch_of,
         cut_after=tuple(cut_after),
         sent_elems=tuple(sent_elems),
         sent_bits=tuple(sent_bits),

@@ -14,7 +14,9 @@ import moocore
 import numpy as np
 
 
-def hypervolume(losses: np.ndarray | Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+def hypervolume(
+    losses: np.ndarray | Sequence[Sequence[float]], reference: np.ndarray | Sequence[float]
+) -> float:
     """Volume dominated by `losses` and bounded by `reference`; points not strictly better than
     the reference in every objective add nothing."""
     points = np.asarray(losses, dtype=float)

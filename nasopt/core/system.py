@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from nasopt.core.compute import ComputeModel
 from nasopt.errors import SpecError
-from nasopt.spec import ObjectiveSpec
+from nasopt.spec import LinkSpec, ObjectiveSpec
 
 
 @dataclass
@@ -102,7 +102,7 @@ def build_system(spec: ObjectiveSpec) -> System:
             devices[n] = Device(n, dev.memory_bytes, model, dev.energy_j_per_mac)
     known_devices = sorted(set(devices) | set(groups))
 
-    expanded: list[tuple[str, str, str, object]] = []
+    expanded: list[tuple[str, str, str, LinkSpec]] = []
     for lname, link in spec.links.items():
         for end in ("src", "dst"):
             value = getattr(link, end)
@@ -137,32 +137,33 @@ def build_system(spec: ObjectiveSpec) -> System:
 
     per_medium: dict[str, int] = {}
     for _, _, _, link in expanded:
-        if link.medium is not None:  # type: ignore[attr-defined]
-            per_medium[link.medium] = per_medium.get(link.medium, 0) + 1  # type: ignore[attr-defined]
+        if link.medium is not None:
+            per_medium[link.medium] = per_medium.get(link.medium, 0) + 1
     links: dict[str, Link] = {}
     seen_pairs: set[tuple[str, str]] = set()
     for name, s, d, ls in expanded:
         if (s, d) in seen_pairs:
             raise SpecError("two links join the same devices", field=f"links.{name}", value=f"{s}->{d}")
         seen_pairs.add((s, d))
-        if ls.medium is not None:  # type: ignore[attr-defined]
-            medium = spec.media[ls.medium]  # type: ignore[attr-defined]
-            sharers = medium.sharers or per_medium[ls.medium]  # type: ignore[attr-defined]
+        if ls.medium is not None:
+            medium = spec.media[ls.medium]
+            sharers = medium.sharers or per_medium[ls.medium]
             bandwidth = medium.bandwidth_bps / sharers
         else:
-            bandwidth = ls.bandwidth_bps  # type: ignore[attr-defined]
-        size = ls.size_term  # type: ignore[attr-defined]
+            assert ls.bandwidth_bps is not None  # exactly one of the two, checked above
+            bandwidth = ls.bandwidth_bps
+        size = ls.size_term
         links[name] = Link(
             name=name,
             src=s,
             dst=d,
             bandwidth_bps=bandwidth,
-            latency_s=ls.latency_s,  # type: ignore[attr-defined]
+            latency_s=ls.latency_s,
             size_intercept_s=size.intercept_s if size else 0.0,
             size_s_per_byte=size.s_per_byte if size else 0.0,
-            loss_rate=ls.loss_rate,  # type: ignore[attr-defined]
-            energy_j_per_bit=ls.energy_j_per_bit,  # type: ignore[attr-defined]
-            medium=ls.medium,  # type: ignore[attr-defined]
+            loss_rate=ls.loss_rate,
+            energy_j_per_bit=ls.energy_j_per_bit,
+            medium=ls.medium,
         )
     return _topology(spec, devices, links, groups)
 

@@ -270,7 +270,7 @@ class ASNGSampler(DiscreteSampler):
         directions = study.directions
 
         def observe(trial: FrozenTrial) -> None:
-            a = encoded(trial, space)  # type: ignore[arg-type]
+            a = encoded(trial, space)
             if a is None:
                 return
             for n in trial.system_attrs.get(REUSE_ATTR, ()):  # re-drawn repeats, in draw order

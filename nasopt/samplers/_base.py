@@ -80,7 +80,7 @@ class DiscreteSampler(BaseSampler):
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         space = self._fixed_space if self._fixed_space is not None else self._intersection.calculate(study)
-        return {name: d for name, d in space.items() if choices_of(d) is not None and len(choices_of(d)) > 1}
+        return {name: d for name, d in space.items() if (c := choices_of(d)) is not None and len(c) > 1}
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]

@@ -137,7 +137,8 @@ class ReinforceSampler(DiscreteSampler):
                 return
             for n in trial.system_attrs.get(REUSE_ATTR, ()):  # re-drawn repeats, in draw order
                 if int(n) in st["values"]:
-                    self._episode(st, *st["values"][int(n)], directions, w)
+                    prev_a, prev_values, prev_v = st["values"][int(n)]
+                    self._episode(st, prev_a, prev_values, prev_v, directions, w)
             values = None if trial.values is None else np.asarray(trial.values, dtype=float)
             v = violation(trial)
             st["seen"].setdefault(tuple(a), trial.number)
@@ -212,12 +213,12 @@ class ReinforceSampler(DiscreteSampler):
             }
         else:
             sim = st
-        a, reused = redraw_repeats(
-            lambda: self._draw(sim, space, rng),
-            st["seen"],
-            self.redraw,
-            lambda a, n: self._episode(sim, a, *st["values"][n][1:], directions, w),
-        )
+
+        def replay(a: list[int], n: int) -> None:
+            _, values, v = st["values"][n]
+            self._episode(sim, a, values, v, directions, w)
+
+        a, reused = redraw_repeats(lambda: self._draw(sim, space, rng), st["seen"], self.redraw, replay)
         storage = study._storage
         storage.set_trial_system_attr(trial._trial_id, EPISODE_ATTR, sim["t"])
         if self.redraw:
@@ -240,11 +241,9 @@ class ReinforceSampler(DiscreteSampler):
     def policy(self, study: Study) -> dict[str, dict[Any, float]]:
         """π per parameter after replaying the study: {name: {choice: probability}}."""
         dists = self._fixed_space if self._fixed_space is not None else self._intersection.calculate(study)
-        space = {
-            n: choices_of(d) for n, d in sorted(dists.items()) if choices_of(d) and len(choices_of(d)) > 1
-        }
-        st = self._state(study, space)  # type: ignore[arg-type]
+        space = {n: c for n, d in sorted(dists.items()) if (c := choices_of(d)) and len(c) > 1}
+        st = self._state(study, space)
         return {
-            n: dict(zip(c, _softmax(z).tolist(), strict=True))  # type: ignore[arg-type]
+            n: dict(zip(c, _softmax(z).tolist(), strict=True))
             for (n, c), z in zip(space.items(), st["logits"], strict=True)
         }

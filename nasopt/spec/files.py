@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from nasopt.errors import SpecError
 from nasopt.spec._base import _Spec
@@ -117,7 +118,7 @@ def detect_kind(path: Path) -> str:
     )
 
 
-def _to_spec_error(model: type[BaseModel], err: dict[str, Any], loc: tuple, file: str) -> SpecError:
+def _to_spec_error(model: type[BaseModel], err: ErrorDetails, loc: tuple, file: str) -> SpecError:
     field = format_loc(loc)
     if err["type"] == "extra_forbidden":
         parent = _model_at(model, loc[:-1])

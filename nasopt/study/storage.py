@@ -14,7 +14,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -113,10 +113,8 @@ def _open(
 ) -> BaseStorage:
     kind = storage_kind(url)
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    beat = {
-        "heartbeat_interval": heartbeat_interval_s or HEARTBEAT_INTERVAL_S,
-        "grace_period": grace_period_s or GRACE_PERIOD_S,
-    }
+    interval = heartbeat_interval_s or HEARTBEAT_INTERVAL_S
+    grace = grace_period_s or GRACE_PERIOD_S
     if kind in ("sqlite", "journal"):
         path = Path(url[len("sqlite:///") :] if kind == "sqlite" else url.removeprefix("journal:"))
         if must_exist and not path.is_file():
@@ -125,18 +123,33 @@ def _open(
             raise SpecError("the storage file's folder does not exist", field="--storage", value=url)
     try:
         if kind == "journal":
-            backend = JournalFileBackend(str(path))
-            return HeartbeatJournalStorage(backend, **beat, heartbeat_stale_trial_callback=retry)
+            return HeartbeatJournalStorage(
+                JournalFileBackend(str(path)),
+                heartbeat_interval=interval,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=retry,
+            )
         if kind == "redis":
-            backend = JournalRedisBackend(url)
-            backend._redis.ping()
-            return HeartbeatJournalStorage(backend, **beat, heartbeat_stale_trial_callback=retry)
+            redis_backend = JournalRedisBackend(url)
+            redis_backend._redis.ping()
+            return HeartbeatJournalStorage(
+                redis_backend,
+                heartbeat_interval=interval,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=retry,
+            )
         engine_kwargs: dict[str, Any] = {}
         if kind == "sqlite":
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_stale_trial_callback=retry, **beat)
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=interval,
+            grace_period=grace,
+            heartbeat_stale_trial_callback=retry,
+        )
     except SpecError:
         raise
     except ImportError as exc:
@@ -216,7 +229,7 @@ def _write_rdb_attrs(
     dialect = backend.engine.name
     with _create_scoped_session(backend.scoped_session, True) as session:
         trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, trial.state)
+        backend.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
         for model, attrs in (
             (models.TrialUserAttributeModel, user_attrs),
             (models.TrialSystemAttributeModel, system_attrs),

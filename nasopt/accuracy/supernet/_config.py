@@ -71,7 +71,15 @@ class SupernetConfig:
                 value=opts["sampling"],
                 allowed=list(SAMPLING),
             )
-        ints = ("limit", "samples", "epochs", "batch_size", "random_subnets", "seed", "checkpoint_every")
+        ints: tuple[str, ...] = (
+            "limit",
+            "samples",
+            "epochs",
+            "batch_size",
+            "random_subnets",
+            "seed",
+            "checkpoint_every",
+        )
         ints += ("calibration_batches", "eval_batch_size", "val_samples", "max_params")
         minimum = {"epochs": 1, "batch_size": 2, "checkpoint_every": 1, "calibration_batches": 1}
         minimum |= {"eval_batch_size": 1, "limit": 2, "samples": 20, "max_params": 1}

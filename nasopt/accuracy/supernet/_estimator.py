@@ -62,6 +62,7 @@ class SupernetAccuracy:
             root = (base_dir or Path.cwd()) / root
         self.path = root / f"{spec.name}-{self.hash[:16]}.pt"
         self._net: Supernet | None = None
+        self._net_loaded = False  # the checkpoint's weights are in self._net
         self._data: Dataset | None = None
         self._calibration: list[torch.Tensor] | None = None
         self._cache: dict[tuple[Candidate, float], float] = {}
@@ -124,7 +125,7 @@ class SupernetAccuracy:
 
     def _loaded(self) -> Supernet:
         net = self.build()
-        if not getattr(net, "_nasopt_loaded", False):
+        if not self._net_loaded:
             if not self.path.is_file():
                 raise CheckpointError(
                     "no trained supernet for this study; run `nasopt train-supernet STUDY` "
@@ -132,7 +133,7 @@ class SupernetAccuracy:
                     file=str(self.path),
                 )
             load_checkpoint(self.path, self.hash, net)
-            net._nasopt_loaded = True  # type: ignore[attr-defined]
+            self._net_loaded = True
             net.eval()
         return net
 

@@ -14,7 +14,7 @@ per link it crosses; nothing is sent after the last layer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -234,7 +234,7 @@ class Supernet(nn.Module):
         last = len(macro.layers) - 1
 
         def send(cut: CutStep, key: str, h: torch.Tensor) -> torch.Tensor:
-            neck = self.necks[key] if cut.bottleneck else None
+            neck = cast(_Bottleneck, self.necks[key]) if cut.bottleneck else None
             d = candidate.bottleneck_width
             c = h.shape[1]
             if neck is not None:
@@ -294,7 +294,7 @@ class Supernet(nn.Module):
         """Per-sample MACs of the executed subnet, counted from the tensors it used."""
         spec = self.spec
         if x is None:
-            shape = (1, spec.input.channels, spec.input.height, spec.input.width)
+            shape: tuple[int, ...] = (1, spec.input.channels, spec.input.height, spec.input.width)
             if candidate.fuse_after is not None:
                 shape = (1, self.views, *shape[1:])
             x = torch.zeros(shape)
