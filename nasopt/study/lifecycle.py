@@ -11,6 +11,7 @@ import base64
 import contextlib
 import multiprocessing
 import os
+import sys
 import time
 import zlib
 from typing import Any
@@ -196,8 +197,20 @@ def optimize(
     _record_sampler(study, sampler_spec.name)
     before = finished_count(study)
     callbacks = [] if progress is None else [lambda _s, _t: progress.update(1)]
-    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks)
+    study.optimize(
+        objective, n_trials=n_trials, timeout=timeout_s, catch=trial_failures(), callbacks=callbacks
+    )
     return finished_count(study) - before
+
+
+def trial_failures() -> tuple[type[Exception], ...]:
+    """What a trial may raise that fails only that trial: running out of memory on one large
+    candidate. Anything else is a bug or a broken setup and stops the worker, so it is seen."""
+    failures: list[type[Exception]] = [MemoryError]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        failures.append(torch.OutOfMemoryError)
+    return tuple(failures)
 
 
 def _worker_entry(args: tuple) -> None:

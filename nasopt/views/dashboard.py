@@ -16,7 +16,7 @@ import fnmatch
 import html
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
     from optuna.storages import BaseStorage
 
-DERIVED = ("cut", "n_cuts", "bits", "bottleneck_width", "fuse_after")
 SAMPLER_ATTR = "nasopt:sampler"
 FIGURE_PREFIX = "nasopt-"
 _FRONT = "Pareto front (feasible)"
@@ -77,7 +76,7 @@ def trial_fields(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     return out
 
 
-def _numeric(value: Any) -> bool:
+def _numeric(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -406,11 +405,6 @@ def sibling_studies(
     return out
 
 
-def _unique_labels(pairs: list[tuple[optuna.Study, ResolvedStudy]], group_by: str) -> list[str]:
-    labels = [group_label(s, r, group_by) for s, r in pairs]
-    return labels
-
-
 def sweep_figure(
     study: optuna.Study, storage: BaseStorage, view: SweepView
 ) -> tuple[go.Figure, dict[str, list[tuple[float, float | None]]]]:
@@ -433,7 +427,8 @@ def sweep_figure(
         thresholds = [lo * (hi / lo) ** (i / (view.points - 1)) for i in range(view.points)]
     thresholds = sorted(thresholds)
     lines: dict[str, list[tuple[float, float | None]]] = {}
-    for (s, resolved), label in zip(pairs, _unique_labels(pairs, view.group_by), strict=True):
+    for s, resolved in pairs:
+        label = group_label(s, resolved, view.group_by)
         points = sweep_from_study(s, resolved, view.metric, thresholds, reevaluate=False)
         current = lines.setdefault(label, [(th, None) for th in thresholds])
         for i, p in enumerate(points):
@@ -509,7 +504,7 @@ def hypervolume_figure(study: optuna.Study, storage: BaseStorage, view: Hypervol
             raise SpecError("reference needs every objective", field="hypervolume.reference", allowed=names)
         reference = _min_form(study, [float(view.reference[n]) for n in names])
     fig = go.Figure()
-    labels = _unique_labels(pairs, view.group_by)
+    labels = [group_label(s, r, view.group_by) for s, r in pairs]
     seen: dict[str, int] = {}
     for i, ((s, _), label) in enumerate(zip(pairs, labels, strict=True)):
         seen[label] = seen.get(label, 0) + 1
@@ -839,17 +834,17 @@ def summary_sections(study: optuna.Study, resolved: ResolvedStudy) -> list[tuple
         + ", ".join(f"{p.name} ({len(p.choices)})" for p in params[:12])
         + (" …" if len(params) > 12 else ""),
     ]
-    c = obj.constraints
+    limits = obj.constraints
     constraints = []
-    if c.memory:
+    if limits.memory:
         caps = [n for n, d in obj.devices.items() if d.memory_bytes]
         constraints.append(f"peak memory within each device's cap ({', '.join(caps) or 'no device has one'})")
-    if c.latency_ms is not None:
-        constraints.append(f"latency ≤ {c.latency_ms:g} ms")
-    if c.energy_mj is not None:
-        constraints.append(f"energy ≤ {c.energy_mj:g} mJ")
-    if c.accuracy_min is not None:
-        constraints.append(f"accuracy ≥ {c.accuracy_min:g}")
+    if limits.latency_ms is not None:
+        constraints.append(f"latency ≤ {limits.latency_ms:g} ms")
+    if limits.energy_mj is not None:
+        constraints.append(f"energy ≤ {limits.energy_mj:g} mJ")
+    if limits.accuracy_min is not None:
+        constraints.append(f"accuracy ≥ {limits.accuracy_min:g}")
     if not constraints:
         constraints.append("none")
     return [
