@@ -110,7 +110,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _dashboard(args: argparse.Namespace) -> int:
     from nasopt.study.storage import open_storage
-    from nasopt.views.dashboard import register_all, resolve_view, serve
+    from nasopt.views.dashboard import register_all, serve
+    from nasopt.views.figures import resolve_view
 
     storage = open_storage(args.storage, must_exist=True)
     resolve_view(args.view)  # a bad view fails before anything is served
@@ -130,7 +131,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from nasopt.study.storage import open_storage
-    from nasopt.views.dashboard import report_html
+    from nasopt.views.report import report_html
 
     storage = open_storage(args.storage, must_exist=True)
     text = report_html(storage, args.study_name, args.view)

@@ -11,10 +11,11 @@ import pytest
 from nasopt.errors import SpecError
 from nasopt.presets import load_dashboard, resolve
 from nasopt.spec import SamplerSpec
-from nasopt.study.lifecycle import create_or_resume, optimize
+from nasopt.study.lifecycle import create_or_resume, load, optimize
 from nasopt.study.pareto import is_feasible
 from nasopt.study.storage import open_storage
-from nasopt.views import dashboard as dash
+from nasopt.views import arch_strip, dashboard, fields, sweep_figure
+from nasopt.views import figures as view_figures
 from tests.services import check_ok, nasopt, write_tiny_study
 
 
@@ -34,9 +35,9 @@ def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def built(tiny_db: tuple[str, Path]) -> tuple[dict[str, dash.BuiltFigure], optuna.Study]:
+def built(tiny_db: tuple[str, Path]) -> tuple[dict[str, view_figures.BuiltFigure], optuna.Study]:
     url, _ = tiny_db
-    figures, study, _ = dash.build(open_storage(url), "tiny", "default")
+    figures, study, _ = view_figures.build(open_storage(url), "tiny", "default")
     return {f.kind: f for f in figures}, study
 
 
@@ -49,15 +50,15 @@ def test_every_view_is_built(built: tuple[dict, optuna.Study]) -> None:
 def test_pareto_points_are_best_trials_and_infeasible_marked(built: tuple[dict, optuna.Study]) -> None:
     figures, study = built
     traces = {t.name: t for t in figures["pareto"].figure.data}
-    front_numbers = [row[0] for row in traces[dash._FRONT].customdata]
+    front_numbers = [row[0] for row in traces[fields.FRONT_LABEL].customdata]
     assert sorted(front_numbers) == sorted(t.number for t in study.best_trials)
     infeasible = sorted(t.number for t in study.trials if not is_feasible(t))
-    assert sorted(row[0] for row in traces[dash._INFEASIBLE].customdata) == infeasible
-    assert traces[dash._INFEASIBLE].marker.symbol == "x"
+    assert sorted(row[0] for row in traces[fields.INFEASIBLE_LABEL].customdata) == infeasible
+    assert traces[fields.INFEASIBLE_LABEL].marker.symbol == "x"
     shown = [row[0] for tr in traces.values() for row in tr.customdata]
     assert sorted(shown) == sorted(t.number for t in study.trials)  # every completed trial, once
     by_number = {t.number: t for t in study.trials}
-    tr = traces[dash._FRONT]
+    tr = traces[fields.FRONT_LABEL]
     for n, x, y in zip(front_numbers, tr.x, tr.y, strict=True):
         assert x == by_number[n].user_attrs["latency_ms"] and y == by_number[n].user_attrs["accuracy"]
     assert "arch" in tr.hovertemplate and "transfer_ms:up" in tr.hovertemplate
@@ -83,7 +84,7 @@ def test_threshold_sweep_one_line_per_sampler(tiny_db: tuple[str, Path]) -> None
     storage = open_storage(url)
     study = optuna.load_study(study_name="tiny", storage=storage)
     spec = load_dashboard("default").threshold_sweep[0]
-    fig, lines = dash.sweep_figure(study, storage, spec)
+    fig, lines = sweep_figure.sweep_figure(study, storage, spec)
     assert set(lines) == {"random", "tpe"}  # from the study user attr nasopt:sampler
     assert {t.name for t in fig.data} == {"random", "tpe"}
     feasible = [t for t in study.trials if is_feasible(t)]
@@ -98,14 +99,14 @@ def test_arch_strip_marks_layers_and_cuts(
     figures, study = built
     fig = figures["arch_strip"].figure
     url, _ = tiny_db
-    _, resolved = dash.load(open_storage(url), "tiny")
+    _, resolved = load(open_storage(url), "tiny")
     shown = sorted(study.best_trials, key=lambda t: t.user_attrs["latency_ms"])[:4]
     for trial in shown:
-        layers, network, _ = dash.arch_layers(resolved, trial)
+        layers, network, _ = arch_strip.arch_layers(resolved, trial)
         bars = [t for t in fig.data if t.meta and t.meta.get("trial") == trial.number]
         assert sum(len(b.x) for b in bars) == len(layers) == len(network.layers)
     cut_lines = [s for s in fig.layout.shapes if s.line.dash == "dash"]
-    assert len(cut_lines) == sum(len(dash.arch_layers(resolved, t)[1].cut_after) for t in shown)
+    assert len(cut_lines) == sum(len(arch_strip.arch_layers(resolved, t)[1].cut_after) for t in shown)
 
 
 def test_hypervolume_history_per_sampler(built: tuple[dict, optuna.Study]) -> None:
@@ -121,7 +122,7 @@ def test_register_stores_figures_and_notes(tiny_db: tuple[str, Path]) -> None:
 
     url, _ = tiny_db
     storage = open_storage(url)
-    ids = dash.register(storage, "tiny")
+    ids = dashboard.register(storage, "tiny")
     study = optuna.load_study(study_name="tiny", storage=storage)
     attrs = storage.get_study_system_attrs(study._study_id)
     assert sorted(list_graph_object_ids(attrs)) == sorted(ids)
@@ -169,7 +170,7 @@ def test_view_with_unknown_metric_names_file_field_and_metrics(
     view.parent.mkdir()
     view.write_text('name = "bad"\n\n[[pareto]]\nx = "throughput_fps"\ny = "accuracy"\n')
     with pytest.raises(SpecError) as err:
-        dash.build(open_storage(url), "tiny", str(view))
+        view_figures.build(open_storage(url), "tiny", str(view))
     message = str(err.value)
     assert str(view) in message and "pareto[0].x" in message and "throughput_fps" in message
     assert "latency_ms" in message and "accuracy" in message  # the available metrics

@@ -21,7 +21,7 @@ import pytest
 from nasopt.presets import resolve
 from nasopt.study.lifecycle import create_or_resume, optimize
 from nasopt.study.storage import open_storage
-from nasopt.views.dashboard import report_html
+from nasopt.views.report import report_html
 from tests.services import cli_env, write_tiny_study
 
 ARTIFACTS = Path(

@@ -1,0 +1,74 @@
+"""Every figure a dashboard view declares, built for one study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from nasopt.errors import SpecError
+from nasopt.presets import load_dashboard
+from nasopt.spec import (
+    DashboardSpec,
+    ResolvedStudy,
+    resolve_preset,
+)
+from nasopt.study.lifecycle import load
+from nasopt.views.arch_strip import arch_strip_figure
+from nasopt.views.breakdown_figure import breakdown_figure
+from nasopt.views.fields import FIGURE_PREFIX, StudyFields, check_view, complete_trials
+from nasopt.views.hypervolume_figure import hypervolume_figure
+from nasopt.views.pareto_figure import pareto_figure
+from nasopt.views.sweep_figure import sweep_figure
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+
+@dataclass
+class BuiltFigure:
+    id: str
+    kind: str
+    title: str
+    figure: Any
+
+
+def resolve_view(view: str | DashboardSpec) -> tuple[DashboardSpec, str]:
+    if isinstance(view, DashboardSpec):
+        return view, f"dashboard {view.name}"
+    path = resolve_preset("dashboard", view)
+    return load_dashboard(str(path)), str(path)
+
+
+def build(
+    storage: BaseStorage, study_name: str, view: str | DashboardSpec = "default"
+) -> tuple[list[BuiltFigure], optuna.Study, ResolvedStudy]:
+    """Every figure of `view` for the study; SpecError for a field the study lacks."""
+    spec, file = resolve_view(view)
+    study, resolved = load(storage, study_name)
+    fields = StudyFields.of(study, complete_trials(study))
+    check_view(spec, fields, file)
+    out: list[BuiltFigure] = []
+
+    def add(kind: str, i: int, fig: Any) -> None:
+        title = fig.layout.title.text or kind
+        out.append(BuiltFigure(f"{FIGURE_PREFIX}{kind}-{i}", kind, title, fig))
+
+    try:
+        for i, v in enumerate(spec.pareto):
+            add("pareto", i, pareto_figure(study, v, fields.every))
+        for i, b in enumerate(spec.latency_breakdown):
+            add("latency_breakdown", i, breakdown_figure(study, resolved, b, fields.every))
+        for i, s in enumerate(spec.threshold_sweep):
+            add("threshold_sweep", i, sweep_figure(study, storage, s)[0])
+        for i, a in enumerate(spec.arch_strip):
+            add("arch_strip", i, arch_strip_figure(study, resolved, a))
+        for i, h in enumerate(spec.hypervolume):
+            add("hypervolume", i, hypervolume_figure(study, storage, h))
+    except SpecError as exc:
+        raise exc.in_file(file) from None
+    return out, study, resolved
+
+
+# ------------------------------------------------------------------ summaries and notes

@@ -1,0 +1,93 @@
+"""Hypervolume of the feasible front after each trial, one line per group of studies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import optuna
+
+from nasopt.core.pareto import hypervolume
+from nasopt.errors import SpecError
+from nasopt.spec import HypervolumeView
+from nasopt.study.pareto import is_feasible, metric_names
+from nasopt.views.fields import PALETTE, complete_trials, group_label, sibling_studies
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+    from optuna.storages import BaseStorage
+
+
+def min_form(study: optuna.Study, values: list[float]) -> list[float]:
+    return [
+        v if d == optuna.study.StudyDirection.MINIMIZE else -v
+        for v, d in zip(values, study.directions, strict=True)
+    ]
+
+
+def hypervolume_history(study: optuna.Study, reference: list[float]) -> tuple[list[int], list[float]]:
+    """Hypervolume of the feasible trials up to each completed trial (minimisation form)."""
+    xs: list[int] = []
+    ys: list[float] = []
+    points: list[list[float]] = []
+    hv = 0.0
+    for t in sorted(complete_trials(study), key=lambda t: t.number):
+        if is_feasible(t):
+            p = min_form(study, list(t.values))
+            if all(a < r for a, r in zip(p, reference, strict=True)):
+                dominated = any(all(q_i <= p_i for q_i, p_i in zip(q, p, strict=True)) for q in points)
+                if not dominated:
+                    points = [q for q in points if not all(p_i <= q_i for p_i, q_i in zip(p, q, strict=True))]
+                    points.append(p)
+                    hv = hypervolume(points, reference)
+        xs.append(t.number)
+        ys.append(hv)
+    return xs, ys
+
+
+def hypervolume_figure(study: optuna.Study, storage: BaseStorage, view: HypervolumeView) -> go.Figure:
+    import plotly.graph_objects as go
+
+    pairs = sibling_studies(storage, study, view.studies)
+    names = metric_names(study)
+    if view.reference == "auto":
+        feasible = [
+            min_form(s, list(t.values)) for s, _ in pairs for t in complete_trials(s) if is_feasible(t)
+        ]
+        reference = []
+        for j in range(len(names)):
+            col = [p[j] for p in feasible] or [0.0]
+            lo, hi = min(col), max(col)
+            reference.append(hi + 0.1 * (hi - lo) + 1e-9 * max(1.0, abs(hi)))
+    else:
+        missing = [n for n in names if n not in view.reference]
+        if missing:
+            raise SpecError("reference needs every objective", field="hypervolume.reference", allowed=names)
+        reference = min_form(study, [float(view.reference[n]) for n in names])
+    fig = go.Figure()
+    labels = [group_label(s, r, view.group_by) for s, r in pairs]
+    seen: dict[str, int] = {}
+    for i, ((s, _), label) in enumerate(zip(pairs, labels, strict=True)):
+        seen[label] = seen.get(label, 0) + 1
+        shown = label if labels.count(label) == 1 else f"{label} ({s.study_name})"
+        xs, ys = hypervolume_history(s, reference)
+        fig.add_trace(
+            go.Scatter(
+                name=shown,
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"shape": "hv", "color": PALETTE[i % len(PALETTE)]},
+                hovertemplate=f"{shown}<br>trial %{{x}}<br>hypervolume %{{y:.4g}}<extra></extra>",
+            )
+        )
+    ref_text = ", ".join(f"{n}={r:.4g}" for n, r in zip(names, reference, strict=True))
+    fig.update_layout(
+        title=(view.title or f"Hypervolume history (one line per {view.group_by})")
+        + f"<br><sup>reference point (minimisation form): {ref_text}</sup>",
+        xaxis={"title": "trial"},
+        yaxis={"title": "hypervolume"},
+        legend={"title": {"text": view.group_by}},
+        template="plotly_white",
+        height=460,
+    )
+    return fig
