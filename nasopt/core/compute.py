@@ -25,7 +25,7 @@ class ComputeModel:
     def __init__(self, spec: ComputeSpec, field_path: str) -> None:
         self.spec = spec
         self.field_path = field_path
-        self._cache: dict[LayerCost, float] = {}
+        self.layer_times_s: dict[LayerCost, float] = {}  # seconds per layer object, filled on use
         self._table: dict[str, float] | None = None
         if spec.kind == "throughput" and spec.macs_per_s is None:
             raise SpecError("throughput compute needs macs_per_s", field=f"{field_path}.macs_per_s")
@@ -53,10 +53,10 @@ class ComputeModel:
                 )
 
     def layer_time_s(self, layer: LayerCost) -> float:
-        t = self._cache.get(layer)
+        t = self.layer_times_s.get(layer)
         if t is None:
             t = self._time(layer)
-            self._cache[layer] = t
+            self.layer_times_s[layer] = t
         return t
 
     def _time(self, layer: LayerCost) -> float:

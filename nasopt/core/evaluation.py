@@ -89,7 +89,7 @@ class _Acc:
         live = 0
         macs = 0
         model = dev.compute
-        times = model._cache
+        times = model.layer_times_s
         for layer in layers[start:end]:
             lt = times.get(layer)
             t += lt if lt is not None else model.layer_time_s(layer)

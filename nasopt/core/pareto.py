@@ -37,3 +37,11 @@ def hypervolume_improvement(front: np.ndarray, point: np.ndarray, reference: np.
         return 0.0
     stacked = np.vstack([front, point[None]]) if len(front) else point[None]
     return hypervolume(stacked, reference) - hypervolume(front, reference)
+
+
+def nondominated(losses: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """Boolean mask of the rows no other row dominates (equal rows are all kept)."""
+    points = np.asarray(losses, dtype=float)
+    if len(points) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(moocore.is_nondominated(points, keep_weakly=True))

@@ -13,8 +13,9 @@ import json
 from typing import Any
 
 import optuna
-from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
+
+from nasopt.core.pareto import nondominated
 
 
 def is_feasible(trial: FrozenTrial) -> bool:
@@ -27,8 +28,17 @@ def front(study: optuna.Study, *, feasible_only: bool = True) -> list[FrozenTria
         trials = list(study.best_trials)
     else:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        trials = _get_pareto_front_trials_by_trials(complete, study.directions)
+        losses = [min_form(study, t.values) for t in complete]
+        trials = [t for t, keep in zip(complete, nondominated(losses), strict=True) if keep]
     return sorted(trials, key=lambda t: (tuple(t.values), t.number))
+
+
+def min_form(study: optuna.Study, values: list[float]) -> list[float]:
+    """A trial's objective values as losses: maximised objectives negated."""
+    return [
+        v if d == optuna.study.StudyDirection.MINIMIZE else -v
+        for v, d in zip(values, study.directions, strict=True)
+    ]
 
 
 def metric_names(study: optuna.Study) -> list[str]:

@@ -9,19 +9,12 @@ import optuna
 from nasopt.core.pareto import hypervolume
 from nasopt.errors import SpecError
 from nasopt.spec import HypervolumeView
-from nasopt.study.pareto import is_feasible, metric_names
+from nasopt.study.pareto import is_feasible, metric_names, min_form
 from nasopt.views.fields import PALETTE, complete_trials, group_label, sibling_studies
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
     from optuna.storages import BaseStorage
-
-
-def min_form(study: optuna.Study, values: list[float]) -> list[float]:
-    return [
-        v if d == optuna.study.StudyDirection.MINIMIZE else -v
-        for v, d in zip(values, study.directions, strict=True)
-    ]
 
 
 def hypervolume_history(study: optuna.Study, reference: list[float]) -> tuple[list[int], list[float]]:
