@@ -105,12 +105,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         if step.__class__ is LayerStep:
             layer, cut = step.layer, step.cut
             if cut is None:  # the hot path
-                i = layer.index
-                width = widths[layer.stage]
-                key = (i, ops[i], shape, width)
-                c = cache.get(key)
-                if c is None:
-                    c = cache[key] = _layer_for(macro, layer, ops[i], shape, width)
+                c = cost(layer, shape)
                 append(c)
                 shape = c.out_shape
                 if step.fuse:

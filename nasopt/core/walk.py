@@ -95,13 +95,9 @@ def _walk(
         layer = layers[i]
         if i == macro.parallel_start:
             stage = macro.stages[layer.stage]
-            branches = tuple(
-                tuple(plain[li] for li in stage.layers if layers[li].branch == b)
-                for b in range(1, stage.parallel + 1)
-            )
             last = stage.layers[-1]
             cut = CutStep(last, cuts.count(last), False, False) if last in cuts else None
-            steps.append(ParallelStep(stage, branches, cut))
+            steps.append(ParallelStep(stage, _branches(macro, stage), cut))
             i = last + 1
             continue
         if i in cuts:
@@ -123,6 +119,15 @@ def _plain_steps(macro: Macro) -> tuple[LayerStep, ...]:
     return plain
 
 
+def _branches(macro: Macro, stage: StageInfo) -> tuple[tuple[LayerStep, ...], ...]:
+    """The plain steps of each branch of a parallel stage, in branch order."""
+    plain = _plain_steps(macro)
+    return tuple(
+        tuple(plain[li] for li in stage.layers if macro.layers[li].branch == b)
+        for b in range(1, stage.parallel + 1)
+    )
+
+
 def _plan(macro: Macro) -> list[Step]:
     spec = macro.spec
     neck = any(w != "none" for w in spec.bottleneck.widths)
@@ -137,11 +142,7 @@ def _plan(macro: Macro) -> list[Step]:
         layer = layers[i]
         if i == macro.parallel_start:
             stage = macro.stages[layer.stage]
-            branches = tuple(
-                tuple(LayerStep(layers[li]) for li in stage.layers if layers[li].branch == b)
-                for b in range(1, stage.parallel + 1)
-            )
-            steps.append(ParallelStep(stage, branches))
+            steps.append(ParallelStep(stage, _branches(macro, stage)))
             i = stage.layers[-1] + 1
             continue
         cut = None
