@@ -15,6 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from nasopt.core.batched import CandidateBatch
 from nasopt.core.candidate import Candidate
 from nasopt.core.macro import Macro, compile_space, cut_domain, fuse_domain
 from nasopt.core.network import Network, build_network
@@ -303,6 +306,89 @@ class SearchSpace:
             widths[s] = p.choices[int(draw() * len(p.choices))]
         rest = {p.name: p.choices[int(draw() * len(p.choices))] for p in self._rest_params}
         return self._finish(tuple(ops), tuple(widths), rest)
+
+    # ------------------------------------------------------------- populations (batched)
+
+    def sample_batch(self, rng: np.random.Generator, n: int) -> CandidateBatch:
+        """`n` candidates drawn as `sample` draws one (each parameter uniform, cuts sorted)."""
+        ops = np.zeros((len(self.macro.layers), n), dtype=np.intp)
+        for index, p in self._layer_params:
+            ops[index] = rng.integers(len(p.choices), size=n)
+        widths = np.zeros((len(self.macro.stages), n), dtype=np.intp)
+        for s, p in self._width_params:
+            widths[s] = rng.integers(len(p.choices), size=n)
+        rows = []
+        for names, domain in self._cut_groups:
+            values = np.asarray(domain, dtype=np.int64)
+            rows.append(np.sort(values[rng.integers(len(domain), size=(len(names), n))], axis=0))
+        fuse = None
+        if self._fuse is not None:
+            fuse = np.asarray(self._fuse.choices, dtype=np.int64)[
+                rng.integers(len(self._fuse.choices), size=n)
+            ]
+            rows = [fuse[None, :]]
+
+        def pick(p: Param) -> np.ndarray:
+            return np.asarray(p.choices, dtype=np.int64)[rng.integers(len(p.choices), size=n)]
+
+        return CandidateBatch(
+            ops=ops,
+            widths=widths,
+            cuts=np.vstack(rows) if rows else np.zeros((0, n), dtype=np.int64),
+            bottleneck_width=pick(self._bottleneck),
+            bits=pick(self._bits),
+            fuse_after=fuse,
+        )
+
+    def enumerate_batches(self, chunk: int = 200_000) -> Iterator[CandidateBatch]:
+        """Every distinct candidate (the set `enumerate` yields), `chunk` at a time, in the
+        mixed-radix order of its axes: no limit, the caller bounds the time."""
+        axes: list[tuple[str, Any, np.ndarray]] = []
+        for index, p in self._layer_params:
+            axes.append(("op", index, np.arange(len(p.choices))))
+        for s, p in self._width_params:
+            axes.append(("width", s, np.arange(len(p.choices))))
+        for g, (names, domain) in enumerate(self._cut_groups):
+            combos = list(itertools.combinations_with_replacement(domain, len(names)))
+            axes.append(("cuts", g, np.asarray(combos, dtype=np.int64).reshape(len(combos), len(names))))
+        if self._fuse is not None:
+            axes.append(("fuse", 0, np.asarray(self._fuse.choices, dtype=np.int64)))
+        axes.append(("bottleneck", 0, np.asarray(self._bottleneck.choices, dtype=np.int64)))
+        axes.append(("bits", 0, np.asarray(self._bits.choices, dtype=np.int64)))
+        total = self.size()
+        n_layers, n_stages = len(self.macro.layers), len(self.macro.stages)
+        for start in range(0, total, chunk):
+            ids = np.arange(start, min(start + chunk, total), dtype=np.int64)
+            n = len(ids)
+            ops = np.zeros((n_layers, n), dtype=np.intp)
+            widths = np.zeros((n_stages, n), dtype=np.intp)
+            cut_rows: dict[int, np.ndarray] = {}
+            fuse = None
+            extra: dict[str, np.ndarray] = {}
+            rest = ids
+            for kind, where, values in reversed(axes):
+                rest, digit = np.divmod(rest, len(values))
+                if kind == "op":
+                    ops[where] = digit
+                elif kind == "width":
+                    widths[where] = digit
+                elif kind == "cuts":
+                    cut_rows[where] = values[digit].T
+                elif kind == "fuse":
+                    fuse = values[digit]
+                else:
+                    extra[kind] = values[digit]
+            rows = [cut_rows[g] for g in sorted(cut_rows)]
+            if fuse is not None:
+                rows = [fuse[None, :]]
+            yield CandidateBatch(
+                ops=ops,
+                widths=widths,
+                cuts=np.vstack(rows) if rows else np.zeros((0, n), dtype=np.int64),
+                bottleneck_width=extra["bottleneck"],
+                bits=extra["bits"],
+                fuse_after=fuse,
+            )
 
     def largest(self) -> Candidate:
         """Most MACs per layer choice and the widest widths; cuts at the last allowed point."""

@@ -60,6 +60,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     first_cut = candidate.cuts[0] if candidate.cuts else None
     tap_cut: dict[int, int] = {}  # macro layer index -> flat index of its head part
     branch_spans: dict[int, tuple[int, int]] = {}
+    merged_at: set[int] = set()
     cache = macro.cost_cache
 
     ops, widths = candidate.ops, candidate.widths
@@ -112,12 +113,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
                     shape = fuse(shape)
                 continue
             if cut.tap:
-                op_name, width = ops[layer.index], widths[layer.stage]
-                tap_key = ("tap", layer.index, op_name, shape, width)
-                pair = cache.get(tap_key)
-                if pair is None:
-                    pair = cache[tap_key] = _tap_costs_for(macro, layer, op_name, shape, width)
-                head, tail = pair
+                head, tail = tap_layers_of(macro, layer, ops[layer.index], shape, widths[layer.stage])
                 append(head)
                 tap_cut[layer.index] = len(layers) - 1
                 if cut.bottleneck:
@@ -152,6 +148,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
                 merged = cache[merge_key] = merge_cost(stage.merge, outs, f"{stage.name}.merge")
             append(merged)
             flat_of[stage.layers[-1]] = len(layers) - 1
+            merged_at.add(stage.layers[-1])  # a cut here sends the merged feature, no bottleneck
             shape = merged.out_shape
         elif isinstance(step, CutStep) and step.bottleneck:  # the input itself is sent
             shape = bottleneck(shape)
@@ -164,7 +161,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     for point in candidate.cuts:
         # every cut at the bottleneck's position falls after the Conv-Reduce: devices between
         # equal cuts relay the reduced feature, the Conv-Recover runs on the next busy device
-        at_bottleneck = reduced and point == first_cut
+        at_bottleneck = reduced and point == first_cut and point not in merged_at
         if point == -1:
             flat = 0 if at_bottleneck else -1
         elif point in tap_cut:
@@ -200,6 +197,27 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         input_shape=input_shape,
         branch_spans=branch_spans,
     )
+
+
+def layer_of(macro: Macro, layer: MacroLayer, op_name: str, shape: Shape, width: int) -> LayerCost:
+    """The cost of `layer` running `op_name` on an input of `shape` at stage width `width`,
+    cached per space (the batched evaluation tabulates the very objects `build_network` uses)."""
+    key = (layer.index, op_name, shape, width)
+    hit = macro.cost_cache.get(key)
+    if hit is None:
+        hit = macro.cost_cache[key] = _layer_for(macro, layer, op_name, shape, width)
+    return hit
+
+
+def tap_layers_of(
+    macro: Macro, layer: MacroLayer, op_name: str, shape: Shape, width: int
+) -> tuple[LayerCost, LayerCost]:
+    """Head and tail of an MBConv cut at its depthwise conv (NASC's extension), cached per space."""
+    key = ("tap", layer.index, op_name, shape, width)
+    pair = macro.cost_cache.get(key)
+    if pair is None:
+        pair = macro.cost_cache[key] = _tap_costs_for(macro, layer, op_name, shape, width)
+    return pair
 
 
 def _layer_for(macro: Macro, layer: MacroLayer, op_name: str, shape: Shape, width: int) -> LayerCost:
