@@ -4,8 +4,8 @@ The same model as `build_network` + `evaluate`, not a second one: every per-laye
 from the scalar path's own `LayerCost` objects (and each device's `ComputeModel` timing of them),
 tabulated once per reachable (input shape, op, width) and gathered for the whole population; the
 placement formulas are those of `nasopt.core.evaluation` written over arrays, with the payload and
-peak-memory formulas of `nasopt.core.memory`. Chain and tree systems; a mesh raises a clear
-error (the scalar path covers it).
+peak-memory formulas of `nasopt.core.memory`. Chain, mesh and tree systems; a mesh whose space
+has a bottleneck or depthwise-split ops is refused with a clear error (the scalar path covers it).
 
 >>> from nasopt.presets import load_objective, load_space
 >>> from nasopt.core.system import build_system
@@ -203,16 +203,25 @@ class BatchEvaluator:
 
     def __init__(self, macro: Macro, system: System) -> None:
         if system.kind == "mesh":
-            raise SpecError(
-                "batched evaluation covers chain and tree systems; a mesh is evaluated one candidate"
-                " at a time",
-                field="topology.kind",
-                value="mesh",
-                allowed=["chain", "tree"],
-            )
+            spec = macro.spec
+            taps = sorted(name for name, op in macro.ops.items() if op.split_tap == "depthwise")
+            if any(w != "none" for w in spec.bottleneck.widths) or taps:
+                raise SpecError(
+                    "batched evaluation of a mesh needs a space without bottleneck and without ops"
+                    " split at their depthwise conv (the scalar path covers those)",
+                    field="bottleneck.widths" if not taps else f"ops.{taps[0]}.split_tap",
+                    allowed="bottleneck widths ['none'], split_tap 'output'",
+                )
+        self.macro = macro
         self.macro = macro
         self.system = system
-        devices = system.chain if system.kind == "chain" else [*system.leaves, system.root]
+        if system.kind == "chain":
+            devices = system.chain
+        elif system.kind == "mesh":
+            devices = [*system.chain, *system.branches, *system.after]
+        else:
+            assert system.root is not None  # build_system gives every tree a root
+            devices = [*system.leaves, system.root]
         models: list[ComputeModel] = []
         self._model_of: dict[str, int] = {}
         for name in devices:
@@ -460,6 +469,8 @@ class BatchEvaluator:
                     fuse_key[at] = fk
         if self.system.kind == "tree":
             result = self._tree(batch, keys, neck_idx, fuse_key, merge_entry)
+        elif self.system.kind == "mesh":
+            result = self._mesh(batch, keys, merge_entry)
         else:
             result = self._chain(batch, keys, neck_idx, merge_entry)
         if np.isnan(result.latency_s).any():
@@ -618,6 +629,133 @@ class BatchEvaluator:
             energy_j=energy,
             network_macs=net_macs,
             network_params=net_params,
+            memory_caps=dict(system.memory_caps),
+        )
+
+    def _mesh(
+        self, batch: CandidateBatch, keys: np.ndarray, merge_entry: np.ndarray | None
+    ) -> BatchEvaluation:
+        """JMSNAS eq. 2 over arrays: the chain up to the root, the slowest root -> branch ->
+        aggregator path, then the merge and the tail along the `after` chain (as `_evaluate_mesh`)."""
+        system, macro = self.system, self.macro
+        spec = macro.spec
+        par = self._parallel
+        if par is None or merge_entry is None:
+            raise SpecError(
+                f"the mesh topology of {system.name} needs a space with a parallel stage",
+                field="stages",
+                allowed="a stage with parallel = number of branch devices",
+            )
+        if len(par.branch_last) != len(system.branches):
+            raise SpecError(
+                f"the mesh of {system.name} has {len(system.branches)} branch devices, "
+                f"the network has {len(par.branch_last)} parallel branches",
+                field="topology.branches",
+            )
+        n = len(batch)
+        cols = np.arange(n)
+        n_layers = len(macro.layers)
+        if batch.cuts.shape[0] != system.cut_count:
+            raise SpecError(
+                f"the mesh topology of {system.name} needs {system.cut_count} cut(s), "
+                f"the batch has {batch.cuts.shape[0]}",
+                field="cuts",
+            )
+        times, params_sum, macs_sum, live = self._layer_sums(keys, None)
+        main, merge = self._main, self._merge
+        layer_index = np.arange(n_layers)[:, None]
+        bits = batch.bits
+        compute: dict[str, np.ndarray] = {}
+        params: dict[str, np.ndarray] = {}
+        peak: dict[str, np.ndarray] = {}
+        macs: dict[str, np.ndarray] = {}
+        buffered: dict[str, np.ndarray] = {}
+        transfer: dict[str, np.ndarray] = {}
+        sent: dict[str, np.ndarray] = {}
+        zero = np.zeros(n)
+
+        def run(device: str, start: np.ndarray, end: np.ndarray, received: np.ndarray) -> np.ndarray:
+            t_all = times[self._model_of[device]]
+            compute[device] = t_all[end, cols] - t_all[start, cols]
+            params[device] = params_sum[end, cols] - params_sum[start, cols]
+            macs[device] = macs_sum[end, cols] - macs_sum[start, cols]
+            peak[device] = _range_max(live, start, end, layer_index)
+            buffered[device] = received
+            return compute[device]
+
+        def send(src: str, dst: str, payload: np.ndarray) -> np.ndarray:
+            link = system.link(src, dst)
+            t = _transfer_s(link, payload)
+            transfer[link.name], sent[link.name] = t, payload
+            return t
+
+        def cut_payload(c: np.ndarray) -> np.ndarray:
+            key_at = keys[np.maximum(c, 0), cols]
+            elems = np.where(c == par.last, merge.out_elems[merge_entry], main.out_elems[key_at])
+            elems = np.where(c == n_layers - 1, 0, elems)
+            elems = np.where(c < 0, self._input_elems, elems)
+            return elems * np.where(c < 0, spec.input_bits, bits) / 8.0
+
+        k_trunk = system.trunk_cuts
+        trunk, tail = batch.cuts[:k_trunk], batch.cuts[k_trunk:]
+        full = np.full(n, 0, dtype=np.int64)
+        bounds = [full, *(trunk + 1), full + par.start]
+        total = zero
+        received = zero
+        for m, device in enumerate(system.chain):
+            t = run(device, bounds[m], bounds[m + 1], received)
+            if device != system.root:
+                payload = cut_payload(trunk[m])
+                total = total + t + send(device, system.chain[m + 1], payload)
+                received = payload
+        root = system.root
+        assert root is not None
+        root_out = main.out_elems[keys[par.start - 1]] if par.start > 0 else np.full(n, self._input_elems)
+        root_bytes = root_out * bits / 8.0
+        slowest = zero
+        starts = sorted(par.branch_first)
+        for b, device in enumerate(system.branches):
+            lo = np.full(n, starts[b])
+            hi = np.full(n, par.branch_last[b] + 1)
+            t = compute[root] + send(root, device, root_bytes)
+            t = t + run(device, lo, hi, root_bytes)
+            out_bytes = main.out_elems[keys[par.branch_last[b]]] * bits / 8.0
+            t = t + send(device, system.after[0], out_bytes)
+            slowest = np.maximum(slowest, t)
+        total = total + slowest
+        ends = [*(tail + 1), np.full(n, n_layers)]
+        start = np.full(n, par.last + 1)
+        for m, device in enumerate(system.after):
+            total = total + run(device, start, ends[m], zero)
+            if m == 0:  # the merge runs first on the aggregator
+                mt = merge.times[self._model_of[device]][merge_entry]
+                compute[device] = compute[device] + mt
+                total = total + mt
+                peak[device] = np.maximum(peak[device], merge.live[merge_entry])
+            if m < len(system.after) - 1:
+                total = total + send(device, system.after[m + 1], cut_payload(tail[m]))
+            start = ends[m]
+        memory: dict[str, np.ndarray] = {}
+        weights: dict[str, np.ndarray] = {}
+        energy = zero
+        for device in compute:
+            weights[device], memory[device] = _peak_memory(
+                params[device], peak[device], buffered[device], spec
+            )
+            energy = energy + macs[device] * system.devices[device].energy_j_per_mac
+        for name, payload in sent.items():
+            energy = energy + payload * 8.0 * system.links[name].energy_j_per_bit
+        return BatchEvaluation(
+            latency_s=total,
+            compute_s=compute,
+            transfer_s=transfer,
+            sent_bytes=sent,
+            memory_bytes=memory,
+            weight_bytes=weights,
+            macs=macs,
+            energy_j=energy,
+            network_macs=macs_sum[-1],
+            network_params=params_sum[-1],
             memory_caps=dict(system.memory_caps),
         )
 
