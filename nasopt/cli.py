@@ -93,6 +93,29 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, default=1)
     p.add_argument("--no-progress", action="store_true")
 
+    p = sub.add_parser(
+        "front", help="the exact Pareto front of a whole analytic space (a study's sampled front: pareto)"
+    )
+    p.add_argument(
+        "presets",
+        nargs="+",
+        metavar="PRESET",
+        help="a study preset, or a search space and an objective preset",
+    )
+    p.add_argument("--exact", action="store_true", required=True, help="enumerate every candidate")
+    p.add_argument("-o", "--output", default=None, help="write the front as JSON (a reference front)")
+    p.add_argument(
+        "--max-candidates",
+        type=_positive_int,
+        default=1_000_000_000,
+        help="refuse larger spaces (default 1e9: minutes at about 1M candidates/s on one core)",
+    )
+    p.add_argument(
+        "--chunk", type=_positive_int, default=200_000, help="candidates per batch (bounds memory)"
+    )
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     p = sub.add_parser("dashboard", help="serve optuna-dashboard with nasopt's figures and notes")
     p.add_argument("--storage", default=None, help=_STORAGE_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
@@ -407,6 +430,54 @@ def _pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _front(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nasopt.presets import load_objective, load_space, resolve
+    from nasopt.spec import StudySpec
+    from nasopt.study.exact_front import exact_front
+    from nasopt.study.objective import NasObjective, arch_string
+
+    if len(args.presets) == 1:
+        resolved = resolve(args.presets[0])
+        study, space, objective_spec = resolved.study, resolved.space, resolved.objective
+    elif len(args.presets) == 2:
+        space, objective_spec = load_space(args.presets[0]), load_objective(args.presets[1])
+        study = StudySpec(
+            name=f"{space.name}.{objective_spec.name}", space=space.name, objective=objective_spec.name
+        )
+    else:
+        raise SpecError("give a study preset, or a search space and an objective", field="PRESET")
+    objective = NasObjective(study, space, objective_spec)
+    size = objective.space.size()
+    if not args.no_progress and size <= args.max_candidates:
+        print(f"enumerating {size:,} candidates of {space.name} on {objective_spec.name}", file=sys.stderr)
+    front = exact_front(
+        objective, chunk=args.chunk, max_candidates=args.max_candidates, progress=not args.no_progress
+    )
+    if args.output:
+        out = Path(args.output)
+        if not out.parent.is_dir():
+            raise SpecError("the output file's folder does not exist", field="-o", value=args.output)
+        front.save(out)
+    if args.format == "json":
+        print(json.dumps(front.to_json(), indent=1))
+        return 0
+    print(
+        f"exact front of {front.space} on {front.objective} ({objective.estimator.name} accuracy):"
+        f" {len(front)} non-dominated of {front.n_feasible:,} feasible of {front.n_candidates:,}"
+        f" candidates in {front.seconds:.1f} s"
+    )
+    names = front.metric_names
+    print("  ".join(f"{n:>12}" for n in names) + "  arch")
+    for i in np.lexsort(front.values.T[::-1]):
+        values = "  ".join(f"{v:>12.6g}" for v in front.values[i])
+        print(f"{values}  {arch_string(objective.space, front.candidates[i])}")
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
+
+
 _COMMANDS = {
     "validate": lambda a: _validate(a.paths),
     "describe": _describe,
@@ -419,6 +490,7 @@ _COMMANDS = {
     "sweep": _sweep,
     "dashboard": _dashboard,
     "report": _report,
+    "front": _front,
 }
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from nasopt.core.batched import BatchEvaluation
 from nasopt.core.candidate import Candidate
 from nasopt.core.network import Network
 
@@ -64,3 +67,22 @@ class ProxyAccuracy:
             bottleneck = min(bottleneck, 1.0 - math.exp(-bits_per_pixel / 64.0))
         score = math.sqrt(capacity) * bottleneck * (1.0 - self.loss_penalty * loss_rate)
         return self.floor + (self.ceiling - self.floor) * score
+
+    def accuracy_batch(self, result: BatchEvaluation, loss_rate: float) -> np.ndarray:
+        """`accuracy` of every candidate of a batched evaluation (the same formula over arrays)."""
+        capacity = 0.5 * (
+            self._norm_array(result.network_macs, 0) + self._norm_array(result.network_params, 1)
+        )
+        bottleneck = np.ones(len(result))
+        for elems, bits, pixels in zip(result.sent_elems, result.sent_bits, result.cut_pixels, strict=True):
+            bits_per_pixel = elems * bits / np.maximum(pixels, 1)
+            term = np.where(pixels > 0, 1.0 - np.exp(-bits_per_pixel / 64.0), 1.0)
+            bottleneck = np.minimum(bottleneck, term)
+        score = np.sqrt(capacity) * bottleneck * (1.0 - self.loss_penalty * loss_rate)
+        return self.floor + (self.ceiling - self.floor) * score
+
+    def _norm_array(self, values: np.ndarray, k: int) -> np.ndarray:
+        lo, hi = self._lo[k], self._hi[k]
+        if hi <= lo:
+            return np.ones(len(values))
+        return np.clip((np.log(np.maximum(values, 1)) - lo) / (hi - lo), 0.0, 1.0)

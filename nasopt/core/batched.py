@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -115,6 +116,9 @@ class BatchEvaluation:
     energy_j: _FloatArray
     network_macs: _IntArray  # Network.macs (per-view layers counted once per view)
     network_params: _IntArray
+    sent_elems: _IntArray  # [n_cuts, n] elements crossing each cut (per view when multi-view)
+    sent_bits: _IntArray  # [n_cuts, n]
+    cut_pixels: _IntArray  # [n_cuts, n] height x width of what crosses a cut; 0: the raw input
     memory_caps: dict[str, int | None] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -344,6 +348,7 @@ class BatchEvaluator:
         # bottleneck tables by (shape at the cut, neck width index): Conv-Reduce, Conv-Recover
         n_shapes = len(shapes)  # head shapes may have added some
         self._shapes = shapes
+        self._pixels = np.asarray([h * w for _, h, w in shapes], dtype=np.int64)
         reduce_t, recover_t = _Table(n_models), _Table(n_models)
         num_classes = spec.num_classes
         k = spec.bottleneck.kernel
@@ -432,14 +437,17 @@ class BatchEvaluator:
         ):
             raise SpecError("bottleneck width not among the space's choices", field="bottleneck.width")
         keys = np.empty((n_layers, n), dtype=np.intp)
-        gid = np.full(n, self._input_gid, dtype=np.intp)
+        # a layer's key is one number while its input shape is the same for the whole batch and
+        # it has no choice (most fixed layers): its values are then scalars, nothing is gathered
+        const_key: list[int | None] = [None] * n_layers
+        gid: Any = self._input_gid
         fuse = batch.fuse_after
         main = self._main
         fuse_key = None
         par = self._parallel
         merge_entry = None
         stage_in = gid
-        outs: list[np.ndarray] = []
+        outs: list[Any] = []
         for i, layer in enumerate(macro.layers):
             if par is not None and i in par.branch_first:
                 if i == par.start:
@@ -448,31 +456,39 @@ class BatchEvaluator:
             n_o, n_w = self._strides[i]
             key = gid * (n_o * n_w) + self._offsets[i]
             if n_o > 1:
-                key += batch.ops[i] * n_w
+                key = key + batch.ops[i] * n_w
             if n_w > 1:
-                key += batch.widths[layer.stage]
-            keys[i] = key
-            gid = main.out_gid[key]
+                key = key + batch.widths[layer.stage]
+            if isinstance(key, np.ndarray):
+                keys[i] = key
+                gid = main.out_gid[key]
+                if gid.min() == gid.max():
+                    gid = int(gid[0])
+            else:
+                keys[i] = key
+                const_key[i] = int(key)
+                gid = int(main.out_gid[key])
             if par is not None and i in par.branch_last:
                 outs.append(gid)
                 if i == par.last:
                     mk = sum(g * self._radix**b for b, g in enumerate(outs))
-                    merge_entry = self._merge_index[mk]
+                    merge_entry = np.broadcast_to(self._merge_index[mk], (n,))
                     gid = self._merge.out_gid[merge_entry]
             if fuse is not None:
                 at = fuse == i
                 if at.any():
+                    gid = np.array(np.broadcast_to(gid, (n,)), dtype=np.intp)
                     fk = gid[at] * self._n_necks + neck_idx[at]
                     gid[at] = self._fuse_gid[fk]
                     if fuse_key is None:
                         fuse_key = np.zeros(n, dtype=np.intp)
                     fuse_key[at] = fk
         if self.system.kind == "tree":
-            result = self._tree(batch, keys, neck_idx, fuse_key, merge_entry)
+            result = self._tree(batch, keys, neck_idx, fuse_key, merge_entry, const_key)
         elif self.system.kind == "mesh":
-            result = self._mesh(batch, keys, merge_entry)
+            result = self._mesh(batch, keys, merge_entry, const_key)
         else:
-            result = self._chain(batch, keys, neck_idx, merge_entry)
+            result = self._chain(batch, keys, neck_idx, merge_entry, const_key)
         if np.isnan(result.latency_s).any():
             self._raise_scalar_error(batch, int(np.flatnonzero(np.isnan(result.latency_s))[0]))
         return result
@@ -487,7 +503,7 @@ class BatchEvaluator:
         raise SpecError(f"candidate {j} could not be costed", field="candidate", value=candidate.to_dict())
 
     def _layer_sums(
-        self, keys: np.ndarray, merge_entry: np.ndarray | None
+        self, keys: np.ndarray, merge_entry: np.ndarray | None, const_key: list[int | None]
     ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
         """Prefix sums over layers (leading zero row) of each model's time, params and MACs,
         and the per-layer live activations; a parallel stage's merge counts with its last layer
@@ -503,6 +519,14 @@ class BatchEvaluator:
         # row by row: contiguous adds over the population are several times faster than a
         # cumsum along the layer axis
         for i in range(n_layers):
+            k = const_key[i]
+            if k is not None and i != last:
+                for table, prefix in zip(main.times, times, strict=True):
+                    np.add(prefix[i], table[k], out=prefix[i + 1])
+                np.add(params[i], main.params[k], out=params[i + 1])
+                np.add(macs[i], main.macs[k], out=macs[i + 1])
+                live[i] = main.live[k]
+                continue
             key = keys[i]
             for m, (table, prefix) in enumerate(zip(main.times, times, strict=True)):
                 np.take(table, key, out=row)
@@ -517,7 +541,12 @@ class BatchEvaluator:
         return times, params, macs, live
 
     def _chain(
-        self, batch: CandidateBatch, keys: np.ndarray, neck_idx: np.ndarray, merge_entry: np.ndarray | None
+        self,
+        batch: CandidateBatch,
+        keys: np.ndarray,
+        neck_idx: np.ndarray,
+        merge_entry: np.ndarray | None,
+        const_key: list[int | None],
     ) -> BatchEvaluation:
         system, macro = self.system, self.macro
         spec = macro.spec
@@ -531,7 +560,7 @@ class BatchEvaluator:
                 f"the chain topology of {system.name} needs {len(chain) - 1} cut(s), the batch has {n_cuts}",
                 field="cuts",
             )
-        times, params_sum, macs_sum, live = self._layer_sums(keys, merge_entry)
+        times, params_sum, macs_sum, live = self._layer_sums(keys, merge_entry, const_key)
         cols = np.arange(n)
         bounds = np.vstack([np.full((1, n), -1), cuts, np.full((1, n), n_layers - 1)]) + 1  # [M+1, n]
         n_dev = len(chain)
@@ -549,6 +578,7 @@ class BatchEvaluator:
         sent_elems = np.zeros((n_cuts, n), dtype=np.int64)
         sent_bits = np.broadcast_to(batch.bits, (n_cuts, n)).copy()
         cut_shape = np.zeros((n_cuts, n), dtype=np.intp)
+        cut_pixels = np.zeros((n_cuts, n), dtype=np.int64)
         head, tail, main = self._head, self._tail, self._main
         merged_at = self._parallel.last if self._parallel is not None else -2
         neck_first = np.zeros(n, dtype=bool)  # the bottleneck really sits at the first cut
@@ -597,7 +627,9 @@ class BatchEvaluator:
                     add(owner, self._reduce, nk, at_neck)
                     add(after, self._recover, nk, at_neck)
             sent_elems[k] = elems
-            sent_bits[k] = np.where(at_input & ~at_neck, spec.input_bits, sent_bits[k])
+            raw = at_input & ~at_neck
+            sent_bits[k] = np.where(raw, spec.input_bits, sent_bits[k])
+            cut_pixels[k] = np.where(raw, 0, self._pixels[shape])
         payload = sent_elems * sent_bits / 8.0  # memory.payload_bytes over arrays
         links = system.chain_links
         transfer = [_transfer_s(link, payload[m]) for m, link in enumerate(links)]
@@ -629,11 +661,18 @@ class BatchEvaluator:
             energy_j=energy,
             network_macs=net_macs,
             network_params=net_params,
+            sent_elems=sent_elems,
+            sent_bits=sent_bits,
+            cut_pixels=cut_pixels,
             memory_caps=dict(system.memory_caps),
         )
 
     def _mesh(
-        self, batch: CandidateBatch, keys: np.ndarray, merge_entry: np.ndarray | None
+        self,
+        batch: CandidateBatch,
+        keys: np.ndarray,
+        merge_entry: np.ndarray | None,
+        const_key: list[int | None],
     ) -> BatchEvaluation:
         """JMSNAS eq. 2 over arrays: the chain up to the root, the slowest root -> branch ->
         aggregator path, then the merge and the tail along the `after` chain (as `_evaluate_mesh`)."""
@@ -661,7 +700,7 @@ class BatchEvaluator:
                 f"the batch has {batch.cuts.shape[0]}",
                 field="cuts",
             )
-        times, params_sum, macs_sum, live = self._layer_sums(keys, None)
+        times, params_sum, macs_sum, live = self._layer_sums(keys, None, const_key)
         main, merge = self._main, self._merge
         layer_index = np.arange(n_layers)[:, None]
         bits = batch.bits
@@ -689,12 +728,18 @@ class BatchEvaluator:
             transfer[link.name], sent[link.name] = t, payload
             return t
 
+        cut_arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
         def cut_payload(c: np.ndarray) -> np.ndarray:
             key_at = keys[np.maximum(c, 0), cols]
-            elems = np.where(c == par.last, merge.out_elems[merge_entry], main.out_elems[key_at])
+            at_merge = c == par.last
+            elems = np.where(at_merge, merge.out_elems[merge_entry], main.out_elems[key_at])
             elems = np.where(c == n_layers - 1, 0, elems)
             elems = np.where(c < 0, self._input_elems, elems)
-            return elems * np.where(c < 0, spec.input_bits, bits) / 8.0
+            pixels = np.where(at_merge, merge.out_pixels[merge_entry], main.out_pixels[key_at])
+            cut_bits = np.where(c < 0, spec.input_bits, bits)
+            cut_arrays.append((elems, cut_bits, np.where(c < 0, 0, pixels)))
+            return elems * cut_bits / 8.0
 
         k_trunk = system.trunk_cuts
         trunk, tail = batch.cuts[:k_trunk], batch.cuts[k_trunk:]
@@ -756,6 +801,9 @@ class BatchEvaluator:
             energy_j=energy,
             network_macs=macs_sum[-1],
             network_params=params_sum[-1],
+            sent_elems=np.array([e for e, _, _ in cut_arrays]).reshape(len(cut_arrays), n),
+            sent_bits=np.array([b for _, b, _ in cut_arrays]).reshape(len(cut_arrays), n),
+            cut_pixels=np.array([p for _, _, p in cut_arrays]).reshape(len(cut_arrays), n),
             memory_caps=dict(system.memory_caps),
         )
 
@@ -778,6 +826,7 @@ class BatchEvaluator:
         neck_idx: np.ndarray,
         fuse_key: np.ndarray | None,
         merge_entry: np.ndarray | None,
+        const_key: list[int | None],
     ) -> BatchEvaluation:
         system, macro = self.system, self.macro
         spec = macro.spec
@@ -796,7 +845,7 @@ class BatchEvaluator:
                 field="ops",
                 allowed="ops with split_tap = 'output' at the fusion point",
             )
-        times, params_sum, macs_sum, live = self._layer_sums(keys, merge_entry)
+        times, params_sum, macs_sum, live = self._layer_sums(keys, merge_entry, const_key)
         views = macro.views
         if views != len(system.leaves):
             raise SpecError(
@@ -876,6 +925,9 @@ class BatchEvaluator:
             energy_j=energy,
             network_macs=net_macs,
             network_params=net_params,
+            sent_elems=elems[None, :],
+            sent_bits=np.asarray(batch.bits)[None, :],
+            cut_pixels=self._main.out_pixels[key_at][None, :],
             memory_caps=dict(system.memory_caps),
         )
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from nasopt.accuracy import AccuracyEstimator, make_estimator
+from nasopt.core.batched import BatchEvaluator, CandidateBatch
 from nasopt.core.candidate import Candidate
 from nasopt.core.evaluation import Evaluation, evaluate
 from nasopt.core.network import Network
@@ -66,6 +69,7 @@ class NasObjective:
         self.system: System = build_system(objective)
         self.space = SearchSpace(space, self.system)
         self.estimator = estimator or make_estimator(study, self.space)
+        self._batch_evaluator: BatchEvaluator | None = None
         for i, metric in enumerate(objective.objectives):
             if metric.name not in METRICS:
                 raise SpecError(
@@ -101,21 +105,58 @@ class NasObjective:
             "sent_bytes": float(sum(ev.sent_bytes.values())),
             "memory_bytes": float(max(ev.memory_bytes.values(), default=0)),
         }
+        constraints = self._constraint_values(metrics, ev.memory_bytes)
+        return TrialResult(candidate, network, ev, acc, metrics, constraints)
+
+    def evaluate_batch(self, batch: CandidateBatch) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """`evaluate` over a population: every metric as an array, and the constraint values
+        as rows (same order and meaning as `constraint_names`). Needs an estimator with a
+        batched form (the analytic proxy); a supernet scores one candidate at a time."""
+        accuracy_batch = getattr(self.estimator, "accuracy_batch", None)
+        if accuracy_batch is None:
+            raise SpecError(
+                f"the {self.estimator.name} estimator scores one candidate at a time; batched and"
+                " exact evaluation need an analytic accuracy",
+                field="accuracy.estimator",
+                value=self.estimator.name,
+                allowed="analytic-proxy",
+            )
+        if self._batch_evaluator is None:
+            self._batch_evaluator = BatchEvaluator(self.space.macro, self.system)
+        ev = self._batch_evaluator.evaluate(batch)
+        acc = accuracy_batch(ev, self.loss_rate)
+        zero = np.zeros(len(batch))
+        metrics = {
+            "error": 1.0 - acc,
+            "accuracy": acc,
+            "latency_ms": ev.latency_ms,
+            "energy_mj": ev.energy_j * 1e3,
+            "macs": ev.network_macs.astype(float),
+            "params": ev.network_params.astype(float),
+            "sent_bytes": sum(ev.sent_bytes.values(), zero),
+            "memory_bytes": np.max(np.vstack(list(ev.memory_bytes.values())), axis=0).astype(float),
+        }
+        rows = self._constraint_values(metrics, ev.memory_bytes)
+        return metrics, np.vstack(rows) if rows else np.zeros((0, len(batch)))
+
+    def _constraint_values(self, metrics: dict[str, Any], memory_bytes: dict[str, Any]) -> list[Any]:
+        """Relative violations (<= 0: feasible) in `constraint_names` order; the metrics may be
+        numbers (one candidate) or arrays (a population)."""
         c = self.objective_spec.constraints
-        constraints: list[float] = []
+        out: list[Any] = []
         for name in self.constraint_names:
             if name.startswith("memory:"):
                 dev = name.split(":", 1)[1]
                 cap = self.system.devices[dev].memory_bytes
                 assert cap is not None
-                constraints.append((ev.memory_bytes.get(dev, 0) - cap) / cap)
+                out.append((memory_bytes.get(dev, 0) - cap) / cap)
             elif name == "latency_ms":
-                constraints.append((ev.latency_ms - c.latency_ms) / c.latency_ms)  # type: ignore[operator]
+                out.append((metrics["latency_ms"] - c.latency_ms) / c.latency_ms)
             elif name == "energy_mj":
-                constraints.append((metrics["energy_mj"] - c.energy_mj) / c.energy_mj)  # type: ignore[operator]
+                out.append((metrics["energy_mj"] - c.energy_mj) / c.energy_mj)
             else:
-                constraints.append(c.accuracy_min - acc)  # type: ignore[operator]
-        return TrialResult(candidate, network, ev, acc, metrics, constraints)
+                out.append(c.accuracy_min - metrics["accuracy"])
+        return out
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, ...]:
         candidate = self.space.suggest(trial)
