@@ -151,9 +151,13 @@ class SearchSpace:
 
         return {p.name: CategoricalDistribution(list(p.choices)) for p in self.params()}
 
-    def suggest(self, trial: optuna.trial.BaseTrial) -> Candidate:
-        """Ask the trial for every parameter and return the candidate."""
-        values = {p.name: trial.suggest_categorical(p.name, list(p.choices)) for p in self.params()}
+    def suggest(self, trial: optuna.trial.BaseTrial, *, skip: tuple[str, ...] = ()) -> Candidate:
+        """Ask the trial for every parameter and return the candidate; parameters in `skip` are
+        not asked and take their first choice (the caller sets them, e.g. an optimal placement)."""
+        values = {
+            p.name: p.choices[0] if p.name in skip else trial.suggest_categorical(p.name, list(p.choices))
+            for p in self.params()
+        }
         return self.candidate(values)
 
     def candidate(self, values: dict[str, Any]) -> Candidate:
@@ -337,6 +341,36 @@ class SearchSpace:
             cuts=np.vstack(rows) if rows else np.zeros((0, n), dtype=np.int64),
             bottleneck_width=pick(self._bottleneck),
             bits=pick(self._bits),
+            fuse_after=fuse,
+        )
+
+    def placement_names(self) -> tuple[str, ...]:
+        """The parameters that place a candidate on the devices: its cuts (and fusion point)."""
+        names = [p.name for p in self.params() if p.name.startswith("split") or p.name == "fuse.after"]
+        return tuple(names)
+
+    def placements(self, candidate: Candidate) -> CandidateBatch:
+        """Every placement of `candidate`'s architecture: all cut combinations (or fusion
+        points), ops, widths, bottleneck and bits kept."""
+        if self._fuse is not None:
+            rows = np.asarray(self._fuse.choices, dtype=np.int64)[None, :]
+            fuse: np.ndarray | None = rows[0]
+        else:
+            groups = [
+                list(itertools.combinations_with_replacement(domain, len(names)))
+                for names, domain in self._cut_groups
+            ]
+            combos = [sum(parts, ()) for parts in itertools.product(*groups)]
+            rows = np.asarray(combos, dtype=np.int64).reshape(len(combos), -1).T
+            fuse = None
+        n = rows.shape[1]
+        one = CandidateBatch.from_candidates(self.macro, [candidate])
+        return CandidateBatch(
+            ops=np.repeat(one.ops, n, axis=1),
+            widths=np.repeat(one.widths, n, axis=1),
+            cuts=rows,
+            bottleneck_width=np.full(n, candidate.bottleneck_width, dtype=np.int64),
+            bits=np.full(n, candidate.bits, dtype=np.int64),
             fuse_after=fuse,
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from nasopt.spec._base import PositiveInt, _Spec
 
@@ -21,3 +21,7 @@ class StudySpec(_Spec):
     sampler: SamplerSpec = SamplerSpec()
     n_trials: PositiveInt = 100
     accuracy: dict[str, Any] = {}
+    # "searched": cuts (and the fusion point) are search parameters; "optimal": the sampler
+    # searches the architecture only and every trial is placed at its best cuts by `split_metric`
+    split: Literal["searched", "optimal"] = "searched"
+    split_metric: Literal["latency_ms", "energy_mj"] = "latency_ms"

@@ -25,7 +25,7 @@ def hard_constraint_check(objective: NasObjective) -> Feasibility | None:
     space, system = objective.space, objective.system
 
     def feasible(params: dict[str, Any]) -> bool:
-        ev = evaluate(space.network(space.candidate(params)), system)
+        ev = evaluate(space.network(objective.candidate_of(params)), system)
         if latency_ms is not None and ev.latency_ms > latency_ms:
             return False
         if energy_mj is not None and ev.energy_j * 1e3 > energy_mj:

@@ -84,7 +84,7 @@ def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> o
     hard = options.pop("hard_constraints", True)
     kwargs: dict[str, Any] = {"seed": spec.seed, **options}
     if objective is not None:
-        kwargs["search_space"] = objective.space.distributions()
+        kwargs["search_space"] = objective.distributions()
         if hard:
             kwargs["feasibility"] = hard_constraint_check(objective)
     cls = getattr(nasopt_samplers, NASOPT_SAMPLERS[spec.name])

@@ -70,6 +70,8 @@ class NasObjective:
         self.space = SearchSpace(space, self.system)
         self.estimator = estimator or make_estimator(study, self.space)
         self._batch_evaluator: BatchEvaluator | None = None
+        if self.optimal_split:
+            self._batch()  # a system the batched model cannot place is refused here, not mid-study
         for i, metric in enumerate(objective.objectives):
             if metric.name not in METRICS:
                 raise SpecError(
@@ -108,6 +110,42 @@ class NasObjective:
         constraints = self._constraint_values(metrics, ev.memory_bytes)
         return TrialResult(candidate, network, ev, acc, metrics, constraints)
 
+    @property
+    def optimal_split(self) -> bool:
+        """True when the study places every candidate at its best cuts (`split = "optimal"`)."""
+        return self.study_spec.split == "optimal"
+
+    def distributions(self) -> dict[str, Any]:
+        """The parameters the sampler searches: all of them, or the architecture only when the
+        split is solved inside the objective."""
+        dists = self.space.distributions()
+        if self.optimal_split:
+            for name in self.space.placement_names():
+                dists.pop(name, None)
+        return dists
+
+    def candidate_of(self, params: dict[str, Any]) -> Candidate:
+        """The candidate a trial's parameters stand for (placed optimally when the study says so)."""
+        if not self.optimal_split:
+            return self.space.candidate(params)
+        first = {p.name: p.choices[0] for p in self.space.params() if p.name in self.space.placement_names()}
+        return self.place(self.space.candidate({**first, **params}))
+
+    def place(self, candidate: Candidate) -> Candidate:
+        """`candidate` at its best placement by `split_metric` among those meeting every memory
+        cap (all placements if none does), scored with the batched analytic model."""
+        batch = self.space.placements(candidate)
+        ev = self._batch().evaluate(batch)
+        metric = ev.latency_s if self.study_spec.split_metric == "latency_ms" else ev.energy_j
+        ok = ev.feasible()
+        pool = np.flatnonzero(ok) if ok.any() else np.arange(len(batch))
+        return batch.candidate(self.space.macro, int(pool[np.argmin(metric[pool])]))
+
+    def _batch(self) -> BatchEvaluator:
+        if self._batch_evaluator is None:
+            self._batch_evaluator = BatchEvaluator(self.space.macro, self.system)
+        return self._batch_evaluator
+
     def evaluate_batch(self, batch: CandidateBatch) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """`evaluate` over a population: every metric as an array, and the constraint values
         as rows (same order and meaning as `constraint_names`). Needs an estimator with a
@@ -121,9 +159,7 @@ class NasObjective:
                 value=self.estimator.name,
                 allowed="analytic-proxy",
             )
-        if self._batch_evaluator is None:
-            self._batch_evaluator = BatchEvaluator(self.space.macro, self.system)
-        ev = self._batch_evaluator.evaluate(batch)
+        ev = self._batch().evaluate(batch)
         acc = accuracy_batch(ev, self.loss_rate)
         zero = np.zeros(len(batch))
         metrics = {
@@ -159,7 +195,10 @@ class NasObjective:
         return out
 
     def __call__(self, trial: optuna.trial.Trial) -> tuple[float, ...]:
-        candidate = self.space.suggest(trial)
+        if self.optimal_split:
+            candidate = self.place(self.space.suggest(trial, skip=self.space.placement_names()))
+        else:
+            candidate = self.space.suggest(trial)
         result = self.evaluate(candidate)
         write_trial_attrs(
             trial.study._storage,
@@ -184,6 +223,8 @@ class NasObjective:
             "arch": arch_string(self.space, result.candidate),
             "candidate": result.candidate.to_dict(),
         }
+        if self.optimal_split:
+            attrs["split_solved"] = self.study_spec.split_metric  # cuts chosen by the objective
         for dev, t in ev.compute_s.items():
             attrs[f"compute_ms:{dev}"] = t * 1e3
         for link, t in ev.transfer_s.items():
