@@ -9,7 +9,8 @@
 * Samplers that learn replay their updates from the study in the *learning order*, which the
   study itself records: when a trial starts (`before_trial`), the sampler writes on it, once,
   the numbers of the finished trials no earlier trial has listed (trial attr `nasopt:learned`).
-  The learning order is those lists in trial-number order. It is a function of the stored study
+  The learning order is those lists in trial-number order, a trial learned at its first listing
+  (two processes starting trials at once may both list it). It is a function of the stored study
   only, so a resumed study, several workers on one storage and a fresh replay agree on every
   update, and a trial still RUNNING or WAITING holds nothing up: whatever finishes is listed by
   the next trial to start, and learned from.
