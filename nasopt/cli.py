@@ -10,7 +10,7 @@ from pathlib import Path
 from nasopt.errors import SpecError
 
 _STORAGE_HELP = "storage URL (default sqlite:///nasopt.db): sqlite:///F.db, postgresql+psycopg://..., "
-_STORAGE_HELP += "mysql+pymysql://..., journal:FILE, redis://HOST:PORT/DB"
+_STORAGE_HELP += "mysql+pymysql://..., journal:FILE, redis://HOST:PORT/DB, grpc://HOST:PORT (a storage-proxy)"
 
 
 def _positive_int(text: str) -> int:
@@ -122,6 +122,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (0: any free port; printed)")
     p.add_argument("--view", default="default", help="dashboard view preset name or path")
     p.add_argument("--no-register", action="store_true", help="serve without (re)storing figures")
+
+    p = sub.add_parser("storage-proxy", help="serve an RDB storage to workers over gRPC (grpc://HOST:PORT)")
+    p.add_argument("--storage", required=True, help="the RDB storage URL to serve (postgresql+psycopg://...)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback; 0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=13000, help="port (default 13000)")
+    p.add_argument("--threads", type=_positive_int, default=16, help="server threads (default 16)")
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a study")
     p.add_argument("--study-name", required=True)
@@ -478,6 +484,18 @@ def _front(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_proxy(args: argparse.Namespace) -> int:
+    from nasopt.study.storage import proxy_server
+
+    server = proxy_server(args.storage, host=args.host, port=args.port, threads=args.threads)
+    print(f"storage proxy for {args.storage} on grpc://{args.host}:{args.port}", flush=True)
+    try:
+        server.wait_for_termination()
+    finally:
+        server.stop(grace=2)
+    return 0
+
+
 _COMMANDS = {
     "validate": lambda a: _validate(a.paths),
     "describe": _describe,
@@ -491,6 +509,7 @@ _COMMANDS = {
     "dashboard": _dashboard,
     "report": _report,
     "front": _front,
+    "storage-proxy": _storage_proxy,
 }
 
 
@@ -515,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         "dashboard",
         "report",
         "train-supernet",
+        "storage-proxy",
     ):
         _quiet_optuna()
     try:

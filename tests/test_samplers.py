@@ -14,7 +14,7 @@ import pytest
 
 from nasopt.presets import load_objective, load_space
 from nasopt.samplers import ASNGSampler, EvolutionSampler, ReinforceSampler
-from nasopt.samplers._asng import REUSE_ATTR, VERSION_ATTR, ASNGState, ranking_utility, utility_schedule
+from nasopt.samplers._asng import RECORD_ATTR, ASNGState, ranking_utility, utility_schedule
 from nasopt.samplers._ranking import constrained_order, crowding_distance, nondominated_ranks
 from nasopt.spec import SamplerSpec, StudySpec
 from nasopt.study.lifecycle import make_sampler
@@ -27,6 +27,11 @@ SAMPLERS = {
     "reinforce": lambda seed, **kw: ReinforceSampler(seed=seed, **kw),
 }
 CHOICES = [0, 1, 2, 3]
+
+
+def _record(trial: optuna.trial.FrozenTrial, attr: str = RECORD_ATTR) -> dict[str, Any]:
+    """What a nasopt sampler wrote on the trial, once (ASNG's by default)."""
+    return dict(trial.system_attrs.get(attr, {}))
 
 
 def _x(trial: optuna.Trial) -> list[int]:
@@ -116,10 +121,10 @@ def test_two_workers_on_one_storage_share_one_update_sequence() -> None:
         assert st.t == states[0].t
         assert all(np.array_equal(a, b) for a, b in zip(st.theta, states[0].theta, strict=True))
     # λ = 2 samples per update; a sample is a trial or a re-drawn repeat the trial records
-    samples = len(study.trials) + sum(len(t.system_attrs.get(REUSE_ATTR, [])) for t in study.trials)
+    samples = len(study.trials) + sum(len(_record(t).get("reused", [])) for t in study.trials)
     assert states[0].t <= samples // 2
     # each trial records the θ-version it was drawn from (trial 0 has no space yet: none)
-    versions = [t.system_attrs.get(VERSION_ATTR, 0) for t in study.trials]
+    versions = [_record(t).get("t", 0) for t in study.trials]
     assert max(versions) <= states[0].t and max(versions) > 0
     # each worker's parameters come from (seed, trial number): no two trials share a random stream
     assert len({tuple(t.params.values()) for t in study.trials}) > 1
@@ -231,8 +236,8 @@ def test_two_worker_processes_on_sqlite_run_one_sequence(name: str, tmp_path: Pa
     assert len(states) == 16 and all(s == optuna.trial.TrialState.COMPLETE for s in states)
     if name == "asng":
         replay = ASNGSampler(seed=0).state(study)
-        versions = [t.system_attrs.get(VERSION_ATTR, 0) for t in study.trials]
-        reused = sum(len(t.system_attrs.get(REUSE_ATTR, [])) for t in study.trials)
+        versions = [_record(t).get("t", 0) for t in study.trials]
+        reused = sum(len(_record(t).get("reused", [])) for t in study.trials)
         assert replay.t <= (len(study.trials) + reused) // 2  # λ = 2 samples per update, none twice
         assert max(versions) <= replay.t
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) > 1
@@ -242,16 +247,16 @@ def test_two_worker_processes_on_sqlite_run_one_sequence(name: str, tmp_path: Pa
 
 
 def _reused(study: optuna.Study, attr: str) -> list[list[int]]:
-    return [list(t.system_attrs.get(attr, [])) for t in study.trials]
+    return [list(t.system_attrs.get(attr, {}).get("reused", [])) for t in study.trials]
 
 
 @pytest.mark.parametrize("name", ["asng", "reinforce"])
 def test_redraw_spends_trials_on_new_candidates_only(name: str) -> None:
     """A converging learner re-draws candidates the study already evaluated instead of running
     them again; each re-draw names an earlier COMPLETE trial and counts as a sample."""
-    from nasopt.samplers._reinforce import REUSE_ATTR as REINFORCE_REUSE
+    from nasopt.samplers._reinforce import RECORD_ATTR as REINFORCE_RECORD
 
-    attr = REUSE_ATTR if name == "asng" else REINFORCE_REUSE
+    attr = RECORD_ATTR if name == "asng" else REINFORCE_RECORD
     kw = {"learning_rate": 0.2} if name == "reinforce" else {}
     func, directions = (multi, ["minimize"] * 2) if name == "asng" else (single, ["minimize"])
     repeats = optuna.create_study(directions=directions, sampler=SAMPLERS[name](0, redraw=0, **kw))
@@ -286,14 +291,14 @@ def test_asng_stops_redrawing_once_theta_has_converged() -> None:
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=200)
     assert sampler.argmax(study) == {f"x{i}": 0 for i in range(4)}
-    assert sum(map(len, _reused(study, REUSE_ATTR))) > 100
+    assert sum(map(len, _reused(study, RECORD_ATTR))) > 100
     while not sampler.state(study).converged():
         study.optimize(objective, n_trials=1)
     study.ask().suggest_categorical("x0", [0, 1, 2])  # from a converged θ: no re-draw
     running = study.trials[-1]
     assert running.state == optuna.trial.TrialState.RUNNING
-    assert running.system_attrs[REUSE_ATTR] == []
-    assert running.system_attrs[VERSION_ATTR] == sampler.state(study).t
+    assert _record(running)["reused"] == []
+    assert _record(running)["t"] == sampler.state(study).t
 
 
 def test_asng_redraws_are_samples_of_the_replayed_update_sequence() -> None:
@@ -301,11 +306,11 @@ def test_asng_redraws_are_samples_of_the_replayed_update_sequence() -> None:
     the number of generations of (trials + re-draws) whose utilities differ."""
     study = optuna.create_study(sampler=ASNGSampler(seed=2, redraw=50))
     study.optimize(single, n_trials=60)
-    samples = 60 + sum(map(len, _reused(study, REUSE_ATTR)))
+    samples = 60 + sum(map(len, _reused(study, RECORD_ATTR)))
     state = ASNGSampler(seed=2, redraw=50).state(study)
     assert samples // 2 - 15 <= state.t <= samples // 2  # ties (equal values) give no update
     # the version each trial records is the θ it was drawn from, re-draws before it included
-    versions = [t.system_attrs[VERSION_ATTR] for t in study.trials[1:]]
+    versions = [_record(t)["t"] for t in study.trials[1:]]
     assert versions == sorted(versions) and versions[-1] <= state.t
 
 
@@ -318,7 +323,7 @@ def test_resumed_study_with_redraws_continues_the_same_sequence(name: str, tmp_p
     n = 60
     straight = optuna.create_study(directions=["minimize"] * 2, sampler=SAMPLERS[name](5, **kw))
     straight.optimize(constrained(multi), n_trials=n)
-    attr = REUSE_ATTR if name == "asng" else "nasopt:reinforce:reused"
+    attr = RECORD_ATTR if name == "asng" else "nasopt:reinforce"
     assert sum(map(len, _reused(straight, attr))) > 0
 
     url = f"sqlite:///{tmp_path / 'resume.db'}"
@@ -339,7 +344,7 @@ def test_two_workers_with_redraws_replay_each_sample_once() -> None:
     samplers = [ASNGSampler(seed=4, sweep_generations=3, focus_generations=2) for _ in range(2)]
     study = _two_threads(samplers, 40)
     complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
-    reused = _reused(study, REUSE_ATTR)
+    reused = _reused(study, RECORD_ATTR)
     for t, numbers in zip(study.trials, reused, strict=True):
         assert all(n < t.number and n in complete for n in numbers)
     states = [

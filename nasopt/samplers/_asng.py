@@ -10,29 +10,41 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from optuna.study import StudyDirection
 
 from nasopt.core.pareto import hypervolume_improvement
-from nasopt.samplers._base import DiscreteSampler, ReplayCache, encoded, redraw_repeats
+from nasopt.samplers._base import LearningSampler, Space, candidate_key, genes, redraw_repeats
 from nasopt.samplers._ranking import losses, pareto_front, violation
 
 if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
-VERSION_ATTR = "nasopt:asng:t"  # θ-version (number of updates) a trial was sampled from
-REUSE_ATTR = "nasopt:asng:reused"  # trials whose stored values stood in for re-drawn repeats
+RECORD_ATTR = "nasopt:asng"  # per trial, written once: {"t": θ-version (updates) it was drawn
+# from, "reused": trials whose stored values stood in for re-drawn repeats, "z": numeric draws}
 UTILITIES = ("pareto", "scalar")
 
 
 @dataclass
 class ASNGState:
-    """θ and the step-size adaptation of Algorithm 1, with the paper's symbols as names."""
+    """θ and the step-size adaptation of Algorithm 1, with the paper's symbols as names.
 
-    K: list[int]  # categories K_d of each dimension d
+    θ is a product of one categorical distribution per categorical parameter (`K`) and one
+    Gaussian N(m_j, σ_j²) per numeric parameter (`grids`: the spacing of its values in unit
+    coordinates, 0.0 for a continuous one), as in Akimoto et al. (ICML 2019), which cover
+    categorical, continuous and integer variables with one natural gradient: the Gaussian part
+    moves by the natural gradient of the ranking utility in (m, σ²), E[u (z - m)] and
+    E[u ((z - m)² - σ²)], with the same trust-region step ε_θ, its Fisher norm counted in
+    ||G||_F. An integer parameter's draw is rounded to its grid; its σ keeps a margin so that
+    a draw leaves the mean's grid cell with probability at least 1/D (D parameters), the
+    counterpart of the categorical margin θ_min; a continuous σ stays in [1e-3, 1].
+    """
+
+    K: list[int]  # categories K_d of each categorical dimension d
     alpha: float = 1.5  # α
     delta0: float = 1.0  # δ_θ^0
     Delta_max: float = math.inf  # Δ_max
@@ -41,29 +53,42 @@ class ASNGState:
     gamma: float = 0.0  # γ
     Delta: float = 1.0  # Δ
     t: int = 0  # number of updates applied
+    grids: list[float] = field(default_factory=list)  # numeric dimensions' grid spacing (unit)
+    sigma0: float = 0.25  # initial σ of a numeric dimension (unit coordinates)
 
     def __post_init__(self) -> None:
         if not self.theta:
             self.theta = [np.full(k, 1.0 / k) for k in self.K]
-        self.n_theta = sum(k - 1 for k in self.K)  # n_θ (the last category of each d is implied)
+        N = len(self.grids)
+        self.n_theta = sum(k - 1 for k in self.K) + 2 * N  # n_θ (the last category is implied)
         self.s = np.zeros(self.n_theta)
-        D = len(self.K)
+        D = len(self.K) + N
         # margin: θ_{d,k} >= θ_min = 1 / (D (K_d - 1)) (Akimoto et al. 2019), at most 1 / (2 K_d)
         self.theta_min = [min(1.0 / (D * (k - 1)), 0.5 / k) for k in self.K]
+        self.m = np.full(N, 0.5)  # Gaussian means m_j (unit coordinates)
+        self.var = np.full(N, self.sigma0**2)  # σ_j²
+        q = NormalDist().inv_cdf(1.0 - 1.0 / (2.0 * max(2, D)))
+        self.var_min = np.array([(0.5 * h / q) ** 2 if h > 0 else 1e-6 for h in self.grids])
+        self.var_max = np.ones(N)
 
-    def update(self, a: list[list[int]], u: np.ndarray) -> bool:
-        """One step of Algorithm 1 (lines 7-12) from λ samples `a` (choice indices) and utilities
-        `u`; returns False when the natural gradient vanishes (no update)."""
-        lam = len(a)
+    def update(self, a: list[list[int]], u: np.ndarray, z: np.ndarray | None = None) -> bool:
+        """One step of Algorithm 1 (lines 7-12) from λ samples: `a` (choice indices), `z`
+        (λ × numeric dimensions, unit coordinates) and utilities `u`; returns False when the
+        natural gradient vanishes (no update)."""
+        lam = len(u)
         delta_theta = self.delta0 / self.Delta  # line 7: δ_θ = δ_θ^0 / Δ
         beta = delta_theta / math.sqrt(self.n_theta)  # β = δ_θ / n_θ^{1/2}
-        # eq. 6: G(θ) = 1/λ Σ_i u_i (a_i - θ), a_i one-hot
+        # eq. 6: G(θ) = 1/λ Σ_i u_i (T(a_i) - θ), T one-hot for a categorical, (z, z²) for a Gaussian
         G = []
         for d, k in enumerate(self.K):
             onehot = np.zeros((lam, k))
             onehot[np.arange(lam), [ai[d] for ai in a]] = 1.0
             G.append(np.mean(u[:, None] * (onehot - self.theta[d]), axis=0))
-        if all(np.all(np.abs(g) < 1e-18) for g in G):
+        N = len(self.grids)
+        zz = np.zeros((lam, N)) if z is None else np.asarray(z, dtype=float).reshape(lam, N)
+        Gm = np.mean(u[:, None] * (zz - self.m), axis=0)
+        Gv = np.mean(u[:, None] * ((zz - self.m) ** 2 - self.var), axis=0)
+        if all(np.all(np.abs(g) < 1e-18) for g in [*G, Gm, Gv]):
             return False
         # F(θ)^{1/2} G in the (K_d - 1)-parameterisation; ||G||_F = ||F^{1/2} G||
         F_half_G = []
@@ -71,11 +96,15 @@ class ASNGState:
             th, thK = self.theta[d][: k - 1], self.theta[d][k - 1]
             g = G[d][: k - 1]
             F_half_G.append(g / np.sqrt(th) + np.sqrt(th) * g.sum() / (thK + math.sqrt(thK)))
+        # Gaussian in (m, σ²): F = diag(1/σ², 1/(2σ⁴))
+        F_half_G += [Gm / np.sqrt(self.var), Gv / (math.sqrt(2.0) * self.var)]
         F_half_G_vec = np.concatenate(F_half_G)
         G_norm_F = float(np.linalg.norm(F_half_G_vec)) + 1e-12  # ||G(θ^t)||_F(θ^t)
         epsilon_theta = delta_theta / G_norm_F  # line 9: ε_θ = δ_θ / ||G||_F
         for d in range(len(self.K)):
             self.theta[d] = self.theta[d] + epsilon_theta * G[d]  # eq. 7: θ ← θ + ε_θ G
+        self.m = self.m + epsilon_theta * Gm
+        self.var = self.var + epsilon_theta * Gv
         # line 10: s ← (1-β) s + sqrt(β(2-β)) F^{1/2} G / ||G||_F
         self.s = (1 - beta) * self.s + math.sqrt(beta * (2 - beta)) * F_half_G_vec / G_norm_F
         self.gamma = (1 - beta) ** 2 * self.gamma + beta * (2 - beta)  # line 11
@@ -96,20 +125,29 @@ class ASNGState:
             if room > 0:
                 th = th - excess * (th - th_min) / room
             self.theta[d] = th / th.sum()
+        self.m = np.clip(self.m, 0.0, 1.0)
+        self.var = np.clip(self.var, self.var_min, self.var_max)
+
+    def draw(self, rng: np.random.Generator) -> tuple[list[int], np.ndarray]:
+        """One sample: choice indices, then the numeric dimensions' unit coordinates."""
+        a = [int(rng.choice(len(th), p=th)) for th in self.theta]
+        z = self.m + np.sqrt(self.var) * rng.standard_normal(len(self.m)) if len(self.m) else np.zeros(0)
+        return a, z
 
     def argmax(self) -> list[int]:
         return [int(np.argmax(th)) for th in self.theta]
 
     def convergence(self) -> float:
-        """Mean over dimensions of max_k θ_{d,k}: 1.0 when every θ_d is one-hot."""
-        return float(np.mean([th.max() for th in self.theta]))
+        """Mean over categorical dimensions of max_k θ_{d,k}: 1.0 when every θ_d is one-hot."""
+        return float(np.mean([th.max() for th in self.theta])) if self.theta else 1.0
 
     def converged(self) -> bool:
-        """Every θ_d has reached its margin's cap 1 - (K_d - 1)·θ_min: ASNG-NAS's stopping point."""
+        """Every θ_d has reached its margin's cap 1 - (K_d - 1)·θ_min, and every σ its margin:
+        ASNG-NAS's stopping point."""
         return all(
             th.max() >= 1.0 - (k - 1) * m - 1e-6
             for th, k, m in zip(self.theta, self.K, self.theta_min, strict=True)
-        )
+        ) and bool(np.all(self.var <= self.var_min * (1 + 1e-6)))
 
 
 def ranking_utility(keys: list[tuple]) -> np.ndarray:
@@ -149,17 +187,20 @@ def utility_schedule(t: int, m: int, sweep: int, focus: int) -> tuple[np.ndarray
     return eye[k].copy(), True
 
 
+Sample = tuple[list[int], np.ndarray]  # choice indices, numeric unit coordinates
+
+
 class _Replay:
-    """What a process knows after replaying the finished prefix: θ with its step-size
+    """What a process knows after replaying the learning order: θ with its step-size
     adaptation, the samples of the open generation, the archive's Pareto front, and every
     evaluated candidate (for re-draws)."""
 
     def __init__(self, asng: ASNGState) -> None:
         self.asng = asng
-        self.pending: list[tuple[list[int], np.ndarray, float]] = []  # (a, losses, violation)
+        self.pending: list[tuple[Sample, np.ndarray, float]] = []  # (sample, losses, violation)
         self.archive: np.ndarray | None = None  # feasible Pareto front so far (losses)
-        self.seen: dict[tuple[int, ...], int] = {}  # candidate -> first trial that evaluated it
-        self.values: dict[int, tuple[list[int], np.ndarray, float]] = {}  # trial -> (a, losses, violation)
+        self.seen: dict[tuple[Any, ...], int] = {}  # candidate -> first trial that evaluated it
+        self.values: dict[int, tuple[Sample, np.ndarray, float]] = {}  # trial -> (sample, losses, violation)
 
     def fork(self) -> _Replay:
         """A copy whose θ, open generation and archive can move without touching this one."""
@@ -169,14 +210,23 @@ class _Replay:
         return other
 
 
-class ASNGSampler(DiscreteSampler):
-    """Adaptive stochastic natural gradient (ASNG) over categorical parameters.
+class ASNGSampler(LearningSampler):
+    """Adaptive stochastic natural gradient (ASNG) over categorical, integer and float parameters.
 
-    θ_d is a categorical distribution per parameter; every λ (= 2) samples update θ by
+    θ is a categorical distribution per categorical parameter and a Gaussian per integer or
+    float parameter (in unit coordinates, log-scaled for log distributions; integer and
+    stepped draws rounded to their grid): see `ASNGState`. Every λ (= 2) samples update θ by
     the natural gradient of the ranking utility with the adaptive step size of Akimoto et al.
     (ICML 2019) — NASC's Algorithm 1 lines 7-12 — and θ is projected back into its margin.
-    Updates are replayed from the study (COMPLETE trials in number order), so workers sharing a
-    storage, or a resumed study, follow one θ sequence.
+
+    Updates are replayed from the study in its learning order (see `nasopt.samplers._base`):
+    COMPLETE trials as they were listed by the trials that started after them, so workers
+    sharing a storage, threads sharing this instance, or a resumed study follow one θ sequence,
+    and a trial left RUNNING or WAITING does not stop learning. Policy for trials that never
+    finish: they are never learned from; a sample that finishes late enters the generation open
+    when it is listed, though it was drawn from an older θ (with W workers, at most about W/λ
+    versions old). Each trial records once, under `nasopt:asng`, the θ-version it was drawn
+    from, its re-draws and its numeric draws before rounding.
 
     Utilities compare samples: feasible beats infeasible, smaller violation wins; then
     * one objective: the value;
@@ -192,12 +242,12 @@ class ASNGSampler(DiscreteSampler):
       Σ_i w_i·v_i, or w_i·max(0, v_i - T_i) where a threshold is given
       (loss + ε·max(0, T - T_th) is weights [1, ε], thresholds [None, T_th]).
 
-    Re-draws: a candidate drawn from θ that the finished prefix already evaluated is not
+    Re-draws: a candidate drawn from θ that a learned trial already evaluated is not
     evaluated again; its stored values enter the generation as that sample's (it is a genuine
     draw from θ, so the update stays ASNG's) and θ is drawn again, at most `redraw` times per
     trial and not once θ has converged (every θ_d at its margin's cap, where ASNG-NAS stops:
     past it, free updates from an exhausted neighbourhood would only shake θ). The re-drawn
-    trials are recorded on the trial (`nasopt:asng:reused`) and replayed.
+    trials are recorded on the trial (`nasopt:asng` "reused") and replayed.
 
     Example:
         .. testcode::
@@ -224,10 +274,12 @@ class ASNGSampler(DiscreteSampler):
         redraw: re-draws per trial of candidates already evaluated (20; 0: evaluate repeats).
         sweep_generations: generations per leg of the weight rotation (100).
         focus_generations: generations on each objective alone after its leg (100).
-        search_space, feasibility, max_retries, independent_sampler: see DiscreteSampler.
+        search_space, feasibility, max_retries, independent_sampler: see LearningSampler.
     """
 
     _salt = 1
+    numeric = True
+    record_attr = RECORD_ATTR
 
     def __init__(
         self,
@@ -257,41 +309,44 @@ class ASNGSampler(DiscreteSampler):
         self.redraw = int(redraw)
         self.sweep_generations = int(sweep_generations)
         self.focus_generations = int(focus_generations)
-        self._cache: ReplayCache | None = None
 
     # ------------------------------------------------------------------ replay
 
-    def _replay(self, study: Study, space: dict[str, tuple[Any, ...]]) -> _Replay:
-        key = (study._study_id, id(study._storage), tuple((n, c) for n, c in space.items()))
-        if self._cache is None or self._cache.key != key:
-            state = ASNGState([len(c) for c in space.values()], self.alpha, self.delta0, self.Delta_max)
-            self._cache = ReplayCache(key, _Replay(state))
-        rs: _Replay = self._cache.state
+    def _initial(self, study: Study, space: Space) -> _Replay:
+        return _Replay(
+            ASNGState(
+                [len(d.choices) for d in space.cats if d.choices is not None],
+                self.alpha,
+                self.delta0,
+                self.Delta_max,
+                grids=[d.grid() for d in space.nums],
+            )
+        )
+
+    def _observe(self, rs: _Replay, trial: FrozenTrial, study: Study, space: Space) -> None:
+        sample = sample_of(trial, space)
+        if sample is None:
+            return
         directions = study.directions
+        for n in trial.system_attrs.get(RECORD_ATTR, {}).get("reused", ()):  # re-drawn repeats
+            if int(n) in rs.values:
+                self._feed(rs, *rs.values[int(n)], directions)
+        f, v = losses(trial, directions), violation(trial)
+        rs.seen.setdefault(candidate_key(trial.params, space), trial.number)
+        rs.values[trial.number] = (sample, f, v)
+        self._feed(rs, sample, f, v, directions)
 
-        def observe(trial: FrozenTrial) -> None:
-            a = encoded(trial, space)
-            if a is None:
-                return
-            for n in trial.system_attrs.get(REUSE_ATTR, ()):  # re-drawn repeats, in draw order
-                if int(n) in rs.values:
-                    self._feed(rs, *rs.values[int(n)], directions)
-            f, v = losses(trial, directions), violation(trial)
-            rs.seen.setdefault(tuple(a), trial.number)
-            rs.values[trial.number] = (a, f, v)
-            self._feed(rs, a, f, v, directions)
+    def _fork(self, rs: _Replay) -> _Replay:
+        other = rs.fork()
+        other.seen, other.values = dict(rs.seen), dict(rs.values)
+        return other
 
-        self._cache.advance(study.get_trials(deepcopy=False), observe)
-        return rs
-
-    def state(self, study: Study, space: dict[str, tuple[Any, ...]] | None = None) -> ASNGState:
-        """θ after replaying every update the study's finished prefix defines."""
-        if space is None:
-            space = self._space(study)
-        return self._replay(study, space).asng
+    def state(self, study: Study, space: Space | None = None) -> ASNGState:
+        """θ after replaying every update the study's learning order defines."""
+        return self.replayed(study, space if space is not None else self.space(study)).asng
 
     def _feed(
-        self, rs: _Replay, a: list[int], f: np.ndarray, v: float, directions: list[StudyDirection]
+        self, rs: _Replay, a: Sample, f: np.ndarray, v: float, directions: list[StudyDirection]
     ) -> None:
         rs.pending.append((a, f, v))
         if len(rs.pending) == self.lam:
@@ -301,7 +356,7 @@ class ASNGSampler(DiscreteSampler):
     def _update(
         self,
         rs: _Replay,
-        pending: list[tuple[list[int], np.ndarray, float]],
+        pending: list[tuple[Sample, np.ndarray, float]],
         directions: list[StudyDirection],
     ) -> None:
         keys: list[tuple] = []
@@ -335,7 +390,7 @@ class ASNGSampler(DiscreteSampler):
             if feasible:
                 rs.archive = pareto_front(pool)
         u = ranking_utility(keys)
-        rs.asng.update([a for a, _, _ in pending], u)
+        rs.asng.update([a for (a, _), _, _ in pending], u, np.array([z for (_, z), _, _ in pending]))
 
     def _scalar(self, f: np.ndarray) -> float:
         if self.scalarization is None:
@@ -351,46 +406,64 @@ class ASNGSampler(DiscreteSampler):
     # ------------------------------------------------------------------ sampling
 
     def _propose(
-        self, study: Study, trial: FrozenTrial, space: dict[str, tuple[Any, ...]], rng: np.random.Generator
-    ) -> dict[str, int]:
-        rs = self._replay(study, space)
+        self, study: Study, trial: FrozenTrial, space: Space, rs: _Replay, rng: np.random.Generator
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         directions = study.directions
         sim = rs.fork() if self.redraw else rs  # re-drawn repeats update a copy, replayed later
-        a, reused = redraw_repeats(
-            lambda: [int(rng.choice(len(th), p=th)) for th in sim.asng.theta],
+        sample, reused = redraw_repeats(
+            lambda: sim.asng.draw(rng),
             rs.seen,
             self.redraw,
-            lambda a, n: self._feed(sim, a, *rs.values[n][1:], directions),
+            lambda _, n: self._feed(sim, *rs.values[n], directions),
             sim.asng.converged,
+            key=lambda s: candidate_key(params_from(s, space), space),
         )
-        storage = study._storage
-        storage.set_trial_system_attr(trial._trial_id, VERSION_ATTR, sim.asng.t)
-        if self.redraw:
-            storage.set_trial_system_attr(trial._trial_id, REUSE_ATTR, reused)
-        return dict(zip(space, a, strict=True))
+        record: dict[str, Any] = {"t": sim.asng.t, "reused": reused}
+        if space.nums:
+            record["z"] = {d.name: float(z) for d, z in zip(space.nums, sample[1], strict=True)}
+        return params_from(sample, space), record
 
     def theta(self, study: Study) -> dict[str, dict[Any, float]]:
-        """θ per parameter: {name: {choice: probability}} after replaying the study."""
-        space = self._space(study)
+        """θ per categorical parameter: {name: {choice: probability}} after replaying the study."""
+        space = self.space(study)
         state = self.state(study, space)
         return {
-            n: dict(zip(c, th.tolist(), strict=True))
-            for (n, c), th in zip(space.items(), state.theta, strict=True)
+            d.name: dict(zip(d.choices, th.tolist(), strict=True))
+            for d, th in zip(space.cats, state.theta, strict=True)
+            if d.choices is not None
+        }
+
+    def gaussian(self, study: Study) -> dict[str, tuple[Any, float]]:
+        """Per numeric parameter: (the value at the mean m, σ in unit coordinates)."""
+        space = self.space(study)
+        state = self.state(study, space)
+        return {
+            d.name: (d.value(m), float(math.sqrt(v)))
+            for d, m, v in zip(space.nums, state.m, state.var, strict=True)
         }
 
     def argmax(self, study: Study) -> dict[str, Any]:
-        """The most likely candidate argmax_a P_θ(a) (NASC Algorithm 1, line 14)."""
-        space = self._space(study)
+        """The most likely candidate argmax_a P_θ(a) (NASC Algorithm 1, line 14); a numeric
+        parameter at its mean."""
+        space = self.space(study)
         state = self.state(study, space)
-        return {n: c[i] for (n, c), i in zip(space.items(), state.argmax(), strict=True)}
+        return params_from((state.argmax(), state.m), space)
 
-    def _space(self, study: Study) -> dict[str, tuple[Any, ...]]:
-        from nasopt.samplers._base import choices_of
 
-        dists = self._fixed_space if self._fixed_space is not None else self._intersection.calculate(study)
-        out = {}
-        for n, d in sorted(dists.items()):
-            c = choices_of(d)
-            if c is not None and len(c) > 1:
-                out[n] = c
-        return out
+def params_from(sample: Sample, space: Space) -> dict[str, Any]:
+    cats, z = iter(sample[0]), iter(sample[1])
+    return {
+        d.name: (d.choices[next(cats)] if d.choices is not None else d.value(next(z))) for d in space.dims
+    }
+
+
+def sample_of(trial: FrozenTrial, space: Space) -> Sample | None:
+    """The sample a trial was: its choice indices and, for numeric parameters, the unit
+    coordinates it recorded (the draw before rounding/clipping), else those of its values."""
+    g = genes(trial, space)
+    if g is None:
+        return None
+    recorded = trial.system_attrs.get(RECORD_ATTR, {}).get("z", {})
+    cats = [int(x) for d, x in zip(space.dims, g, strict=True) if d.choices is not None]
+    z = [float(recorded.get(d.name, x)) for d, x in zip(space.dims, g, strict=True) if d.choices is None]
+    return cats, np.array(z)

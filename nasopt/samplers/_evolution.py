@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nasopt.samplers._base import DiscreteSampler, ReplayCache, encoded
+from nasopt.samplers._base import LearningSampler, Space, candidate_key, genes, params_of
 from nasopt.samplers._ranking import constrained_order, losses, violation
 
 if TYPE_CHECKING:
@@ -22,12 +22,16 @@ if TYPE_CHECKING:
 SELECTIONS = ("aging", "topk")
 
 
-class EvolutionSampler(DiscreteSampler):
-    """Steady-state evolution over categorical parameters with constrained Pareto selection.
+class EvolutionSampler(LearningSampler):
+    """Steady-state evolution over categorical, integer and float parameters with constrained
+    Pareto selection.
 
-    The population is replayed from the study's COMPLETE trials in trial-number order (up to the
-    first unfinished trial), and trial n's randomness comes from (seed, n), so a resumed study
-    repeats an uninterrupted one and workers on one storage share one population:
+    The population is replayed from the study's COMPLETE trials in its learning order (see
+    `nasopt.samplers._base`: each trial lists the trials finished when it started), and trial
+    n's randomness comes from (seed, n), so a resumed study repeats an uninterrupted one,
+    workers on one storage and threads sharing this instance share one population, and a trial
+    left RUNNING or WAITING holds nothing up. Policy for trials that never finish: they never
+    join the population; a trial that finishes late joins it when the next trial starts.
 
     * the first `population_size` trials are uniform random;
     * the population is either the `population_size` most recent trials (`selection="aging"`,
@@ -38,7 +42,9 @@ class EvolutionSampler(DiscreteSampler):
       larger crowding distance;
     * with probability `crossover_prob` a second parent is drawn and the child takes each
       parameter from either parent (uniform crossover); each parameter then mutates to another
-      choice with probability `mutation_prob` (default 1 / number of parameters), and a child
+      choice with probability `mutation_prob` (default 1 / number of parameters); a numeric
+      parameter mutates by a Gaussian step of `mutation_sigma` (0.1) in unit coordinates
+      (log-scaled for log distributions, rounded to its grid); a child
       that repeats an evaluated candidate is mutated again (bounded);
     * `feasibility(params)` rejects children the analytic model proves infeasible before they are
       evaluated (SplitNets' hard constraints), with at most `max_retries` tries.
@@ -59,6 +65,8 @@ class EvolutionSampler(DiscreteSampler):
     """
 
     _salt = 2
+    numeric = True
+    record_attr = "nasopt:evolution"
 
     def __init__(
         self,
@@ -69,6 +77,7 @@ class EvolutionSampler(DiscreteSampler):
         mutation_prob: float | None = None,
         crossover_prob: float = 0.5,
         selection: str = "topk",
+        mutation_sigma: float = 0.1,
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, **kwargs)
@@ -85,54 +94,54 @@ class EvolutionSampler(DiscreteSampler):
         self.mutation_prob = mutation_prob
         self.crossover_prob = crossover_prob
         self.selection = selection
-        self._cache: ReplayCache | None = None
+        if not mutation_sigma > 0:
+            raise ValueError("mutation_sigma must be > 0")
+        self.mutation_sigma = float(mutation_sigma)
 
-    def _population(self, study: Study, space: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
-        """Population after replaying the finished prefix one trial at a time (so the result does
-        not depend on how often a process looked): aging keeps the last `population_size`
-        trials, top-k keeps the best `population_size` of the population plus the new trial."""
-        key = (study._study_id, id(study._storage), tuple(space.items()))
-        if self._cache is None or self._cache.key != key:
-            self._cache = ReplayCache(key, {"pop": [], "seen": set(), "count": 0})
-        st = self._cache.state
-        directions = study.directions
+    def _initial(self, study: Study, space: Space) -> dict[str, Any]:
+        return {"pop": [], "seen": set(), "count": 0}
 
-        def observe(trial: FrozenTrial) -> None:
-            a = encoded(trial, space)
-            if a is None:
-                return
-            st["seen"].add(tuple(a))
-            st["count"] += 1
-            pop = st["pop"] + [(a, losses(trial, directions), violation(trial))]
-            if len(pop) > self.population_size:
-                if self.selection == "aging":
-                    pop = pop[1:]
-                else:
-                    order = constrained_order(
-                        np.array([f for _, f, _ in pop]), np.array([v for _, _, v in pop])
-                    )
-                    pop = [pop[i] for i in sorted(order[: self.population_size])]
-            st["pop"] = pop
+    def _observe(self, st: dict[str, Any], trial: FrozenTrial, study: Study, space: Space) -> None:
+        """One learned trial joins the population (replayed one trial at a time, so the result
+        does not depend on how often a process looked): aging keeps the last
+        `population_size` trials, top-k the best `population_size` of the population plus it."""
+        g = genes(trial, space)
+        if g is None:
+            return
+        st["seen"].add(candidate_key(trial.params, space))
+        st["count"] += 1
+        pop = st["pop"] + [(g, losses(trial, study.directions), violation(trial))]
+        if len(pop) > self.population_size:
+            if self.selection == "aging":
+                pop = pop[1:]
+            else:
+                order = constrained_order(np.array([f for _, f, _ in pop]), np.array([v for _, _, v in pop]))
+                pop = [pop[i] for i in sorted(order[: self.population_size])]
+        st["pop"] = pop
 
-        self._cache.advance(study.get_trials(deepcopy=False), observe)
-        return st
+    def _fork(self, st: dict[str, Any]) -> dict[str, Any]:
+        return {"pop": list(st["pop"]), "seen": set(st["seen"]), "count": st["count"]}
+
+    def population(self, study: Study) -> list[dict[str, Any]]:
+        """The current population's parameters, after replaying the study."""
+        space = self.space(study)
+        return [params_of(g, space) for g, _, _ in self.replayed(study, space)["pop"]]
 
     def _propose(
-        self, study: Study, trial: FrozenTrial, space: dict[str, tuple[Any, ...]], rng: np.random.Generator
-    ) -> dict[str, int]:
-        sizes = [len(c) for c in space.values()]
-        names = list(space)
-        st = self._population(study, space)
+        self, study: Study, trial: FrozenTrial, space: Space, st: dict[str, Any], rng: np.random.Generator
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        dims = space.dims
         if st["count"] < self.population_size:
-            return {n: int(rng.integers(k)) for n, k in zip(names, sizes, strict=True)}
+            first = [rng.random() if d.choices is None else int(rng.integers(len(d.choices))) for d in dims]
+            return params_of(first, space), None
         pop = st["pop"]
         order = constrained_order(np.array([f for _, f, _ in pop]), np.array([v for _, _, v in pop]))
         position = np.empty(len(pop), dtype=int)
         position[order] = np.arange(len(pop))  # smaller = better
         seen = st["seen"]
-        p_mut = self.mutation_prob if self.mutation_prob is not None else 1.0 / len(sizes)
+        p_mut = self.mutation_prob if self.mutation_prob is not None else 1.0 / len(dims)
 
-        def tournament() -> list[int]:
+        def tournament() -> list[Any]:
             picks = rng.choice(len(pop), size=min(self.tournament_size, len(pop)), replace=False)
             return list(pop[min(picks, key=lambda i: position[i])][0])
 
@@ -142,10 +151,16 @@ class EvolutionSampler(DiscreteSampler):
             child = [c if rng.random() < 0.5 else o for c, o in zip(child, other, strict=True)]
         for attempt in range(20):
             mutated = list(child)
-            forced = int(rng.integers(len(sizes))) if attempt else -1  # a repeat: change one more
-            for d, k in enumerate(sizes):
-                if d == forced or rng.random() < p_mut:
-                    mutated[d] = int((child[d] + 1 + rng.integers(k - 1)) % k)
-            if tuple(mutated) not in seen:
+            forced = int(rng.integers(len(dims))) if attempt else -1  # a repeat: change one more
+            for i, d in enumerate(dims):
+                if i == forced or rng.random() < p_mut:
+                    if d.choices is None:  # numeric: a Gaussian step in unit coordinates
+                        step = self.mutation_sigma * rng.standard_normal()
+                        mutated[i] = float(np.clip(child[i] + step, 0.0, 1.0))
+                    else:
+                        k = len(d.choices)
+                        mutated[i] = int((child[i] + 1 + rng.integers(k - 1)) % k)
+            params = params_of(mutated, space)
+            if candidate_key(params, space) not in seen:
                 break
-        return dict(zip(names, mutated, strict=True))
+        return params, None

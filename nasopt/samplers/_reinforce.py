@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from optuna.study import StudyDirection
 
-from nasopt.samplers._base import DiscreteSampler, ReplayCache, choices_of, encoded, redraw_repeats
+from nasopt.samplers._base import LearningSampler, Space, genes, params_of, redraw_repeats
 from nasopt.samplers._ranking import violation
 
 if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
-EPISODE_ATTR = "nasopt:reinforce:episode"
-REUSE_ATTR = "nasopt:reinforce:reused"  # trials whose stored rewards stood in for re-drawn repeats
+RECORD_ATTR = "nasopt:reinforce"  # per trial, written once: {"episode": episodes it was drawn
+# after, "reused": trials whose stored rewards stood in for re-drawn repeats}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -34,10 +34,10 @@ def _is_split(name: str) -> bool:
     return (name.startswith("split") and name.endswith(".after")) or name == "fuse.after"
 
 
-class ReinforceSampler(DiscreteSampler):
+class ReinforceSampler(LearningSampler):
     """Monte-Carlo policy gradient over an independent softmax policy per parameter.
 
-    After every finished trial (replayed from the study in trial-number order):
+    After every finished trial (replayed from the study in its learning order):
     R = Σ_i w_i N_i(v_i) with N_i(v) = (v - min_i) / (max_i - min_i) for maximised objectives
     (Wang's N1(A)) and (max_i - v) / (max_i - min_i) for minimised ones (N2(T)); min/max are
     the given `bounds` or the range seen so far. An infeasible trial gets R = -Σw·(1 + violation).
@@ -50,11 +50,16 @@ class ReinforceSampler(DiscreteSampler):
     are drawn from (1 - α_t)·π + α_t·uniform, α_t = `fair_alpha`·(1 - t/`fair_episodes`), so every
     split position keeps a fair chance during the first episodes.
 
-    Re-draws: a candidate drawn from the policy that the finished prefix already evaluated is not
+    Re-draws: a candidate drawn from the policy that a learned trial already evaluated is not
     evaluated again; it is an episode all the same (its stored values give the reward, the
     baseline and the logits update as usual) and the policy is drawn again, at most `redraw`
     times per trial, so trials go to new candidates once the policy concentrates. The re-drawn
-    trials are recorded on the trial (`nasopt:reinforce:reused`) and replayed.
+    trials are recorded on the trial (`nasopt:reinforce` "reused") and replayed.
+
+    Episodes are replayed from the study in its learning order (see `nasopt.samplers._base`), so
+    workers, threads sharing this instance and resumed studies agree, and a trial left RUNNING or
+    WAITING holds nothing up; a trial that never finishes is never an episode. Integer and float
+    parameters with more than 1,000 values (or log-scaled) are left to the independent sampler.
 
     Example:
         .. testcode::
@@ -79,10 +84,11 @@ class ReinforceSampler(DiscreteSampler):
         baseline_decay: EMA factor of the baseline (0.9).
         fair_alpha, fair_episodes, split_params: fair exploration of split positions.
         redraw: re-draws per trial of candidates already evaluated (20; 0: evaluate repeats).
-        search_space, feasibility, max_retries, independent_sampler: see DiscreteSampler.
+        search_space, feasibility, max_retries, independent_sampler: see LearningSampler.
     """
 
     _salt = 3
+    record_attr = RECORD_ATTR
 
     def __init__(
         self,
@@ -109,44 +115,44 @@ class ReinforceSampler(DiscreteSampler):
         self.fair_alpha = fair_alpha
         self.fair_episodes = fair_episodes
         self.split_params = None if split_params is None else set(split_params)
-        self._cache: ReplayCache | None = None
 
-    def _state(self, study: Study, space: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
-        key = (study._study_id, id(study._storage), tuple(space.items()))
+    def _initial(self, study: Study, space: Space) -> dict[str, Any]:
+        m = len(study.directions)
+        return {
+            "logits": [np.zeros(len(d.choices or ())) for d in space.dims],
+            "b": None,
+            "lo": np.full(m, np.inf),
+            "hi": np.full(m, -np.inf),
+            "t": 0,
+            "seen": {},  # candidate -> first trial that evaluated it
+            "values": {},  # trial -> (a, values, violation)
+        }
+
+    def _observe(self, st: dict[str, Any], trial: FrozenTrial, study: Study, space: Space) -> None:
+        a = genes(trial, space)
+        if a is None:
+            return
         directions = study.directions
-        m = len(directions)
-        if self._cache is None or self._cache.key != key:
-            self._cache = ReplayCache(
-                key,
-                {
-                    "logits": [np.zeros(len(c)) for c in space.values()],
-                    "b": None,
-                    "lo": np.full(m, np.inf),
-                    "hi": np.full(m, -np.inf),
-                    "t": 0,
-                    "seen": {},  # candidate -> first trial that evaluated it
-                    "values": {},  # trial -> (a, values, violation)
-                },
-            )
-        st = self._cache.state
-        w = self._weights(m)
+        w = self._weights(len(directions))
+        for n in trial.system_attrs.get(RECORD_ATTR, {}).get("reused", ()):  # re-drawn repeats
+            if int(n) in st["values"]:
+                prev_a, prev_values, prev_v = st["values"][int(n)]
+                self._episode(st, prev_a, prev_values, prev_v, directions, w)
+        values = None if trial.values is None else np.asarray(trial.values, dtype=float)
+        v = violation(trial)
+        st["seen"].setdefault(tuple(a), trial.number)
+        st["values"][trial.number] = (a, values, v)
+        self._episode(st, a, values, v, directions, w)
 
-        def observe(trial: FrozenTrial) -> None:
-            a = encoded(trial, space)
-            if a is None:
-                return
-            for n in trial.system_attrs.get(REUSE_ATTR, ()):  # re-drawn repeats, in draw order
-                if int(n) in st["values"]:
-                    prev_a, prev_values, prev_v = st["values"][int(n)]
-                    self._episode(st, prev_a, prev_values, prev_v, directions, w)
-            values = None if trial.values is None else np.asarray(trial.values, dtype=float)
-            v = violation(trial)
-            st["seen"].setdefault(tuple(a), trial.number)
-            st["values"][trial.number] = (a, values, v)
-            self._episode(st, a, values, v, directions, w)
-
-        self._cache.advance(study.get_trials(deepcopy=False), observe)
-        return st
+    def _fork(self, st: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **st,
+            "logits": [z.copy() for z in st["logits"]],
+            "lo": st["lo"].copy(),
+            "hi": st["hi"].copy(),
+            "seen": dict(st["seen"]),
+            "values": dict(st["values"]),
+        }
 
     def _weights(self, m: int) -> np.ndarray:
         w = np.array(self.weights if self.weights is not None else [1.0] * m)
@@ -199,9 +205,8 @@ class ReinforceSampler(DiscreteSampler):
         return R
 
     def _propose(
-        self, study: Study, trial: FrozenTrial, space: dict[str, tuple[Any, ...]], rng: np.random.Generator
-    ) -> dict[str, int]:
-        st = self._state(study, space)
+        self, study: Study, trial: FrozenTrial, space: Space, st: dict[str, Any], rng: np.random.Generator
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         directions = study.directions
         w = self._weights(len(directions))
         if self.redraw:  # re-drawn repeats update a copy; the replay applies them again
@@ -219,31 +224,24 @@ class ReinforceSampler(DiscreteSampler):
             self._episode(sim, a, values, v, directions, w)
 
         a, reused = redraw_repeats(lambda: self._draw(sim, space, rng), st["seen"], self.redraw, replay)
-        storage = study._storage
-        storage.set_trial_system_attr(trial._trial_id, EPISODE_ATTR, sim["t"])
-        if self.redraw:
-            storage.set_trial_system_attr(trial._trial_id, REUSE_ATTR, reused)
-        return dict(zip(space, a, strict=True))
+        return params_of(a, space), {"episode": sim["t"], "reused": reused}
 
-    def _draw(
-        self, st: dict[str, Any], space: dict[str, tuple[Any, ...]], rng: np.random.Generator
-    ) -> list[int]:
+    def _draw(self, st: dict[str, Any], space: Space, rng: np.random.Generator) -> list[int]:
         alpha = self.fair_alpha * max(0.0, 1.0 - st["t"] / max(1, self.fair_episodes))
         out = []
-        for (name, choices), logits in zip(space.items(), st["logits"], strict=True):
+        for d, logits in zip(space.dims, st["logits"], strict=True):
             pi = _softmax(logits)
-            split = name in self.split_params if self.split_params is not None else _is_split(name)
+            split = d.name in self.split_params if self.split_params is not None else _is_split(d.name)
             if split and alpha > 0:
-                pi = (1 - alpha) * pi + alpha / len(choices)
-            out.append(int(rng.choice(len(choices), p=pi)))
+                pi = (1 - alpha) * pi + alpha / len(pi)
+            out.append(int(rng.choice(len(pi), p=pi)))
         return out
 
     def policy(self, study: Study) -> dict[str, dict[Any, float]]:
         """π per parameter after replaying the study: {name: {choice: probability}}."""
-        dists = self._fixed_space if self._fixed_space is not None else self._intersection.calculate(study)
-        space = {n: c for n, d in sorted(dists.items()) if (c := choices_of(d)) and len(c) > 1}
-        st = self._state(study, space)
+        space = self.space(study)
+        st = self.replayed(study, space)
         return {
-            n: dict(zip(c, _softmax(z).tolist(), strict=True))
-            for (n, c), z in zip(space.items(), st["logits"], strict=True)
+            d.name: dict(zip(d.choices or (), _softmax(z).tolist(), strict=True))
+            for d, z in zip(space.dims, st["logits"], strict=True)
         }

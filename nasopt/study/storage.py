@@ -2,9 +2,12 @@
 
 Accepted: `sqlite:///path.db` (the default, `sqlite:///nasopt.db`), any SQLAlchemy URL
 (`postgresql+psycopg://...`, `mysql+pymysql://...`), `journal:PATH` or a path ending in
-`.log`/`.jsonl` (Optuna's journal file), and `redis://host:port/db` (journal in Redis).
-Every storage gets heartbeats: RDB storages natively, journal storages through
+`.log`/`.jsonl` (Optuna's journal file), `redis://host:port/db` (journal in Redis), and
+`grpc://host:port` (Optuna's gRPC storage proxy, `nasopt storage-proxy`, in front of one RDB).
+Every storage but the proxy gets heartbeats: RDB storages natively, journal storages through
 `HeartbeatJournalStorage`, which keeps each running trial's last beat in its system attrs.
+Optuna's `GrpcStorageProxy` has no heartbeats: a trial whose worker died stays RUNNING (nasopt's
+samplers do not wait for it, see docs/samplers.md) and is not retried.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ MAX_RETRY = 3
 _BEAT_KEY = "nasopt:heartbeat"
 _FORMS = (
     "sqlite:///PATH.db, postgresql+psycopg://USER@HOST/DB, mysql+pymysql://USER@HOST/DB, "
-    "journal:PATH, PATH.log, redis://HOST:PORT/DB"
+    "journal:PATH, PATH.log, redis://HOST:PORT/DB, grpc://HOST:PORT"
 )
+PROXY_READY_TIMEOUT_S = 10.0
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
@@ -81,7 +85,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
 
 
 def storage_kind(url: str) -> str:
-    """'sqlite', 'postgresql', 'mysql', 'journal' or 'redis'; SpecError for anything else."""
+    """'sqlite', 'postgresql', 'mysql', 'journal', 'redis' or 'grpc'; SpecError for anything else."""
     if url.startswith("sqlite:///"):
         return "sqlite"
     if url.startswith(("postgresql://", "postgresql+")):
@@ -90,6 +94,8 @@ def storage_kind(url: str) -> str:
         return "mysql"
     if url.startswith(("redis://", "rediss://")):
         return "redis"
+    if url.startswith("grpc://"):
+        return "grpc"
     if url.startswith("journal:") or url.endswith((".log", ".jsonl", ".journal")):
         return "journal"
     raise SpecError("malformed storage URL", field="--storage", value=url, allowed=_FORMS)
@@ -122,6 +128,8 @@ def _open(
         if not path.parent.is_dir():
             raise SpecError("the storage file's folder does not exist", field="--storage", value=url)
     try:
+        if kind == "grpc":
+            return _open_proxy(url)
         if kind == "journal":
             return HeartbeatJournalStorage(
                 JournalFileBackend(str(path)),
@@ -153,7 +161,7 @@ def _open(
     except SpecError:
         raise
     except ImportError as exc:
-        extra = {"postgresql": "postgres", "mysql": "mysql", "redis": "redis"}.get(kind, kind)
+        extra = {"postgresql": "postgres", "mysql": "mysql", "redis": "redis", "grpc": "grpc"}.get(kind, kind)
         raise SpecError(
             f"missing database driver ({exc.name or exc}); install nasopt[{extra}]",
             field="--storage",
@@ -162,6 +170,65 @@ def _open(
     except Exception as exc:  # sqlalchemy / redis connection errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SpecError(f"cannot open storage: {first}", field="--storage", value=url) from None
+
+
+def proxy_address(url: str) -> tuple[str, int]:
+    """(host, port) of a `grpc://HOST:PORT` URL; SpecError when it is not one."""
+    rest = url.removeprefix("grpc://").rstrip("/")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest:
+        raise SpecError(
+            "malformed storage proxy URL", field="--storage", value=url, allowed=["grpc://HOST:PORT"]
+        )
+    return host.strip("[]"), int(port)
+
+
+def _open_proxy(url: str) -> BaseStorage:
+    from optuna.storages import GrpcStorageProxy
+
+    host, port = proxy_address(url)
+    proxy = GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=PROXY_READY_TIMEOUT_S)
+    except ConnectionError:
+        proxy.close()
+        raise SpecError(
+            f"no storage proxy answers within {PROXY_READY_TIMEOUT_S:g} s (start one with "
+            "`nasopt storage-proxy --storage URL`)",
+            field="--storage",
+            value=url,
+        ) from None
+    return proxy
+
+
+def proxy_server(url: str, *, host: str = "127.0.0.1", port: int = 13000, threads: int = 16) -> Any:
+    """A started gRPC storage proxy (Optuna's servicer) for the RDB storage at `url`, listening
+    on host:port; `.stop(grace)` ends it. The storage is opened with nasopt's options (heartbeat
+    settings, pool pre-ping) and wrapped in Optuna's trial cache, as `optuna.storages.get_storage`
+    does for the proxy."""
+    kind = storage_kind(url)
+    if kind not in ("sqlite", "postgresql", "mysql"):
+        raise SpecError(
+            "the storage proxy serves an RDB storage only (Optuna's proxy has no journal support)",
+            field="--storage",
+            value=url,
+            allowed=["postgresql+psycopg://...", "mysql+pymysql://...", "sqlite:///PATH.db"],
+        )
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optuna.storages._grpc.server import make_server
+
+    storage = optuna.storages.get_storage(open_storage(url))
+    try:
+        server = make_server(storage, host, port, ThreadPoolExecutor(max_workers=threads))
+        server.start()
+    except ImportError as exc:
+        raise SpecError(
+            f"missing gRPC ({exc.name or exc}); install nasopt[grpc]", field="--storage"
+        ) from None
+    except RuntimeError as exc:  # grpc: the port could not be bound
+        raise SpecError(f"cannot listen on {host}:{port}: {exc}", field="--port", value=port) from None
+    return server
 
 
 def study_names(storage: BaseStorage) -> list[str]:
