@@ -51,6 +51,13 @@ def assert_same(result: BatchEvaluation, j: int, ev: Evaluation, space: SearchSp
     for link, t in ev.transfer_s.items():
         assert result.transfer_s[link][j] == pytest.approx(t, rel=1e-12, abs=1e-18), (where, link)
         assert result.sent_bytes[link][j] == ev.sent_bytes[link], (where, link)
+    assert tuple(int(e) for e in result.sent_elems[:, j]) == net.sent_elems, where
+    assert tuple(int(b) for b in result.sent_bits[:, j]) == net.sent_bits, where
+    pixels = tuple(
+        net.layers[flat].out_shape[1] * net.layers[flat].out_shape[2] if flat >= 0 else 0
+        for flat in net.cut_after
+    )
+    assert tuple(int(p) for p in result.cut_pixels[:, j]) == pixels, where
     assert int(result.network_macs[j]) == net.macs, where
     assert int(result.network_params[j]) == net.params, where
     assert bool(result.feasible()[j]) == (not ev.memory_violations()), where
