@@ -304,7 +304,7 @@ def _train_supernet(args: argparse.Namespace) -> int:
     from nasopt.presets import resolve
 
     resolved = resolve(args.study)
-    if resolved.study.accuracy.get("estimator", "analytic-proxy") != "supernet":
+    if resolved.study.accuracy.estimator != "supernet":
         raise SpecError(
             "this study does not use the supernet estimator", field="accuracy.estimator", allowed="supernet"
         )

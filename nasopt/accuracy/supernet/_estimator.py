@@ -22,6 +22,7 @@ from nasopt.accuracy.supernet._train import CheckpointError, TrainResult, load_c
 from nasopt.core.candidate import Candidate
 from nasopt.core.network import Network
 from nasopt.space import SearchSpace
+from nasopt.spec import SupernetSpec
 
 
 def use_available_cores() -> None:
@@ -49,7 +50,9 @@ class SupernetAccuracy:
 
     name = "supernet"
 
-    def __init__(self, space: SearchSpace, options: dict, *, base_dir: Path | None = None) -> None:
+    def __init__(
+        self, space: SearchSpace, options: SupernetSpec | dict, *, base_dir: Path | None = None
+    ) -> None:
         self.space = space
         self.config = SupernetConfig.from_options(options)
         spec = space.spec
