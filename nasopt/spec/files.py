@@ -61,7 +61,7 @@ def resolve_preset(kind: str, name_or_path: str) -> Path:
     """A preset's file: an existing path as given, else `<folder>/<name>.toml`."""
     candidate = Path(name_or_path)
     try:
-        if candidate.suffix == ".toml" or "/" in name_or_path or candidate.exists():
+        if candidate.suffix == ".toml" or "/" in name_or_path or _exists(candidate):
             if candidate.is_file():
                 return candidate
             raise SpecError(f"no such {kind} file", file=str(candidate))
@@ -78,6 +78,13 @@ def resolve_preset(kind: str, name_or_path: str) -> Path:
         value=name_or_path,
         allowed=preset_names(kind) or f"a path to a .toml file in {KIND_FOLDERS[kind]}/",
     )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system is no file
+        return False
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -159,9 +159,22 @@ def _open(
             field="--storage",
             value=url,
         ) from None
-    except Exception as exc:  # sqlalchemy / redis connection errors
+    except Exception as exc:  # sqlalchemy / redis connection errors, unreadable journals
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if kind in ("journal", "redis") and isinstance(exc, (KeyError, ValueError, TypeError, IndexError)):
+            raise SpecError(
+                f"corrupted journal: a log entry is not a valid Optuna journal operation "
+                f"({type(exc).__name__}: {first[:80]}); restore it from a backup or use a new file",
+                field="--storage",
+                value=url,
+            ) from None
         raise SpecError(f"cannot open storage: {first}", field="--storage", value=url) from None
+
+
+def creation_order(trial: Any) -> int:
+    """A trial's place in the order trials were created in the storage (its storage id, which
+    every storage assigns in order; the trial number may repeat between racing RDB workers)."""
+    return int(trial._trial_id)
 
 
 def study_names(storage: BaseStorage) -> list[str]:
