@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nasopt.errors import SpecError
+
+if TYPE_CHECKING:
+    from nasopt.spec import SamplerSpec
 
 _STORAGE_HELP = "storage URL (default sqlite:///nasopt.db): sqlite:///F.db, postgresql+psycopg://..., "
 _STORAGE_HELP += "mysql+pymysql://..., journal:FILE, redis://HOST:PORT/DB, grpc://HOST:PORT (a storage-proxy)"
@@ -243,11 +247,11 @@ def _validate(paths: list[str]) -> int:
         kind = detect_kind(path)
         if kind == "study":
             from nasopt.presets import resolve
-            from nasopt.study.objective import NasObjective
+            from nasopt.study.lifecycle import check_study
 
             resolved = resolve(str(path))
             try:
-                NasObjective(resolved.study, resolved.space, resolved.objective)
+                check_study(resolved)  # the checks `nasopt run` makes before its first trial
             except SpecError as exc:
                 raise exc.in_file(str(path)) from None
         else:
@@ -276,10 +280,10 @@ def _presets() -> int:
     return 0
 
 
-def _sampler_override(name: str | None, base: object) -> object:
+def _sampler_override(name: str | None, base: object) -> SamplerSpec | None:
     if name is None:
         return None
-    from nasopt.spec import SamplerSpec
+    from nasopt.spec import SamplerSpec, parse_spec
     from nasopt.study.lifecycle import make_sampler
 
     name, _, raw = name.partition(":")
@@ -293,12 +297,22 @@ def _sampler_override(name: str | None, base: object) -> object:
         raise SpecError(f"sampler options are not JSON: {exc}", field="--sampler", value=raw) from None
     if not isinstance(options, dict):
         raise SpecError("sampler options must be a JSON object", field="--sampler", value=raw)
-    spec = SamplerSpec(name=name, seed=getattr(base, "seed", None), options=options)
+    doc = {"name": name, "seed": getattr(base, "seed", None), "options": options}
+    try:
+        spec = parse_spec(SamplerSpec, doc, "")
+    except SpecError as exc:
+        raise SpecError(
+            exc.detail, field=f"--sampler {exc.field}", value=exc.value, allowed=exc.allowed
+        ) from None
     make_sampler(spec)  # validates the name and options before anything is written
     return spec
 
 
-def _print_front(study: object, storage_url: str | None, study_name: str, spec_ref: str) -> None:
+def _print_front(
+    study: object, storage_url: str | None, study_name: str, spec_ref: str, sampler: str | None = None
+) -> None:
+    import shlex
+
     from nasopt.study.pareto import front, render, rows
     from nasopt.study.storage import DEFAULT_STORAGE
 
@@ -309,13 +323,15 @@ def _print_front(study: object, storage_url: str | None, study_name: str, spec_r
         print(render(rows(study, trials), "table"))  # type: ignore[arg-type]
     else:
         print(f"\nNo feasible trial yet among {n}: every trial violates a constraint (see `nasopt pareto`).")
-    url = storage_url or DEFAULT_STORAGE
+    url, name = shlex.quote(storage_url or DEFAULT_STORAGE), shlex.quote(study_name)
+    also = f" --sampler {shlex.quote(sampler)}" if sampler else ""
     print(
-        f"\nResume or extend:  nasopt run {spec_ref} --storage {url} --study-name {study_name} --n-trials N"
+        f"\nResume or extend:  nasopt run {shlex.quote(spec_ref)} --storage {url} --study-name {name}"
+        f"{also} --n-trials N"
     )
-    print(f"Another worker:    nasopt worker --study-name {study_name} --storage {url}")
+    print(f"Another worker:    nasopt worker --study-name {name} --storage {url}")
     print(f"Dashboard:         nasopt dashboard --storage {url}")
-    print(f"Report:            nasopt report --study-name {study_name} --storage {url} -o report.html")
+    print(f"Report:            nasopt report --study-name {name} --storage {url} -o report.html")
 
 
 def _prepare_accuracy(resolved: object, progress: bool, retrain: bool = False) -> None:
@@ -333,7 +349,7 @@ def _train_supernet(args: argparse.Namespace) -> int:
     from nasopt.presets import resolve
 
     resolved = resolve(args.study)
-    if resolved.study.accuracy.get("estimator", "analytic-proxy") != "supernet":
+    if resolved.study.accuracy.estimator != "supernet":
         raise SpecError(
             "this study does not use the supernet estimator", field="accuracy.estimator", allowed="supernet"
         )
@@ -343,14 +359,24 @@ def _train_supernet(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from nasopt.presets import resolve
-    from nasopt.study.lifecycle import create_or_resume, remaining_budget, run_workers
-    from nasopt.study.storage import open_storage
+    from nasopt.spec import resolve_preset
+    from nasopt.study.lifecycle import check_study, create_or_resume, remaining_budget, run_workers
+    from nasopt.study.storage import open_storage, study_names
 
     resolved = resolve(args.study)
-    _prepare_accuracy(resolved, not args.no_progress)
     sampler = _sampler_override(args.sampler, resolved.study.sampler)
+    try:
+        check_study(resolved, sampler)  # everything checked before anything is written or trained
+    except SpecError as exc:
+        raise exc.in_file(str(resolve_preset("study", args.study))) from None
+    _prepare_accuracy(resolved, not args.no_progress)
     storage = open_storage(args.storage)
+    name = args.study_name or resolved.study.name
+    resuming = name in study_names(storage)
     study = create_or_resume(resolved, storage, args.study_name)
+    if sampler is not None and sampler != resolved.study.sampler:
+        _announce_sampler(sampler, resolved.study.sampler, resuming)
+    budget = None if args.n_trials is not None else resolved.study.n_trials
     n = args.n_trials if args.n_trials is not None else remaining_budget(study, resolved)
     if n == 0:
         done = resolved.study.n_trials
@@ -362,24 +388,46 @@ def _run(args: argparse.Namespace) -> int:
             n,
             args.workers,
             timeout_s=args.timeout,
-            sampler=sampler,  # type: ignore[arg-type]
+            sampler=sampler,
             show_progress=not args.no_progress,
+            budget=budget,
         )
-    _print_front(study, args.storage, study.study_name, args.study)
+    _print_front(study, args.storage, study.study_name, args.study, args.sampler)
     return 0
 
 
+def _announce_sampler(sampler: object, stored: object, resuming: bool) -> None:
+    """One line on stderr when `--sampler` differs from the spec's: the change is recorded in
+    the study (user attrs `nasopt:sampler`, `nasopt:sampler_changes`), not silent."""
+    new, old = getattr(sampler, "name", "?"), getattr(stored, "name", "?")
+    what = f"{new} {getattr(sampler, 'options', {}) or ''}".strip()
+    where = "this study's spec" if resuming else "the spec"
+    print(
+        f"sampler: running with {what} instead of {where}'s {old}; recorded in the study "
+        "(nasopt:sampler_changes); resume with the same --sampler to keep it",
+        file=sys.stderr,
+    )
+
+
 def _worker(args: argparse.Namespace) -> int:
-    from nasopt.study.lifecycle import load, remaining_budget, run_workers
+    from nasopt.study.lifecycle import check_study, load, remaining_budget, run_workers
     from nasopt.study.storage import open_storage
 
     storage = open_storage(args.storage, must_exist=True)
     study, resolved = load(storage, args.study_name)
+    check_study(resolved)
     _prepare_accuracy(resolved, not args.no_progress)
+    budget = None if args.n_trials is not None else resolved.study.n_trials
     n = args.n_trials if args.n_trials is not None else remaining_budget(study, resolved)
     if n:
         run_workers(
-            args.storage, args.study_name, n, 1, timeout_s=args.timeout, show_progress=not args.no_progress
+            args.storage,
+            args.study_name,
+            n,
+            1,
+            timeout_s=args.timeout,
+            show_progress=not args.no_progress,
+            budget=budget,
         )
     print(f"worker done: study {args.study_name} has {len(study.trials)} trials")
     return 0

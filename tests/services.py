@@ -163,11 +163,11 @@ def nasopt(
 
 
 def nasopt_concurrently(
-    *commands: list[str], cwd: Path, env: dict[str, str] | None = None
+    *commands: list[str], cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 120
 ) -> list[subprocess.CompletedProcess[str]]:
     """Several independent `nasopt` commands at once (each spends ~1 s importing Optuna)."""
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-        return list(pool.map(lambda args: nasopt(*args, cwd=cwd, env=env), commands))
+        return list(pool.map(lambda args: nasopt(*args, cwd=cwd, env=env, timeout_s=timeout_s), commands))
 
 
 def check_ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

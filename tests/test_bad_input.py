@@ -490,6 +490,141 @@ def _candidate_cut_null(tmp: Path) -> Case:
     return Case(_describe('{"ops": [], "widths": [], "cuts": [null]}'), ["cuts"])
 
 
+# ---- issue 22: numbers out of scale, names, tables, the [accuracy] table (every one exited 1
+# with a traceback, or was accepted and stored nonsense)
+
+
+def _first_op(data: dict[str, Any]) -> dict[str, Any]:
+    return next(iter(data["ops"].values()))
+
+
+for _bad in (math.inf, 1e308):
+
+    @case(f"expansion-{_bad}")
+    def _expansion(tmp: Path, bad: float = _bad) -> Case:
+        data = load(ROOT / "search_spaces" / "mobilenetv2.toml")
+        name = next(iter(data["ops"]))
+        data["ops"][name]["expansion"] = bad
+        path = write(tmp, "search_spaces", f"expansion-{bad}.toml", data)
+        return Case(["validate", str(path)], [str(path), f"ops.{name}.expansion", "0 < x <= 64"])
+
+
+@case("space-name-traversal")
+def _space_traversal(tmp: Path) -> Case:
+    data = load(ROOT / "search_spaces" / "mobilenetv2.toml")
+    data["name"] = "../../../escaped"
+    path = write(tmp, "search_spaces", "traversal.toml", data)
+    return Case(["validate", str(path)], [str(path), "name", "not a safe name", "letters, digits"])
+
+
+@case("preset-name-300-chars")
+def _long_preset_name(tmp: Path) -> Case:
+    return Case(
+        ["describe", "--space", "x" * 300, "--objective", "splitnets-hmd-4"], ["unknown space preset"]
+    )
+
+
+def _link(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return next(iter(data["links"].items()))
+
+
+@case("s-per-byte-inf")
+def _s_per_byte(tmp: Path) -> Case:
+    data = load(FIXTURES / "chain3_obj.toml")
+    name, link = _link(data)
+    link["size_term"] = {"intercept_s": 0.0, "s_per_byte": math.inf}
+    path = write(tmp, "objectives", "s-per-byte.toml", data)
+    return Case(["validate", str(path)], [str(path), f"links.{name}.size_term.s_per_byte", "finite", "<= 1"])
+
+
+@case("bandwidth-1e-320")
+def _tiny_bandwidth(tmp: Path) -> Case:
+    data = load(FIXTURES / "chain3_obj.toml")
+    name, link = _link(data)
+    link["bandwidth_bps"] = 1e-320
+    path = write(tmp, "objectives", "tiny-bandwidth.toml", data)
+    return Case(["validate", str(path)], [str(path), f"links.{name}.bandwidth_bps", "at least 1"])
+
+
+@case("duplicated-objectives")
+def _duplicated_objectives(tmp: Path) -> Case:
+    data = load(FIXTURES / "chain3_obj.toml")
+    data["objectives"] = [{"name": "error", "direction": "minimize"}] * 2
+    path = write(tmp, "objectives", "duplicated-objectives.toml", data)
+    return Case(["validate", str(path)], [str(path), "objectives", "'error' is listed twice"])
+
+
+@case("binary-lookup-table")
+def _binary_table(tmp: Path) -> Case:
+    table = tmp / "objectives" / "table.bin"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_bytes(bytes(range(256)) * 4)
+    data = load(FIXTURES / "chain3_obj.toml")
+    device = next(iter(data["devices"]))
+    data["devices"][device]["compute"] = {"kind": "lookup", "table": str(table)}
+    path = write(tmp, "objectives", "binary-table.toml", data)
+    return Case(["validate", str(path)], [str(path), f"devices.{device}.compute.table", "not UTF-8"])
+
+
+def _study_case(tmp: Path, case_id: str, accuracy: dict[str, Any], needles: list[str]) -> Case:
+    study = {"name": "s", "space": "mbconv-quick", "objective": "jmsnas-chain", "accuracy": accuracy}
+    path = write(tmp, "studies", f"{case_id}.toml", study)
+    return Case(["validate", str(path)], [str(path), *needles])
+
+
+ACCURACY_CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "floor-above-ceiling": (
+        {"floor": 0.9, "ceiling": 0.5},
+        ["accuracy", "floor (0.9) must be below ceiling (0.5)"],
+    ),
+    "ceiling-nan": ({"ceiling": math.nan}, ["accuracy.ceiling", "finite", "0 <= x <= 1"]),
+    "floor-text": ({"floor": "abc"}, ["accuracy.floor", "'abc'", "0 <= x <= 1"]),
+    "loss-penalty-negative": ({"loss_penalty": -5}, ["accuracy.loss_penalty", "-5", "0 <= x <= 1"]),
+    "proxy-unknown-option": ({"epochs": 3}, ["accuracy.epochs", "unknown key", "ceiling, estimator, floor"]),
+    "unknown-estimator": ({"estimator": "oracle"}, ["accuracy", "unknown accuracy estimator", "supernet"]),
+    "warmup-epochs-inf": (
+        {"estimator": "supernet", "warmup_epochs": math.inf},
+        ["accuracy.warmup_epochs", "finite"],
+    ),
+    "lr-nan": ({"estimator": "supernet", "lr": math.nan}, ["accuracy.lr", "finite", "0 < x <= 10"]),
+    "supernet-unknown-option": (
+        {"estimator": "supernet", "floor": 0.2},
+        ["accuracy.floor", "unknown key", "epochs"],
+    ),
+    "unknown-dataset": (
+        {"estimator": "supernet", "dataset": "mnist"},
+        ["accuracy.dataset", "mnist", "digits"],
+    ),
+    "checkpoint-dir-traversal": (
+        {"estimator": "supernet", "checkpoint_dir": "../../elsewhere"},
+        ["accuracy.checkpoint_dir", "'..'"],
+    ),
+    "epochs-zero": ({"estimator": "supernet", "epochs": 0}, ["accuracy.epochs", "1 <= x <= 10000"]),
+}
+for _id, (_accuracy, _needles) in ACCURACY_CASES.items():
+
+    @case(f"accuracy-{_id}")
+    def _accuracy_case(tmp: Path, i: str = _id, a: dict = _accuracy, n: list = _needles) -> Case:
+        return _study_case(tmp, f"accuracy-{i}", a, n)
+
+
+@case("sampler-bogus")
+def _sampler_bogus(tmp: Path) -> Case:
+    study = {"name": "s", "space": "mbconv-quick", "objective": "jmsnas-chain", "sampler": {"name": "bogus"}}
+    path = write(tmp, "studies", "sampler-bogus.toml", study)
+    return Case(["validate", str(path)], [str(path), "sampler.name", "unknown sampler", "evolution"])
+
+
+for _size in (0, math.inf):
+
+    @case(f"population-size-{_size}")
+    def _population(tmp: Path, size: float = _size) -> Case:
+        sampler = {"name": "evolution", "options": {"population_size": size}}
+        study = {"name": "s", "space": "mbconv-quick", "objective": "jmsnas-chain", "sampler": sampler}
+        path = write(tmp, "studies", f"population-{size}.toml", study)
+        return Case(["validate", str(path)], [str(path), "sampler.options", "population_size"])
+
+
 # ------------------------------------------------------------------ running
 
 # one case of each kind the brief lists, on the two reference presets, also runs as a real

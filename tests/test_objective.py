@@ -95,3 +95,18 @@ def test_bulk_attribute_write_matches_the_public_api(kind: str, tmp_path: Path):
     assert frozen.user_attrs == user
     assert frozen.system_attrs[CONSTRAINTS_KEY] == [0.5, -1.0]
     assert frozen.constraints == {"0": 0.5, "1": -1.0}
+
+
+def test_proxy_cut_after_the_last_layer_cuts_nothing() -> None:
+    """The largest candidate of mbconv-quick puts every cut after the last layer (0 elements
+    sent): the proxy scores it at its ceiling, not at its floor (it used to zero the bottleneck)."""
+    from nasopt.accuracy.proxy import ProxyAccuracy
+    from nasopt.core.system import build_system
+    from nasopt.presets import load_objective, load_space
+    from nasopt.space import SearchSpace
+
+    space = SearchSpace(load_space("mbconv-quick"), build_system(load_objective("jmsnas-chain")))
+    candidate = space.largest()
+    network = space.network(candidate)
+    assert set(network.cut_after) == {len(network.layers) - 1} and set(network.sent_elems) == {0}
+    assert ProxyAccuracy(space).accuracy(candidate, network, 0.0) == pytest.approx(0.95)

@@ -244,7 +244,60 @@ BAD_CASES: dict[str, BadCase] = {
     "run-unknown-sampler-existing-study": BadCase(
         [*RUN, "--storage", DB, "--n-trials", "1", "--sampler", "bogus"], ["unknown sampler", "bogus"]
     ),
+    # what `validate` accepted and `run` rejected only after creating an empty study
+    "run-spec-sampler-bogus-new-storage": BadCase(
+        [*RUN, "--storage", "sqlite:///new.db"],
+        ["unknown sampler", "bogus", "sampler.name"],
+        prepare=_edit("study.toml", 'name = "random"', 'name = "bogus"'),
+        absent=["new.db"],
+    ),
+    "run-population-size-0-new-storage": BadCase(
+        [*RUN, "--storage", "sqlite:///new.db"],
+        ["bad sampler option", "sampler.options"],
+        prepare=_edit(
+            "study.toml", 'name = "random"', 'name = "evolution"\noptions = { population_size = 0 }'
+        ),
+        absent=["new.db"],
+    ),
+    "run-population-size-inf-new-storage": BadCase(
+        [*RUN, "--storage", "sqlite:///new.db"],
+        ["study.toml", "sampler.options", "finite"],
+        prepare=_edit(
+            "study.toml", 'name = "random"', 'name = "evolution"\noptions = { population_size = inf }'
+        ),
+        absent=["new.db"],
+    ),
+    "run-sampler-option-infinity-json": BadCase(
+        [*RUN, "--storage", "sqlite:///new.db", "--sampler", 'evolution:{"population_size": Infinity}'],
+        ["--sampler", "finite"],
+        absent=["new.db"],
+    ),
+    "worker-tampered-spec": BadCase(
+        ["worker", "--study-name", "tiny", "--storage", DB, "--n-trials", "1"],
+        ["does not match its fingerprint", "tiny"],
+        prepare=lambda folder: tamper_stored_spec(folder / "study.db"),
+    ),
+    "pareto-corrupted-journal": BadCase(
+        ["pareto", "--study-name", "tiny", "--storage", "journal:bad.log"],
+        ["corrupted journal", "bad.log"],
+        prepare=lambda folder: (folder / "bad.log").write_text('{"worker_id": "w"}\n'),
+    ),
+    "run-preset-name-300-chars": BadCase([*RUN[:1], "x" * 300, "--storage", DB], ["unknown study preset"]),
 }
+
+
+def tamper_stored_spec(db: Path) -> None:
+    """What a hostile user with write access to the shared database does: point the stored
+    spec's checkpoint folder elsewhere and rename the space, keeping the fingerprint."""
+    import json
+
+    from nasopt.study.lifecycle import SPEC_ATTR, _decode, _encode
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    doc = json.loads(_decode(study.user_attrs[SPEC_ATTR]))
+    doc["space"]["name"] = "escaped"
+    doc["study"]["accuracy"] = {"estimator": "supernet", "checkpoint_dir": "/tmp/elsewhere"}
+    study.set_user_attr(SPEC_ATTR, _encode(json.dumps(doc, sort_keys=True, separators=(",", ":"))))
 
 
 @dataclass
@@ -300,3 +353,117 @@ def test_bad_input_exits_2_and_writes_nothing(case_id: str, bad_runs: dict[str, 
     db = f"sqlite:///{folder / 'study.db'}"
     assert [s.study_name for s in optuna.get_all_study_summaries(db)] == ["tiny"]
     assert len(optuna.load_study(study_name="tiny", storage=db).trials) == 2
+
+
+# ------------------------------------------------------------------ (d) hardening: creation, names
+
+
+def test_kill_during_creation_then_rerun_succeeds(tmp_path: Path) -> None:
+    """A `nasopt run` killed (-9) while creating its study leaves the study without fingerprint
+    (3 of 3 tries used to make the name unusable: 'study exists but was not created by nasopt').
+    A real kill at a random moment of creation, then the exact state a kill between the Optuna
+    create and the fingerprint leaves: the rerun takes the name over and runs."""
+    write_tiny_study(tmp_path, n_trials=3)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    env = cli_env(NASOPT_CREATION_WAIT_S="0.5")
+    run = [sys.executable, "-m", "nasopt", *RUN, "--storage", url]
+    proc = subprocess.Popen(run, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (tmp_path / "study.db").exists():
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    check_ok(nasopt(*RUN, "--storage", url, env=env, cwd=tmp_path))
+    # the state between optuna.create_study and the fingerprint, written by hand
+    from nasopt.presets import resolve
+    from nasopt.study.lifecycle import SPEC_ATTR, _encode
+
+    resolved = resolve(str(tmp_path / "study.toml"))
+    half = optuna.create_study(study_name="half", storage=url, directions=["minimize", "minimize"])
+    half.set_user_attr(SPEC_ATTR, _encode(resolved.to_json()))
+    rerun = check_ok(nasopt(*RUN, "--storage", url, "--study-name", "half", env=env, cwd=tmp_path))
+    assert "Pareto front of half" in rerun.stdout or "No feasible trial" in rerun.stdout
+    study = optuna.load_study(study_name="half", storage=url)
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 3
+    # a foreign study (not nasopt's, with trials) is never taken over
+    other = optuna.create_study(study_name="foreign", storage=url)
+    other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    refused = nasopt(*RUN, "--storage", url, "--study-name", "foreign", env=env, cwd=tmp_path)
+    assert refused.returncode == 2 and "not created by nasopt" in refused.stderr, refused.stderr
+
+
+def test_failed_run_leaves_the_name_reusable(tmp_path: Path) -> None:
+    """A spec `run` rejects (population_size = 0) creates nothing, so the corrected spec then
+    runs under the same name (it used to find an empty study 'with a different spec')."""
+    study_file = write_tiny_study(tmp_path, n_trials=2, sampler="evolution")
+    text = study_file.read_text()
+    study_file.write_text(text.replace("seed = 0\n", "seed = 0\noptions = { population_size = 0 }\n", 1))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    bad = nasopt(*RUN, "--storage", url, cwd=tmp_path)
+    validate = nasopt("validate", "study.toml", cwd=tmp_path)
+    for proc in (bad, validate):
+        assert proc.returncode == 2, proc.stderr
+        assert "study.toml: sampler.options: bad sampler option" in proc.stderr, proc.stderr
+        assert "population_size" in proc.stderr
+    assert not (tmp_path / "study.db").exists()  # nothing written
+    study_file.write_text(text.replace("seed = 0\n", "seed = 0\noptions = { population_size = 2 }\n", 1))
+    check_ok(nasopt(*RUN, "--storage", url, cwd=tmp_path))
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 2
+
+
+def test_sampler_change_is_announced_recorded_and_in_the_resume_hint(tmp_path: Path) -> None:
+    """`--sampler` on a resumed study: one line on stderr says so, the study records it, and the
+    printed resume command repeats it, shell-quoted (as are a study name and a path with spaces)."""
+    import shlex
+
+    folder = tmp_path / "my studies"
+    folder.mkdir()
+    write_tiny_study(folder, n_trials=3, sampler="random")
+    url = f"sqlite:///{folder / 's.db'}"
+    name = "tiny (1)"
+    check_ok(nasopt(*RUN, "--storage", url, "--study-name", name, "--n-trials", "1", cwd=folder))
+    sampler = 'evolution:{"population_size": 2}'
+    out = check_ok(
+        nasopt(
+            *RUN, "--storage", url, "--study-name", name, "--n-trials", "2", "--sampler", sampler, cwd=folder
+        )
+    )
+    assert "sampler: running with evolution" in out.stderr and "instead of" in out.stderr, out.stderr
+    study = optuna.load_study(study_name=name, storage=url)
+    assert study.user_attrs["nasopt:sampler"] == "random+evolution"
+    changes = study.user_attrs["nasopt:sampler_changes"]
+    assert changes == [
+        {"sampler": "evolution", "options": {"population_size": 2}, "seed": 0, "from_trial": 1}
+    ]
+    hint = next(ln for ln in out.stdout.splitlines() if ln.startswith("Resume or extend:"))
+    argv = shlex.split(hint.removeprefix("Resume or extend:"))
+    assert argv == [
+        "nasopt", "run", "study.toml", "--storage", url, "--study-name", name,
+        "--sampler", sampler, "--n-trials", "N",
+    ]  # fmt: skip
+    # following the hint keeps the sampler: nothing new is recorded
+    check_ok(nasopt(*argv[1:-2], "--n-trials", "1", cwd=folder))
+    assert optuna.load_study(study_name=name, storage=url).user_attrs["nasopt:sampler_changes"] == changes
+
+
+def test_traversal_names_are_refused(tmp_path: Path) -> None:
+    """A space named `../../../escaped` never reaches a file name: refused by `validate` and
+    `run`; a checkpoint path is kept inside its folder whatever the name."""
+    from nasopt.accuracy.supernet._estimator import checkpoint_file
+    from nasopt.errors import SpecError
+
+    write_tiny_study(tmp_path)
+    space = tmp_path / "space.toml"
+    space.write_text(space.read_text().replace('name = "tiny-space"', 'name = "../../../escaped"'))
+    for args in (["validate", "study.toml"], [*RUN, "--storage", "sqlite:///s.db"]):
+        proc = nasopt(*args, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert "space.toml: name: not a safe name" in proc.stderr, proc.stderr
+    assert not (tmp_path / "s.db").exists()
+    assert not list(tmp_path.parent.glob("escaped*"))
+    with pytest.raises(SpecError, match="leave the checkpoint folder"):
+        checkpoint_file(tmp_path, "../escaped-0123.pt")
+    assert checkpoint_file(tmp_path, "ok-0123.pt") == (tmp_path / "ok-0123.pt").resolve()

@@ -443,3 +443,27 @@ def test_npz_and_image_folder(tmp_path: Path) -> None:
     assert xs[1, 0, 0, 0] == pytest.approx(1 / 255)
     with pytest.raises(SpecError, match=r"accuracy\.path"):
         load_dataset({"dataset": "folder", "path": str(tmp_path / "none")}, channels=3, height=8, width=8)
+
+
+def test_two_concurrent_runs_train_the_supernet_once(tmp_path: Path) -> None:
+    """Two `nasopt train-supernet` on the same fresh study at once: one trains, the other waits
+    on the training lock and reuses the checkpoint (both used to train)."""
+    from tests.services import check_ok, nasopt_concurrently, write_tiny_study
+
+    accuracy = 'estimator = "supernet"\nepochs = 1\nlimit = 240\nbatch_size = 16\ncalibration_batches = 1'
+    write_tiny_study(tmp_path, n_trials=2, accuracy=accuracy)
+    first, second = nasopt_concurrently(
+        ["train-supernet", "study.toml"], ["train-supernet", "study.toml"], cwd=tmp_path
+    )
+    outcomes = sorted(
+        "trained"
+        if "supernet: trained" in p.stderr
+        else "reusing"
+        if "supernet: reusing" in p.stderr
+        else p.stderr
+        for p in (check_ok(first), check_ok(second))
+    )
+    assert outcomes == ["reusing", "trained"], (first.stderr, second.stderr)
+    waited = [p for p in (first, second) if "another process is training" in p.stderr]
+    assert len(waited) == 1 and "supernet: reusing" in waited[0].stderr  # they did overlap
+    assert len(list((tmp_path / ".nasopt" / "checkpoints").glob("*.pt"))) == 1

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from nasopt.errors import SpecError
+from nasopt.spec import DATASET_NAMES
 
-DATASETS = ("digits", "shapes", "cifar10", "cifar100", "npz", "folder")
+DATASETS = DATASET_NAMES
 
 
 @dataclass

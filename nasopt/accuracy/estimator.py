@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from nasopt.core.candidate import Candidate
 from nasopt.core.network import Network
-from nasopt.errors import SpecError
-from nasopt.spec import StudySpec
+from nasopt.spec import ProxyAccuracySpec, StudySpec
 
 if TYPE_CHECKING:
     from nasopt.space import SearchSpace
@@ -23,26 +22,14 @@ class AccuracyEstimator(Protocol):
 
 
 def make_estimator(study: StudySpec, space: SearchSpace) -> AccuracyEstimator:
-    """The accuracy estimator a study spec asks for (`[accuracy] estimator = ...`)."""
-    options = dict(study.accuracy)
-    kind = options.pop("estimator", "analytic-proxy")
-    if kind == "analytic-proxy":
-        allowed = {"floor", "ceiling", "loss_penalty"}
-        unknown = set(options) - allowed
-        if unknown:
-            raise SpecError(
-                "unknown accuracy option", field=f"accuracy.{sorted(unknown)[0]}", allowed=sorted(allowed)
-            )
+    """The accuracy estimator a study spec asks for (`[accuracy] estimator = ...`); the options
+    were validated by the spec model (`nasopt.spec.AccuracySpec`)."""
+    spec = study.accuracy
+    if isinstance(spec, ProxyAccuracySpec):
         from nasopt.accuracy.proxy import ProxyAccuracy
 
-        return ProxyAccuracy(space, **{k: float(v) for k, v in options.items()})
-    if kind == "supernet":  # lazy: torch is imported, and the checkpoint loaded, on first use
-        from nasopt.accuracy.supernet import SupernetAccuracy
+        return ProxyAccuracy(space, floor=spec.floor, ceiling=spec.ceiling, loss_penalty=spec.loss_penalty)
+    # lazy: torch is imported, and the checkpoint loaded, on first use
+    from nasopt.accuracy.supernet import SupernetAccuracy
 
-        return SupernetAccuracy(space, study.accuracy)
-    raise SpecError(
-        "unknown accuracy estimator",
-        field="accuracy.estimator",
-        value=kind,
-        allowed=["analytic-proxy", "supernet"],
-    )
+    return SupernetAccuracy(space, spec)

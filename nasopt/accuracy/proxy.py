@@ -26,8 +26,9 @@ class ProxyAccuracy:
 
     acc = floor + (ceiling - floor) * capacity^0.5 * bottleneck * (1 - loss_penalty * loss_rate)
     where capacity in [0, 1] is the mean of log-MACs and log-params normalised between the space's
-    smallest and largest candidate, and bottleneck = min over cuts of a saturating function of the
-    bits sent per output pixel of the cut layer.
+    smallest and largest candidate, and bottleneck = min over cuts inside the network (a cut after
+    the last layer cuts nothing) of a saturating function of the bits sent per output pixel of
+    the cut layer.
     """
 
     name = "analytic-proxy"
@@ -60,8 +61,8 @@ class ProxyAccuracy:
         capacity = 0.5 * (self._norm(network.macs, 0) + self._norm(network.params, 1))
         bottleneck = 1.0
         for k, flat in enumerate(network.cut_after):
-            if flat < 0:
-                continue  # sending the raw input loses nothing
+            if flat < 0 or flat >= len(network.layers) - 1:
+                continue  # sending the raw input loses nothing; a cut after the last layer cuts nothing
             _, h, w = network.layers[flat].out_shape
             bits_per_pixel = network.sent_elems[k] * network.sent_bits[k] / max(h * w, 1)
             bottleneck = min(bottleneck, 1.0 - math.exp(-bits_per_pixel / 64.0))

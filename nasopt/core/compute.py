@@ -8,6 +8,7 @@ HW-NAS-Bench, with a declared fallback).
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -114,12 +115,28 @@ def load_table(ref: str, *, field: str) -> dict[str, float]:
             raise SpecError("unknown HW-NAS-Bench table", field=field, value=ref, allowed=tables)
         return data[name]
     path = Path(ref)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name too long for the file system
+        raise SpecError(f"cannot read lookup table: {exc.strerror}", field=field, value=ref) from None
+    if not found:
         raise SpecError("lookup table file not found", field=field, value=ref)
     try:
         data = _read_json(str(path))
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"cannot read lookup table: not UTF-8 JSON text (byte {exc.start})", field=field, value=ref
+        ) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise SpecError(f"cannot read lookup table: {exc}", field=field, value=ref) from None
-    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
-        raise SpecError("lookup table must map layer keys to numbers", field=field, value=ref)
+    if not isinstance(data, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        for v in data.values()
+    ):
+        raise SpecError(
+            "lookup table must map layer keys to numbers",
+            field=field,
+            value=ref,
+            allowed="finite non-negative times",
+        )
     return data

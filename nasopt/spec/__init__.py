@@ -5,6 +5,15 @@ Models only: nothing here calls into `nasopt.core`; `nasopt.presets` parses, the
 
 from __future__ import annotations
 
+from nasopt.spec._base import SAFE_NAME_PATTERN
+from nasopt.spec.accuracy import (
+    DATASET_NAMES,
+    ESTIMATORS,
+    SAMPLING_RULES,
+    AccuracySpec,
+    ProxyAccuracySpec,
+    SupernetSpec,
+)
 from nasopt.spec.dashboard import (
     ArchStripView,
     BreakdownView,
@@ -49,8 +58,13 @@ from nasopt.spec.search_space import (
 from nasopt.spec.study import SamplerSpec, StudySpec
 
 __all__ = [
+    "DATASET_NAMES",
+    "ESTIMATORS",
     "KIND_FOLDERS",
     "OP_TYPES",
+    "SAFE_NAME_PATTERN",
+    "SAMPLING_RULES",
+    "AccuracySpec",
     "ArchStripView",
     "BottleneckSpec",
     "BreakdownView",
@@ -68,6 +82,7 @@ __all__ = [
     "ObjectiveSpec",
     "OpSpec",
     "ParetoView",
+    "ProxyAccuracySpec",
     "ResolvedStudy",
     "SamplerSpec",
     "SearchSpaceSpec",
@@ -75,6 +90,7 @@ __all__ = [
     "SplitSpec",
     "StageSpec",
     "StudySpec",
+    "SupernetSpec",
     "SweepView",
     "TopologySpec",
     "detect_kind",

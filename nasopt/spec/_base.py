@@ -1,4 +1,5 @@
-"""The base of every preset model: unknown keys are errors, models are frozen."""
+"""The base of every preset model: unknown keys are errors, models are frozen, and no number is
+infinite or NaN (TOML's `inf` and `nan` are refused for every float field)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+# Names that become parts of file names (checkpoints) or study names: a safe character set.
+SAFE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$"
+SafeName = Annotated[str, Field(pattern=SAFE_NAME_PATTERN)]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -6,6 +6,7 @@ field and value."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from nasopt.errors import SpecError
-from nasopt.spec._base import _Spec
+from nasopt.spec._base import SAFE_NAME_PATTERN, _Spec
 from nasopt.spec.dashboard import DashboardSpec
 from nasopt.spec.objective import ObjectiveSpec
 from nasopt.spec.search_space import SearchSpaceSpec
@@ -59,20 +60,31 @@ def preset_names(kind: str) -> list[str]:
 def resolve_preset(kind: str, name_or_path: str) -> Path:
     """A preset's file: an existing path as given, else `<folder>/<name>.toml`."""
     candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or "/" in name_or_path or candidate.exists():
-        if candidate.is_file():
-            return candidate
-        raise SpecError(f"no such {kind} file", file=str(candidate))
-    for d in preset_dirs(kind):
-        path = d / f"{name_or_path}.toml"
-        if path.is_file():
-            return path
+    try:
+        if candidate.suffix == ".toml" or "/" in name_or_path or _exists(candidate):
+            if candidate.is_file():
+                return candidate
+            raise SpecError(f"no such {kind} file", file=str(candidate))
+        if re.fullmatch(SAFE_NAME_PATTERN, name_or_path):
+            for d in preset_dirs(kind):
+                path = d / f"{name_or_path}.toml"
+                if path.is_file():
+                    return path
+    except OSError as exc:  # a name too long for the file system, say
+        raise SpecError(f"cannot read: {exc.strerror}", file=name_or_path[:200]) from None
     raise SpecError(
         f"unknown {kind} preset",
         field=kind,
         value=name_or_path,
         allowed=preset_names(kind) or f"a path to a .toml file in {KIND_FOLDERS[kind]}/",
     )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system is no file
+        return False
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -119,14 +131,122 @@ def detect_kind(path: Path) -> str:
 
 
 def _to_spec_error(model: type[BaseModel], err: ErrorDetails, loc: tuple, file: str) -> SpecError:
+    loc, parent, info = _walk(model, loc)
     field = format_loc(loc)
     if err["type"] == "extra_forbidden":
-        parent = _model_at(model, loc[:-1])
-        allowed = sorted(parent.model_fields) if parent is not None else None
-        return SpecError("unknown key", file=file, field=field, allowed=allowed)
+        keys = sorted(parent.model_fields) if parent is not None else None
+        return SpecError("unknown key", file=file, field=field, allowed=keys)
     if err["type"] == "missing":
         return SpecError("required field is missing", file=file, field=field)
-    return SpecError(err["msg"], file=file, field=field, value=err.get("input"), has_value=True)
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "finite_number":
+        message = "must be a finite number"
+    if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == SAFE_NAME_PATTERN:
+        return SpecError(
+            "not a safe name (it becomes part of file and study names)",
+            file=file,
+            field=field,
+            value=err.get("input"),
+            allowed="1-128 letters, digits and . _ + = -, starting with a letter or digit",
+        )
+    allowed = _range(info) if err["type"] in _NUMBER_ERRORS else None
+    return SpecError(message, file=file, field=field, value=err.get("input"), has_value=True, allowed=allowed)
+
+
+_NUMBER_ERRORS = {
+    "finite_number",
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "int_parsing",
+    "int_type",
+    "int_from_float",
+    "float_parsing",
+    "float_type",
+}
+
+
+def _range(info: Any) -> str | None:
+    """'0 < x <= 1'-style text for the numeric bounds of a field (None when it has none)."""
+    if info is None:
+        return None
+    lower = upper = ""
+    for meta in _metadata(info):
+        for attr, text in (("gt", "{} <"), ("ge", "{} <=")):
+            bound = getattr(meta, attr, None)
+            if bound is not None:
+                lower = text.format(bound)
+        for attr, text in (("lt", "< {}"), ("le", "<= {}")):
+            bound = getattr(meta, attr, None)
+            if bound is not None:
+                upper = text.format(bound)
+    if not lower and not upper:
+        return "a finite number"
+    return " ".join(part for part in (lower, "x", upper) if part)
+
+
+def _metadata(info: Any) -> list[Any]:
+    """Constraint objects of a FieldInfo, including those inside `Annotated[...] | None`."""
+    import typing
+
+    out = list(getattr(info, "metadata", []))
+    stack: list[Any] = [getattr(info, "annotation", None)]
+    while stack:
+        ann = stack.pop()
+        if typing.get_origin(ann) is typing.Annotated:
+            for meta in ann.__metadata__:
+                out.extend(getattr(meta, "metadata", [meta]))
+        stack.extend(a for a in typing.get_args(ann) if a is not type(None))
+    return out
+
+
+def _walk(model: type[BaseModel], loc: tuple) -> tuple[tuple, type[BaseModel] | None, Any]:
+    """(loc without union tags, the model holding the last field, that field's FieldInfo).
+
+    A discriminated union (the `[accuracy]` table) puts its tag in pydantic's error location;
+    it is dropped here so the field reads `accuracy.floor`."""
+
+    clean: list[Any] = []
+    current: type[BaseModel] | None = model
+    holder: type[BaseModel] | None = model
+    info: Any = None
+    annotation: Any = None
+    last_was_field = False
+    for part in loc:
+        last_was_field = False
+        if current is not None and isinstance(part, str) and part in current.model_fields:
+            holder, info = current, current.model_fields[part]
+            annotation = info.annotation
+            current, _ = _unwrap(annotation)
+            clean.append(part)
+            last_was_field = True
+            continue
+        tagged = _tagged(annotation, part) if isinstance(part, str) else None
+        if tagged is not None:
+            current = tagged
+            continue
+        clean.append(part)  # a list index, a dict key or an unknown key
+    parent = holder if last_was_field else current
+    return tuple(clean), parent, info
+
+
+def _tagged(annotation: Any, tag: str) -> type[BaseModel] | None:
+    """The union member of `annotation` tagged `tag`, if `annotation` is a tagged union."""
+    import typing
+
+    from pydantic import Tag
+
+    stack = [annotation]
+    while stack:
+        ann = stack.pop()
+        if typing.get_origin(ann) is typing.Annotated and any(
+            isinstance(m, Tag) and m.tag == tag for m in ann.__metadata__
+        ):
+            inner, _ = _unwrap(ann.__origin__)
+            return inner
+        stack.extend(typing.get_args(ann))
+    return None
 
 
 def format_loc(loc: tuple) -> str:
@@ -137,20 +257,6 @@ def format_loc(loc: tuple) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model class that validates the value at `loc`, if one does."""
-    current: type[BaseModel] | None = model
-    skip_index = False
-    for part in loc:
-        if skip_index:
-            skip_index = False
-            continue
-        if current is None or part not in current.model_fields:
-            return None
-        current, skip_index = _unwrap(current.model_fields[part].annotation)
-    return current
 
 
 def _unwrap(annotation: Any) -> tuple[type[BaseModel] | None, bool]:

@@ -4,55 +4,71 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, field_validator
 
-from nasopt.spec._base import NonNegFloat, PositiveFloat, PositiveInt, _Spec
+from nasopt.spec._base import SafeName, _Spec
+
+# Sane bounds: beyond them a cost overflows or underflows to inf/0 (1 bit/s is the slowest link,
+# an hour the longest fixed delay, 1 J per MAC or bit the most energy).
+
+
+def _at_least_one(value: float) -> float:
+    if value < 1:
+        raise ValueError("must be at least 1 per second (allowed: 1 <= x <= 1e18)")
+    return value
+
+
+Rate = Annotated[float, Field(gt=0, le=1e18), AfterValidator(_at_least_one)]
+SecondsPerUnit = Annotated[float, Field(ge=0, le=1)]
+Seconds = Annotated[float, Field(ge=0, le=3600)]
+JoulesPerUnit = Annotated[float, Field(ge=0, le=1)]
+Count = Annotated[int, Field(gt=0, le=1_000_000)]
 
 
 class ComputeSpec(_Spec):
     """How a device turns MACs into seconds."""
 
     kind: Literal["throughput", "linear", "lookup"]
-    macs_per_s: PositiveFloat | None = None
-    conv_s_per_mac: dict[str, NonNegFloat] = {}
-    fc_s_per_mac: NonNegFloat | None = None
-    default_s_per_mac: NonNegFloat | None = None
-    overhead_s: NonNegFloat = 0.0
-    table: str | None = None
+    macs_per_s: Rate | None = None
+    conv_s_per_mac: dict[str, SecondsPerUnit] = {}
+    fc_s_per_mac: SecondsPerUnit | None = None
+    default_s_per_mac: SecondsPerUnit | None = None
+    overhead_s: Seconds = 0.0
+    table: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     table_unit: Literal["s", "ms", "us"] = "ms"
     fallback: Literal["throughput", "error"] = "error"
 
 
 class DeviceSpec(_Spec):
-    memory_bytes: PositiveInt | None = None
+    memory_bytes: Annotated[int, Field(gt=0, le=2**62)] | None = None
     compute: ComputeSpec
-    count: PositiveInt = 1
-    energy_j_per_mac: NonNegFloat = 0.0
+    count: Annotated[int, Field(gt=0, le=1024)] = 1
+    energy_j_per_mac: JoulesPerUnit = 0.0
 
 
 class SizeTermSpec(_Spec):
     """Wang et al.'s f(S|W): a first-packet delay linear in the payload size."""
 
-    intercept_s: NonNegFloat = 0.0
-    s_per_byte: NonNegFloat = 0.0
+    intercept_s: Seconds = 0.0
+    s_per_byte: SecondsPerUnit = 0.0
 
 
 class LinkSpec(_Spec):
     src: str
     dst: str
-    bandwidth_bps: PositiveFloat | None = None
+    bandwidth_bps: Rate | None = None
     medium: str | None = None
-    latency_s: NonNegFloat = 0.0
+    latency_s: Seconds = 0.0
     size_term: SizeTermSpec | None = None
     loss_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    energy_j_per_bit: NonNegFloat = 0.0
+    energy_j_per_bit: JoulesPerUnit = 0.0
 
 
 class MediumSpec(_Spec):
     """A shared channel (a bus, a cell); each of `sharers` gets an equal share of it."""
 
-    bandwidth_bps: PositiveFloat
-    sharers: PositiveInt | None = None
+    bandwidth_bps: Rate
+    sharers: Count | None = None
 
 
 class TopologySpec(_Spec):
@@ -71,14 +87,14 @@ class MetricSpec(_Spec):
 
 
 class ConstraintsSpec(_Spec):
-    latency_ms: PositiveFloat | None = None
-    energy_mj: PositiveFloat | None = None
+    latency_ms: Annotated[float, Field(gt=0, le=1e12)] | None = None
+    energy_mj: Annotated[float, Field(gt=0, le=1e15)] | None = None
     accuracy_min: Annotated[float, Field(ge=0, le=1)] | None = None
     memory: bool = True
 
 
 class ObjectiveSpec(_Spec):
-    name: str
+    name: SafeName
     description: str = ""
     devices: dict[str, DeviceSpec] = Field(min_length=1)
     links: dict[str, LinkSpec] = {}
@@ -92,3 +108,12 @@ class ObjectiveSpec(_Spec):
         min_length=1,
     )
     constraints: ConstraintsSpec = ConstraintsSpec()
+
+    @field_validator("objectives")
+    @classmethod
+    def _no_repeats(cls, objectives: list[MetricSpec]) -> list[MetricSpec]:
+        names = [m.name for m in objectives]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"objective {repeated[0]!r} is listed twice; each metric once")
+        return objectives

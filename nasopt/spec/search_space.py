@@ -6,7 +6,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from nasopt.spec._base import PositiveFloat, PositiveInt, _Spec
+from nasopt.spec._base import SafeName, _Spec
+
+# Sane bounds: beyond them a layer's MACs or bytes overflow a float.
+Width = Annotated[int, Field(gt=0, le=100_000)]
+Kernel = Annotated[int, Field(gt=0, le=31)]
+Small = Annotated[int, Field(gt=0, le=1000)]
 
 OpType = Literal[
     "conv",
@@ -31,14 +36,14 @@ class OpSpec(_Spec):
     """One entry of a search space's op catalogue."""
 
     type: OpType
-    kernel: PositiveInt = 3
-    expansion: PositiveFloat = 1.0
-    groups: PositiveInt = 1
+    kernel: Kernel = 3
+    expansion: Annotated[float, Field(gt=0, le=64)] = 1.0
+    groups: Width = 1
     shortcut: bool = True
     always_expand: bool = False
     se_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
     squeeze_ratio: Annotated[float, Field(gt=0, le=1)] = 0.125
-    rank: PositiveInt | None = None
+    rank: Width | None = None
     split_tap: Literal["output", "depthwise"] = "output"
 
 
@@ -47,28 +52,28 @@ class LayerSpec(_Spec):
 
     op: str | None = None
     choices: list[str] | None = None
-    stride: PositiveInt = 1
-    repeat: PositiveInt = 1
-    width: PositiveInt | None = None
+    stride: Annotated[int, Field(gt=0, le=16)] = 1
+    repeat: Small = 1
+    width: Width | None = None
 
 
 class StageSpec(_Spec):
     """Consecutive layers sharing an output width; `parallel` > 1 makes parallel branches."""
 
     name: str
-    widths: list[PositiveInt] = Field(min_length=1)
+    widths: list[Width] = Field(min_length=1)
     layers: list[LayerSpec] = Field(min_length=1)
-    parallel: PositiveInt = 1
+    parallel: Annotated[int, Field(gt=0, le=64)] = 1
     merge: Literal["concat", "sum"] = "concat"
 
 
 class InputSpec(_Spec):
-    channels: PositiveInt
-    height: PositiveInt
-    width: PositiveInt
+    channels: Annotated[int, Field(gt=0, le=4096)]
+    height: Annotated[int, Field(gt=0, le=16384)]
+    width: Annotated[int, Field(gt=0, le=16384)]
 
 
-SplitPoints = list[Annotated[int, Field(ge=-1)]] | Literal["all"]
+SplitPoints = list[Annotated[int, Field(ge=-1, le=100_000)]] | Literal["all"]
 
 
 class SplitSpec(_Spec):
@@ -80,9 +85,9 @@ class SplitSpec(_Spec):
 class BottleneckSpec(_Spec):
     """Conv-Reduce/Conv-Recover widths at the first cut and bit widths of every sent feature."""
 
-    widths: list[PositiveInt | Literal["none"]] = Field(default=["none"], min_length=1)
-    bits: list[Annotated[int, Field(ge=1, le=64)]] = Field(default=[32], min_length=1)
-    kernel: PositiveInt = 1
+    widths: list[Width | Literal["none"]] = Field(default=["none"], min_length=1)
+    bits: list[Annotated[int, Field(gt=0, le=64)]] = Field(default=[32], min_length=1)
+    kernel: Kernel = 1
 
     @field_validator("widths")
     @classmethod
@@ -95,18 +100,18 @@ class BottleneckSpec(_Spec):
 class FusionSpec(_Spec):
     """Multi-view: V views run the head, View-Fuse concatenates after a searched layer."""
 
-    views: Annotated[int, Field(ge=2)]
-    points: list[Annotated[int, Field(ge=0)]] | Literal["all"] = "all"
+    views: Annotated[int, Field(ge=2, le=64)]
+    points: list[Annotated[int, Field(ge=0, le=100_000)]] | Literal["all"] = "all"
 
 
 class SearchSpaceSpec(_Spec):
-    name: str
+    name: SafeName
     description: str = ""
     input: InputSpec
-    num_classes: PositiveInt
-    input_bits: Annotated[int, Field(ge=1, le=64)] = 8
-    activation_bits: Annotated[int, Field(ge=1, le=64)] = 32
-    weight_bits: Annotated[int, Field(ge=1, le=64)] = 32
+    num_classes: Annotated[int, Field(gt=0, le=1_000_000)]
+    input_bits: Annotated[int, Field(gt=0, le=64)] = 8
+    activation_bits: Annotated[int, Field(gt=0, le=64)] = 32
+    weight_bits: Annotated[int, Field(gt=0, le=64)] = 32
     ops: dict[str, OpSpec] = {}
     stages: list[StageSpec] = Field(min_length=1)
     split: SplitSpec = SplitSpec()

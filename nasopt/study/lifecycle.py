@@ -18,16 +18,21 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nasopt.errors import SpecError
 from nasopt.spec import ResolvedStudy, SamplerSpec
 from nasopt.study.objective import NasObjective
-from nasopt.study.storage import open_storage, study_names
+from nasopt.study.storage import creation_order, open_storage, study_names
 
 SPEC_ATTR = "nasopt:spec"
 FINGERPRINT_ATTR = "nasopt:fingerprint"
+SAMPLER_CHANGES_ATTR = "nasopt:sampler_changes"
+OVER_BUDGET_ATTR = "nasopt:over_budget"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+# How long a run waits for a concurrent creator to finish writing a new study's spec before it
+# takes the name over (the creator was killed).
+CREATION_WAIT_S = float(os.environ.get("NASOPT_CREATION_WAIT_S", "10"))
 OPTUNA_SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
 NASOPT_SAMPLERS = {"asng": "ASNGSampler", "evolution": "EvolutionSampler", "reinforce": "ReinforceSampler"}
 
@@ -94,16 +99,50 @@ def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> o
         raise SpecError(f"bad sampler option: {exc}", field="sampler.options", value=spec.options) from None
 
 
+def check_study(resolved: ResolvedStudy, sampler: SamplerSpec | None = None) -> NasObjective:
+    """Every check `nasopt run` makes before its first trial, without writing anything; `nasopt
+    validate` runs the same. Returns the study's objective.
+
+    The metrics, search space and system are checked by building the objective; the sampler
+    (the spec's, or `sampler` given on the command line) by building it for that objective;
+    the costs by evaluating the largest candidate, whose latency, energy and memory must be
+    finite."""
+    import math
+
+    from nasopt.core.evaluation import evaluate
+
+    objective = NasObjective(resolved.study, resolved.space, resolved.objective)
+    make_sampler(resolved.study.sampler, objective=objective)
+    if sampler is not None:
+        make_sampler(sampler, objective=objective)
+    for which in ("largest",):  # the most MACs and bytes sent: the first to overflow
+        candidate = objective.space.largest()
+        ev = evaluate(objective.space.network(candidate), objective.system)
+        values = {"latency_ms": ev.latency_ms, "energy_mj": ev.energy_j * 1e3}
+        values |= {f"memory_bytes:{d}": float(v) for d, v in ev.memory_bytes.items()}
+        for key, value in values.items():
+            if not math.isfinite(value):
+                raise SpecError(
+                    f"the {which} candidate's {key} is not finite ({value}); a rate, delay or "
+                    "energy in the objective is out of scale",
+                    file=f"objective {resolved.objective.name}",
+                )
+    return objective
+
+
 def create_or_resume(
     resolved: ResolvedStudy, storage: BaseStorage, study_name: str | None = None
 ) -> optuna.Study:
     """The study named `study_name` (default: the spec's name), created if new.
 
-    Refuses to resume a study whose stored spec differs from `resolved`."""
+    Creation is atomic as far as a user can tell: the fingerprint is written last, a creation
+    that fails part way deletes the study again, and a study left without fingerprint and
+    without trials (its creator was killed) is taken over. Refuses to resume a study whose
+    stored spec differs from `resolved`."""
     name = study_name or resolved.study.name
     if name in study_names(storage):
         return _resume(resolved, storage, name)
-    objective = NasObjective(resolved.study, resolved.space, resolved.objective)  # validates the metrics
+    objective = check_study(resolved)
     try:
         study = optuna.create_study(
             study_name=name,
@@ -113,25 +152,38 @@ def create_or_resume(
         )
     except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
         return _resume(resolved, storage, name)
-    study.set_metric_names(objective.metric_names)
-    study.set_user_attr(SPEC_ATTR, _encode(resolved.to_json()))
-    study.set_user_attr("nasopt:space", resolved.space.name)
-    study.set_user_attr("nasopt:objective", resolved.objective.name)
-    study.set_user_attr("nasopt:accuracy_estimator", objective.estimator.name)
-    study.set_user_attr("nasopt:constraints", objective.constraint_names)
-    study.set_user_attr(FINGERPRINT_ATTR, resolved.fingerprint)  # last: marks the study complete
+    try:
+        study.set_metric_names(objective.metric_names)
+        study.set_user_attr(SPEC_ATTR, _encode(resolved.to_json()))
+        study.set_user_attr("nasopt:space", resolved.space.name)
+        study.set_user_attr("nasopt:objective", resolved.objective.name)
+        study.set_user_attr("nasopt:accuracy_estimator", objective.estimator.name)
+        study.set_user_attr("nasopt:constraints", objective.constraint_names)
+        study.set_user_attr(FINGERPRINT_ATTR, resolved.fingerprint)  # last: marks the study complete
+    except BaseException:
+        with contextlib.suppress(Exception):
+            optuna.delete_study(study_name=name, storage=storage)
+        raise
     return study
 
 
-def _resume(resolved: ResolvedStudy, storage: BaseStorage, name: str, wait_s: float = 10.0) -> optuna.Study:
+def _resume(
+    resolved: ResolvedStudy, storage: BaseStorage, name: str, wait_s: float | None = None
+) -> optuna.Study:
     """Load an existing study after checking its stored spec fingerprint against `resolved`."""
     study = optuna.load_study(study_name=name, storage=storage)
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + (CREATION_WAIT_S if wait_s is None else wait_s)
     stored = study.user_attrs.get(FINGERPRINT_ATTR)
     while stored is None and time.monotonic() < deadline:
         time.sleep(0.2)  # a concurrent creator may not have written the spec yet
         stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(FINGERPRINT_ATTR)
     if stored is None:
+        if not study.get_trials(deepcopy=False) and all(k.startswith("nasopt:") for k in study.user_attrs):
+            # its creator died before finishing (kill -9 during creation), or an empty study
+            # that holds nothing to lose: take the name over
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=storage)
+            return create_or_resume(resolved, storage, name)
         raise SpecError("study exists but was not created by nasopt", field="--study-name", value=name)
     if stored != resolved.fingerprint:
         raise SpecError(
@@ -141,11 +193,15 @@ def _resume(resolved: ResolvedStudy, storage: BaseStorage, name: str, wait_s: fl
             value=name,
             allowed="the original spec, or --study-name NEW",
         )
+    load(storage, name)  # the stored spec must match its fingerprint
     return study
 
 
 def load(storage: BaseStorage, study_name: str) -> tuple[optuna.Study, ResolvedStudy]:
-    """An existing nasopt study and its stored spec; clear errors for unknown names."""
+    """An existing nasopt study and its stored spec, verified against the stored fingerprint
+    and validated like a preset file; clear errors for unknown names."""
+    import hashlib
+
     names = study_names(storage)
     if study_name not in names:
         raise SpecError(
@@ -153,27 +209,98 @@ def load(storage: BaseStorage, study_name: str) -> tuple[optuna.Study, ResolvedS
         )
     study = optuna.load_study(study_name=study_name, storage=storage)
     blob = study.user_attrs.get(SPEC_ATTR)
-    if blob is None:
+    fingerprint = study.user_attrs.get(FINGERPRINT_ATTR)
+    if blob is None or fingerprint is None:
         raise SpecError("study was not created by nasopt", field="--study-name", value=study_name)
-    return study, ResolvedStudy.from_json(_decode(blob), source=f"study {study_name}")
+    try:
+        text = _decode(blob)
+    except (ValueError, TypeError, zlib.error):
+        text = None
+    if text is None or hashlib.sha256(text.encode()).hexdigest()[:16] != fingerprint:
+        raise SpecError(
+            "the study's stored spec does not match its fingerprint (edited or corrupted in the "
+            "storage); refusing to run it",
+            field="--study-name",
+            value=study_name,
+        )
+    try:
+        return study, ResolvedStudy.from_json(text, source=f"stored spec of study {study_name}")
+    except (ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(
+            f"the study's stored spec is not readable ({type(exc).__name__})",
+            field="--study-name",
+            value=study_name,
+        ) from None
 
 
-def _record_sampler(study: optuna.Study, name: str) -> None:
-    """Study user attr `nasopt:sampler`: the sampler(s) that ran it (dashboards label lines by it)."""
+def _record_sampler(study: optuna.Study, spec: SamplerSpec, stored: SamplerSpec) -> None:
+    """Study user attr `nasopt:sampler`: the sampler(s) that ran it (dashboards label lines by
+    it); a sampler other than the stored spec's (`--sampler`) is also listed, with its options
+    and from which trial on it ran, in `nasopt:sampler_changes`."""
     recorded = study.user_attrs.get("nasopt:sampler")
     if recorded is None:
-        study.set_user_attr("nasopt:sampler", name)
-    elif name not in str(recorded).split("+"):
-        study.set_user_attr("nasopt:sampler", f"{recorded}+{name}")
+        study.set_user_attr("nasopt:sampler", spec.name)
+    elif spec.name not in str(recorded).split("+"):
+        study.set_user_attr("nasopt:sampler", f"{recorded}+{spec.name}")
+    if spec != stored:
+        changes = list(study.user_attrs.get(SAMPLER_CHANGES_ATTR, []))
+        entry = {"sampler": spec.name, "options": spec.options, "seed": spec.seed}
+        if not changes or {k: changes[-1].get(k) for k in entry} != entry:
+            changes.append({**entry, "from_trial": len(study.get_trials(deepcopy=False))})
+            study.set_user_attr(SAMPLER_CHANGES_ATTR, changes)
+
+
+def counted_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that use up a study's budget: every trial but a failed one that was queued
+    again (its retry counts instead) and one refused for being over the budget."""
+    retried: set[int] = set()
+    for t in trials:
+        if "failed_trial" in t.system_attrs:
+            retried.update(RetryHeartbeatStaleTrialCallback.retry_history(t))
+    return [
+        t
+        for t in trials
+        if not (t.state == TrialState.FAIL and t.number in retried) and OVER_BUDGET_ATTR not in t.system_attrs
+    ]
 
 
 def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    return sum(1 for t in counted_trials(study.get_trials(deepcopy=False)) if t.state in FINISHED)
 
 
 def _quotas(n_trials: int, workers: int) -> list[int]:
     base, extra = divmod(n_trials, workers)
     return [base + (1 if i < extra else 0) for i in range(workers)]
+
+
+class _BudgetGuard:
+    """The study budget held across processes and machines: at the start of every trial, a trial
+    preceded (in creation order) by `budget` counted trials is refused (PRUNED, marked over
+    budget, not counted) and stops this worker; after every trial, a worker stops once the
+    finished and running trials fill the budget, so it does not start one more."""
+
+    def __init__(self, objective: NasObjective, budget: int) -> None:
+        self.objective = objective
+        self.budget = budget
+
+    def __call__(self, trial: optuna.trial.Trial) -> tuple[float, ...]:
+        every = trial.study.get_trials(deepcopy=False)
+        mine = creation_order(trial)
+        before = sum(1 for t in counted_trials(every) if creation_order(t) < mine)
+        is_retry = any("failed_trial" in t.system_attrs for t in every if creation_order(t) == mine)
+        if before >= self.budget and not is_retry:
+            trial.study._storage.set_trial_system_attr(trial._trial_id, OVER_BUDGET_ATTR, True)
+            trial.study.stop()
+            raise optuna.TrialPruned(f"study budget of {self.budget} trials reached")
+        return self.objective(trial)
+
+    def after_trial(self, study: optuna.Study, _trial: FrozenTrial) -> None:
+        live = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+        used = sum(1 for t in counted_trials(study.get_trials(deepcopy=False)) if t.state in live)
+        if used >= self.budget:
+            study.stop()
 
 
 def optimize(
@@ -185,8 +312,11 @@ def optimize(
     sampler: SamplerSpec | None = None,
     worker_index: int = 0,
     progress: Any = None,
+    budget: int | None = None,
 ) -> int:
-    """Run `n_trials` trials of a stored study in this process; returns how many finished."""
+    """Run up to `n_trials` trials of a stored study in this process; returns how many finished.
+
+    With `budget`, stop once the study (all its workers together) has that many trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url, must_exist=True)
     study, resolved = load(storage, study_name)
@@ -194,12 +324,17 @@ def optimize(
     offset = 7919 * worker_index + len(study.get_trials(deepcopy=False))
     objective = NasObjective(resolved.study, resolved.space, resolved.objective)
     study.sampler = make_sampler(sampler_spec, seed_offset=offset, objective=objective)
-    _record_sampler(study, sampler_spec.name)
+    _record_sampler(study, sampler_spec, resolved.study.sampler)
     before = finished_count(study)
-    callbacks = [] if progress is None else [lambda _s, _t: progress.update(1)]
-    study.optimize(
-        objective, n_trials=n_trials, timeout=timeout_s, catch=trial_failures(), callbacks=callbacks
-    )
+    callbacks: list[Any] = [] if progress is None else [lambda _s, _t: progress.update(1)]
+    func: Any = objective
+    if budget is not None:
+        guard = _BudgetGuard(objective, budget)
+        if not remaining_budget(study, resolved, budget):
+            return 0
+        func = guard
+        callbacks.append(guard.after_trial)
+    study.optimize(func, n_trials=n_trials, timeout=timeout_s, catch=trial_failures(), callbacks=callbacks)
     return finished_count(study) - before
 
 
@@ -217,11 +352,19 @@ def _worker_entry(args: tuple) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage_url, study_name, n_trials, timeout_s, sampler_json, index, workers = args
+    storage_url, study_name, n_trials, timeout_s, sampler_json, index, workers, budget = args
     os.environ.setdefault("NASOPT_LOCAL_WORKERS", str(workers))  # the supernet shares the cores
     sampler = None if sampler_json is None else SamplerSpec.model_validate_json(sampler_json)
     with contextlib.suppress(KeyboardInterrupt):  # the trial is already marked FAIL by Optuna
-        optimize(storage_url, study_name, n_trials, timeout_s=timeout_s, sampler=sampler, worker_index=index)
+        optimize(
+            storage_url,
+            study_name,
+            n_trials,
+            timeout_s=timeout_s,
+            sampler=sampler,
+            worker_index=index,
+            budget=budget,
+        )
 
 
 def run_workers(
@@ -233,8 +376,11 @@ def run_workers(
     timeout_s: float | None = None,
     sampler: SamplerSpec | None = None,
     show_progress: bool = True,
+    budget: int | None = None,
 ) -> None:
-    """Run `n_trials` new trials split over `workers` processes sharing the storage."""
+    """Run `n_trials` new trials split over `workers` processes sharing the storage; with
+    `budget`, every process runs until the study has that many trials (across all processes
+    and machines), at most `n_trials` of them here."""
     from tqdm import tqdm
 
     storage = open_storage(storage_url, must_exist=True)
@@ -242,7 +388,15 @@ def run_workers(
     bar = tqdm(total=n_trials, desc=f"{study_name}", unit="trial", disable=not show_progress, leave=True)
     if workers <= 1:
         try:
-            optimize(storage_url, study_name, n_trials, timeout_s=timeout_s, sampler=sampler, progress=bar)
+            optimize(
+                storage_url,
+                study_name,
+                n_trials,
+                timeout_s=timeout_s,
+                sampler=sampler,
+                progress=bar,
+                budget=budget,
+            )
         finally:
             bar.close()
         return
@@ -252,10 +406,10 @@ def run_workers(
     procs = [
         ctx.Process(
             target=_worker_entry,
-            args=((storage_url, study_name, quota, timeout_s, sampler_json, i, workers),),
+            args=((storage_url, study_name, quota, timeout_s, sampler_json, i, workers, budget),),
             daemon=False,
         )
-        for i, quota in enumerate(_quotas(n_trials, workers))
+        for i, quota in enumerate([n_trials] * workers if budget else _quotas(n_trials, workers))
         if quota > 0
     ]
     for p in procs:
@@ -278,19 +432,15 @@ def run_workers(
         raise RuntimeError(f"{len(failed)} worker process(es) exited with codes {failed}")
 
 
-def remaining_budget(study: optuna.Study, resolved: ResolvedStudy) -> int:
-    """Trials still needed to reach the spec's `n_trials`.
+def remaining_budget(study: optuna.Study, resolved: ResolvedStudy, budget: int | None = None) -> int:
+    """Trials still needed to reach `budget` (default: the spec's `n_trials`).
 
     Stale trials of dead workers are failed (and queued for retry) first; a failed trial that
-    has been queued again does not count, its retry does."""
+    has been queued again does not count, its retry does; nor does a trial refused as over the
+    budget."""
     optuna.storages.fail_stale_trials(study)
-    trials = study.get_trials(deepcopy=False)
-    retried: set[int] = set()
-    for t in trials:
-        if "failed_trial" in t.system_attrs:
-            retried.update(RetryHeartbeatStaleTrialCallback.retry_history(t))
-    done = sum(1 for t in trials if t.state in FINISHED and t.number not in retried)
-    return max(0, resolved.study.n_trials - done)
+    done = finished_count(study)
+    return max(0, (resolved.study.n_trials if budget is None else budget) - done)
 
 
 def default_workers() -> int:

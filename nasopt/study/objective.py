@@ -9,6 +9,7 @@ milliseconds and accuracy add up on one scale.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +201,13 @@ class NasObjective:
         else:
             candidate = self.space.suggest(trial)
         result = self.evaluate(candidate)
+        for name in self.metric_names:
+            if not math.isfinite(result.metrics[name]):
+                raise SpecError(
+                    f"objective {name} is not finite ({result.metrics[name]}) for {candidate.to_dict()}; "
+                    "the objective's numbers overflow",
+                    field="objectives",
+                )
         write_trial_attrs(
             trial.study._storage,
             trial._trial_id,

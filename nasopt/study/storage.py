@@ -167,8 +167,15 @@ def _open(
             field="--storage",
             value=url,
         ) from None
-    except Exception as exc:  # sqlalchemy / redis connection errors
+    except Exception as exc:  # sqlalchemy / redis connection errors, unreadable journals
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if kind in ("journal", "redis") and isinstance(exc, (KeyError, ValueError, TypeError, IndexError)):
+            raise SpecError(
+                f"corrupted journal: a log entry is not a valid Optuna journal operation "
+                f"({type(exc).__name__}: {first[:80]}); restore it from a backup or use a new file",
+                field="--storage",
+                value=url,
+            ) from None
         raise SpecError(f"cannot open storage: {first}", field="--storage", value=url) from None
 
 
@@ -229,6 +236,12 @@ def proxy_server(url: str, *, host: str = "127.0.0.1", port: int = 13000, thread
     except RuntimeError as exc:  # grpc: the port could not be bound
         raise SpecError(f"cannot listen on {host}:{port}: {exc}", field="--port", value=port) from None
     return server
+
+
+def creation_order(trial: Any) -> int:
+    """A trial's place in the order trials were created in the storage (its storage id, which
+    every storage assigns in order; the trial number may repeat between racing RDB workers)."""
+    return int(trial._trial_id)
 
 
 def study_names(storage: BaseStorage) -> list[str]:

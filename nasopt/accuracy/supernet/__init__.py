@@ -43,7 +43,7 @@ def prepare_study(
 ) -> TrainResult | None:
     """Train the study's supernet, or check and reuse its cached checkpoint; None when the
     study does not use the supernet estimator."""
-    if study.accuracy.get("estimator", "analytic-proxy") != "supernet":
+    if study.accuracy.estimator != "supernet":
         return None
     from nasopt.core.system import build_system
     from nasopt.space import SearchSpace

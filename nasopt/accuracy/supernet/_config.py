@@ -1,4 +1,4 @@
-"""The `[accuracy]` table of a study spec for `estimator = "supernet"`, validated here."""
+"""The training settings of a supernet, from the `[accuracy]` table (`nasopt.spec.SupernetSpec`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasopt.accuracy.data import DATASETS
 from nasopt.errors import SpecError
+from nasopt.spec import SupernetSpec, parse_spec
 
-SAMPLING = ("sandwich", "uniform")
 FORMAT = "nasopt-supernet/2"  # 2: residual MBConvs start as the identity
 
 
@@ -54,76 +53,27 @@ class SupernetConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> SupernetConfig:
-        opts = {k: v for k, v in options.items() if k != "estimator"}
-        allowed = sorted(f for f in cls.__dataclass_fields__ if f != "extra")
-        unknown = sorted(set(opts) - set(allowed))
-        if unknown:
-            raise SpecError("unknown accuracy option", field=f"accuracy.{unknown[0]}", allowed=allowed)
-        if opts.get("dataset", "digits") not in DATASETS:
-            raise SpecError(
-                "unknown dataset", field="accuracy.dataset", value=opts["dataset"], allowed=list(DATASETS)
-            )
-        if opts.get("sampling", "sandwich") not in SAMPLING:
-            raise SpecError(
-                "unknown sampling rule",
-                field="accuracy.sampling",
-                value=opts["sampling"],
-                allowed=list(SAMPLING),
-            )
-        ints: tuple[str, ...] = (
-            "limit",
-            "samples",
-            "epochs",
-            "batch_size",
-            "random_subnets",
-            "seed",
-            "checkpoint_every",
-        )
-        ints += ("calibration_batches", "eval_batch_size", "val_samples", "max_params")
-        minimum = {"epochs": 1, "batch_size": 2, "checkpoint_every": 1, "calibration_batches": 1}
-        minimum |= {"eval_batch_size": 1, "limit": 2, "samples": 20, "max_params": 1}
-        for key in ints:
-            if key in opts:
-                v = opts[key]
-                if not isinstance(v, int) or isinstance(v, bool) or v < minimum.get(key, 0):
-                    raise SpecError(
-                        "must be an integer",
-                        field=f"accuracy.{key}",
-                        value=v,
-                        allowed=f">= {minimum.get(key, 0)}",
-                    )
-        for key in ("lr", "weight_decay", "val_fraction", "warmup_epochs", "loss_warmup_epochs"):
-            if key in opts:
-                v = opts[key]
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                    raise SpecError("must be a non-negative number", field=f"accuracy.{key}", value=v)
-                opts[key] = float(v)
-        if "label_smoothing" in opts:
-            v = opts["label_smoothing"]
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
-                raise SpecError("must be in [0, 1)", field="accuracy.label_smoothing", value=v)
-            opts["label_smoothing"] = float(v)
-        if "val_fraction" in opts and not 0 < opts["val_fraction"] < 1:
-            raise SpecError("must be in (0, 1)", field="accuracy.val_fraction", value=opts["val_fraction"])
-        if "loss_rates" in opts:
-            rates = opts["loss_rates"]
-            if (
-                not isinstance(rates, list)
-                or not rates
-                or not all(isinstance(r, (int, float)) and 0 <= r < 1 for r in rates)
-            ):
+    def from_options(cls, options: SupernetSpec | dict[str, Any]) -> SupernetConfig:
+        """The config of an `[accuracy]` table (a validated `SupernetSpec`, or its TOML dict)."""
+        if isinstance(options, dict):
+            try:
+                spec = parse_spec(SupernetSpec, {"estimator": "supernet", **options}, "")
+            except SpecError as exc:
                 raise SpecError(
-                    "must be a non-empty list of rates",
-                    field="accuracy.loss_rates",
-                    value=rates,
-                    allowed="[0, 1)",
-                )
-            opts["loss_rates"] = tuple(float(r) for r in rates)
-        for key in ("path", "checkpoint_dir"):
-            if key in opts and not isinstance(opts[key], str):
-                raise SpecError("must be a string", field=f"accuracy.{key}", value=opts[key])
-        return cls(**opts)
+                    exc.detail,
+                    field=f"accuracy.{exc.field}",
+                    value=exc.value,
+                    allowed=exc.allowed,
+                    has_value=exc.has_value,
+                ) from None
+        else:
+            spec = options
+        values = spec.model_dump(exclude={"estimator"})
+        values["loss_rates"] = tuple(float(r) for r in spec.loss_rates)
+        for key in ("val_fraction", "lr", "weight_decay", "warmup_epochs", "loss_warmup_epochs"):
+            values[key] = float(values[key])
+        values["label_smoothing"] = float(values["label_smoothing"])
+        return cls(**values)
 
     def data_options(self) -> dict[str, Any]:
         return {

@@ -8,9 +8,14 @@ expected accuracy per validation image). Results are cached per (candidate, loss
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -22,6 +27,7 @@ from nasopt.accuracy.supernet._train import CheckpointError, TrainResult, load_c
 from nasopt.core.candidate import Candidate
 from nasopt.core.network import Network
 from nasopt.space import SearchSpace
+from nasopt.spec import SupernetSpec
 
 
 def use_available_cores() -> None:
@@ -39,6 +45,41 @@ def use_available_cores() -> None:
         torch.set_num_threads(n)
 
 
+def checkpoint_file(root: Path, name: str) -> Path:
+    """`root/name`, refused unless it lies inside `root` (the name comes from a spec)."""
+    path = (root / name).resolve()
+    if path.parent != root.resolve():
+        raise CheckpointError(
+            "checkpoint file name would leave the checkpoint folder", field="space.name", value=name
+        )
+    return path
+
+
+@contextlib.contextmanager
+def training_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path`.lock for as long as the block runs: the first process trains,
+    any other blocks here until the checkpoint exists. The lock is released when its holder
+    exits, killed or not (flock), so a dead trainer does not block the next."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    with lock.open("a") as fh:
+        if not _try_lock(fh):
+            print(f"supernet: another process is training {path.name}; waiting for it", file=sys.stderr)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _try_lock(fh: IO[str]) -> bool:
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class SupernetAccuracy:
     """Accuracy of a candidate as a subnet of the study's trained supernet.
 
@@ -49,7 +90,9 @@ class SupernetAccuracy:
 
     name = "supernet"
 
-    def __init__(self, space: SearchSpace, options: dict, *, base_dir: Path | None = None) -> None:
+    def __init__(
+        self, space: SearchSpace, options: SupernetSpec | dict, *, base_dir: Path | None = None
+    ) -> None:
         self.space = space
         self.config = SupernetConfig.from_options(options)
         spec = space.spec
@@ -60,7 +103,7 @@ class SupernetAccuracy:
         root = Path(self.config.checkpoint_dir)
         if not root.is_absolute():
             root = (base_dir or Path.cwd()) / root
-        self.path = root / f"{spec.name}-{self.hash[:16]}.pt"
+        self.path = checkpoint_file(root, f"{spec.name}-{self.hash[:16]}.pt")
         self._net: Supernet | None = None
         self._net_loaded = False  # the checkpoint's weights are in self._net
         self._data: Dataset | None = None
@@ -115,13 +158,19 @@ class SupernetAccuracy:
             self.path.unlink(missing_ok=True)
             self.path.with_name(self.path.name.replace(".pt", ".partial.pt")).unlink(missing_ok=True)
         if self.path.is_file():
-            payload = load_checkpoint(self.path, self.hash, net)
-            return TrainResult(self.path, False, float(payload["seconds"]), int(payload["epoch"]), [])
-        result = train_supernet(
-            net, self.space, self.data, self.config, self.path, self.hash, progress=progress
-        )
+            return self._reuse(net)
+        with training_lock(self.path):  # concurrent runs: one trains, the others wait and reuse
+            if self.path.is_file():
+                return self._reuse(net)
+            result = train_supernet(
+                net, self.space, self.data, self.config, self.path, self.hash, progress=progress
+            )
         net.eval()
         return result
+
+    def _reuse(self, net: Supernet) -> TrainResult:
+        payload = load_checkpoint(self.path, self.hash, net)
+        return TrainResult(self.path, False, float(payload["seconds"]), int(payload["epoch"]), [])
 
     def _loaded(self) -> Supernet:
         net = self.build()

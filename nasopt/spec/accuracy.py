@@ -1,0 +1,101 @@
+"""The `[accuracy]` table of a study spec: which estimator scores candidates, and its settings.
+
+`estimator = "analytic-proxy"` (the default) takes `floor`, `ceiling` and `loss_penalty`;
+`estimator = "supernet"` takes the training and evaluation settings of `SupernetSpec`. An option
+of the other estimator is an unknown key, reported with the options this estimator allows.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from nasopt.spec._base import _Spec
+
+ESTIMATORS = ("analytic-proxy", "supernet")
+DATASET_NAMES = ("digits", "shapes", "cifar10", "cifar100", "npz", "folder")
+SAMPLING_RULES = ("sandwich", "uniform")
+
+
+class ProxyAccuracySpec(_Spec):
+    """The analytic proxy: floor + (ceiling - floor) * capacity score * (1 - loss_penalty * loss)."""
+
+    estimator: Literal["analytic-proxy"] = "analytic-proxy"
+    floor: Annotated[float, Field(ge=0, le=1)] = 0.1
+    ceiling: Annotated[float, Field(ge=0, le=1)] = 0.95
+    loss_penalty: Annotated[float, Field(ge=0, le=1)] = 0.3
+
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self) -> ProxyAccuracySpec:
+        if not self.floor < self.ceiling:
+            raise ValueError(f"floor ({self.floor}) must be below ceiling ({self.ceiling})")
+        return self
+
+
+Epochs = Annotated[float, Field(ge=0, le=10_000)]
+
+
+class SupernetSpec(_Spec):
+    """A weight-sharing supernet trained once per (space, cut domains, data, training settings).
+
+    dataset/path/limit/val_fraction/samples select the data; `sampling`: "sandwich" (largest,
+    smallest and `random_subnets` random subnets per step, distilled in place from the largest)
+    or "uniform" (one random subnet per step); `loss_rates`: packet-loss dropout rates drawn from
+    during training, after `loss_warmup_epochs` epochs without loss; `warmup_epochs`: linear
+    learning-rate warm-up before the cosine decay; `calibration_batches`: training batches used to
+    recalibrate BatchNorm per candidate; `val_samples`: validation samples scored per candidate
+    (0: all); `max_params`: refuse supernets larger than this; `checkpoint_dir`: a folder
+    relative to the working directory (no `..`), or an absolute one.
+    """
+
+    estimator: Literal["supernet"]
+    dataset: Literal["digits", "shapes", "cifar10", "cifar100", "npz", "folder"] = "digits"
+    path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    limit: Annotated[int, Field(ge=2, le=100_000_000)] | None = None
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    samples: Annotated[int, Field(ge=20, le=10_000_000)] = 1200
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 2
+    batch_size: Annotated[int, Field(ge=2, le=65_536)] = 64
+    lr: Annotated[float, Field(gt=0, le=10)] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 1e-4
+    sampling: Literal["sandwich", "uniform"] = "sandwich"
+    random_subnets: Annotated[int, Field(ge=0, le=64)] = 2
+    loss_rates: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], min_length=1, max_length=64
+    )
+    warmup_epochs: Epochs = 0.0
+    loss_warmup_epochs: Epochs = 0.0
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    checkpoint_dir: Annotated[str, Field(min_length=1, max_length=4096)] = ".nasopt/checkpoints"
+    checkpoint_every: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    calibration_batches: Annotated[int, Field(ge=1, le=10_000)] = 2
+    eval_batch_size: Annotated[int, Field(ge=1, le=65_536)] = 256
+    val_samples: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+    max_params: Annotated[int, Field(ge=1, le=10_000_000_000)] = 60_000_000
+
+    @field_validator("checkpoint_dir")
+    @classmethod
+    def _no_parent_steps(cls, value: str) -> str:
+        if ".." in PurePath(value).parts or "\x00" in value:
+            raise ValueError("must not contain '..' (a folder under the working directory, or absolute)")
+        return value
+
+
+def _estimator_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("estimator", "analytic-proxy"))
+    return str(getattr(value, "estimator", "analytic-proxy"))
+
+
+AccuracySpec = Annotated[
+    Annotated[ProxyAccuracySpec, Tag("analytic-proxy")] | Annotated[SupernetSpec, Tag("supernet")],
+    Discriminator(
+        _estimator_of,
+        custom_error_type="unknown_estimator",
+        custom_error_message=f"unknown accuracy estimator; allowed: {', '.join(ESTIMATORS)}",
+    ),
+]
+"""The `[accuracy]` table: a `ProxyAccuracySpec` or a `SupernetSpec`, chosen by `estimator`."""
