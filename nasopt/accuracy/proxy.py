@@ -77,7 +77,8 @@ class ProxyAccuracy:
         bottleneck = np.ones(len(result))
         for elems, bits, pixels in zip(result.sent_elems, result.sent_bits, result.cut_pixels, strict=True):
             bits_per_pixel = elems * bits / np.maximum(pixels, 1)
-            term = np.where(pixels > 0, 1.0 - np.exp(-bits_per_pixel / 64.0), 1.0)
+            # no term for the raw input (pixels 0) nor after the last layer (nothing is sent)
+            term = np.where((pixels > 0) & (elems > 0), 1.0 - np.exp(-bits_per_pixel / 64.0), 1.0)
             bottleneck = np.minimum(bottleneck, term)
         score = np.sqrt(capacity) * bottleneck * (1.0 - self.loss_penalty * loss_rate)
         return self.floor + (self.ceiling - self.floor) * score
