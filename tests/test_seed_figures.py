@@ -501,6 +501,7 @@ PAIRS = [
     ("mobilenetv2", "edge-cloud-4g"),
     ("fbnet-nasc", "nasc-raspi-edgegpu"),
     ("fbnet-nasc", "nasc-raspi-edgegpu-measured"),
+    ("fbnet-nasc-7", "nasc-raspi-edgegpu"),
     ("fbnet-nasc-extended", "nasc-raspi-edgegpu-extended"),
     ("fbnet-nasc-extended", "nasc-raspi-edgegpu-measured"),
     ("mbconv-jmsnas", "jmsnas-chain"),
