@@ -255,6 +255,12 @@ def _missing_compute(data: dict) -> list[str]:
     return [f"devices.{name}.compute", "required field is missing"]
 
 
+def _unknown_memory_model(data: dict) -> list[str]:
+    name, device = next(iter(data["devices"].items()))
+    device["memory_model"] = "peak"
+    return [f"devices.{name}.memory_model", "'liveness'", "'splitnets'"]
+
+
 def _missing_topology_kind(data: dict) -> list[str]:
     del data["topology"]["kind"]
     return ["topology.kind", "required field is missing"]
@@ -285,6 +291,7 @@ for _src in ALL_OBJECTIVES:
     broken_objective("unknown-nested-key", _src, _unknown_nested_key_objective)
     broken_objective("unknown-topology-key", _src, _unknown_topology_key)
     broken_objective("missing-compute", _src, _missing_compute)
+    broken_objective("unknown-memory-model", _src, _unknown_memory_model)
     broken_objective("missing-topology-kind", _src, _missing_topology_kind)
     broken_objective("unknown-topology-device", _src, _unknown_topology_device)
 

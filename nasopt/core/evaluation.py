@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nasopt.core.memory import payload_bytes, peak_memory_bytes, weight_bytes
+from nasopt.core.memory import live_elements, payload_bytes, peak_memory_bytes, weight_bytes
 from nasopt.core.network import Network
 from nasopt.core.system import Link, System
 from nasopt.errors import SpecError
@@ -86,17 +86,16 @@ class _Acc:
         layers = self.net.layers
         t = 0.0
         params = 0
-        live = 0
         macs = 0
         model = dev.compute
         times = model.layer_times_s
-        for layer in layers[start:end]:
+        segment = layers[start:end]
+        for layer in segment:
             lt = times.get(layer)
             t += lt if lt is not None else model.layer_time_s(layer)
             params += layer.params
             macs += layer.macs
-            if layer.peak_live_elems > live:
-                live = layer.peak_live_elems
+        live = live_elements(segment, dev.memory_model)
         self.placement[start:end] = [device] * (end - start)
         net = self.net
         weights = weight_bytes(params, net.weight_bits)

@@ -41,6 +41,8 @@ class LayerCost:
     peak_live_elems: int
     macs_by_kernel: tuple[tuple[str, int], ...]
     primitive_count: int
+    # the largest single tensor the layer reads, holds inside or writes (the SplitNets memory model)
+    peak_tensor_elems: int
     lookup_key: str | None = None
 
     @property
@@ -78,6 +80,7 @@ def tap_costs(
         peak_live_elems=whole.peak_live_elems,
         macs_by_kernel=_sub_kernel(whole.macs_by_kernel, "conv1", project_macs),
         primitive_count=whole.primitive_count - 1,
+        peak_tensor_elems=max(shape_elems(shape), hidden * shape[1] * shape[2], hidden * h * w),
     )
     tail = LayerCost(
         name=f"{name}.tail",
@@ -90,6 +93,7 @@ def tap_costs(
         peak_live_elems=(hidden + out_c) * h * w,
         macs_by_kernel=(("conv1", project_macs),),
         primitive_count=1,
+        peak_tensor_elems=max(hidden, out_c) * h * w,
     )
     return head, tail
 
@@ -115,8 +119,19 @@ def merge_cost(merge: str, outs: list[Shape], name: str) -> LayerCost:
     else:
         out = (sum(o[0] for o in outs), h, w)
     in_elems = sum(shape_elems(o) for o in outs)
+    largest = max(shape_elems(out), *(shape_elems(o) for o in outs))
     return LayerCost(
-        name, merge, "merge", (in_elems // (h * w), h, w), out, 0, 0, in_elems + shape_elems(out), (), 0
+        name,
+        merge,
+        "merge",
+        (in_elems // (h * w), h, w),
+        out,
+        0,
+        0,
+        in_elems + shape_elems(out),
+        (),
+        0,
+        peak_tensor_elems=largest,
     )
 
 
@@ -158,8 +173,17 @@ class _Layer:
         return macs, k * k * (cin // groups) * cout + 2 * cout
 
     def cost(
-        self, out: Shape, macs: int, params: int, live: int, prims: int, key: str | None = None
+        self,
+        out: Shape,
+        macs: int,
+        params: int,
+        live: int,
+        prims: int,
+        key: str | None = None,
+        *,
+        tensor: int = 0,
     ) -> LayerCost:
+        """The layer's cost; `tensor`: its largest inner tensor, if larger than input and output."""
         return LayerCost(
             name=self.name,
             op=self.op_name,
@@ -171,6 +195,7 @@ class _Layer:
             peak_live_elems=live,
             macs_by_kernel=tuple(self.kernel),
             primitive_count=prims,
+            peak_tensor_elems=max(shape_elems(self.shape), shape_elems(out), tensor),
             lookup_key=key,
         )
 
@@ -199,7 +224,7 @@ def _dwsep_cost(x: _Layer) -> LayerCost:
     m2, p2 = x.conv(c, x.out_c, 1, x.op.groups, oh, ow)
     out = (x.out_c, oh, ow)
     live = max(shape_elems(x.shape) + c * oh * ow, c * oh * ow + shape_elems(out))
-    return x.cost(out, m1 + m2, p1 + p2, live, 2)
+    return x.cost(out, m1 + m2, p1 + p2, live, 2, tensor=c * oh * ow)
 
 
 def _mbconv_cost(x: _Layer) -> LayerCost:
@@ -236,7 +261,7 @@ def _mbconv_cost(x: _Layer) -> LayerCost:
     prims += 1
     e = _fmt_num(op.expansion)
     key = f"ConvBlock_H{h}_W{w}_Cin{c}_Cout{out_c}_exp{e}_kernel{op.kernel}_stride{stride}_group{op.groups}"
-    return x.cost(out, macs, params, live, prims, key)
+    return x.cost(out, macs, params, live, prims, key, tensor=max(shape_elems(cur), hidden * h * w))
 
 
 def _skip_cost(x: _Layer) -> LayerCost:
@@ -260,7 +285,7 @@ def _fire_cost(x: _Layer) -> LayerCost:
     m3, p3 = x.conv(squeeze, out_c - e1, 3, 1, oh, ow)
     out = (out_c, oh, ow)
     live = max(shape_elems(x.shape) + squeeze * oh * ow, squeeze * oh * ow + shape_elems(out))
-    return x.cost(out, m1 + m2 + m3, p1 + p2 + p3, live, 3)
+    return x.cost(out, m1 + m2 + m3, p1 + p2 + p3, live, 3, tensor=squeeze * oh * ow)
 
 
 def _fc_cost(x: _Layer) -> LayerCost:

@@ -20,6 +20,7 @@ class Device:
     memory_bytes: int | None
     compute: ComputeModel
     energy_j_per_mac: float = 0.0
+    memory_model: str = "liveness"  # a key of nasopt.core.memory.MEMORY_MODELS
 
 
 @dataclass
@@ -99,7 +100,7 @@ def build_system(spec: ObjectiveSpec) -> System:
         groups[name] = names
         model = ComputeModel(dev.compute, f"devices.{name}.compute")
         for n in names:
-            devices[n] = Device(n, dev.memory_bytes, model, dev.energy_j_per_mac)
+            devices[n] = Device(n, dev.memory_bytes, model, dev.energy_j_per_mac, dev.memory_model)
     known_devices = sorted(set(devices) | set(groups))
 
     expanded: list[tuple[str, str, str, LinkSpec]] = []

@@ -25,6 +25,8 @@ class ComputeSpec(_Spec):
 
 class DeviceSpec(_Spec):
     memory_bytes: PositiveInt | None = None
+    # how peak memory is counted (docs/memory-models.md): "liveness" or "splitnets"
+    memory_model: Literal["liveness", "splitnets"] = "liveness"
     compute: ComputeSpec
     count: PositiveInt = 1
     energy_j_per_mac: NonNegFloat = 0.0
