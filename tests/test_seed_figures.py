@@ -18,6 +18,7 @@ import pytest
 from nasopt.cli import main as cli_main
 from nasopt.core.compute import HWNASBENCH_FILE
 from nasopt.core.evaluation import Evaluation, evaluate
+from nasopt.core.split import optimal_split
 from nasopt.core.system import System, build_system
 from nasopt.describe import describe
 from nasopt.presets import load_objective, load_preset, load_space
@@ -73,6 +74,111 @@ def test_mobilenetv2_macs_and_params():
     assert net.macs == pytest.approx(300e6, rel=0.02)  # published "300M MACs"
     assert net.params == 3_504_872
     assert net.params == pytest.approx(3.5e6, rel=0.02)  # SplitNets Table 4: 3.51M
+
+
+# torchvision's model cards (exact parameter counts) and SplitNets' Table 4 / Table 6 #OPs (= MACs)
+PUBLISHED = {  # space: (params, published MACs)
+    "mnasnet-1.0": (4_383_312, 314e6),  # Table 4: 4.38M, 314M
+    "mnasnet-0.5": (2_218_512, 104e6),  # Table 6: 2.22M; 103M on-sensor + 1.28M classifier
+    "efficientnet-b0": (5_288_548, 386e6),  # Table 4: 5.30M, 386M (Table 6: 5.29M, 385M on-sensor)
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_reference_network_macs_and_params(name):
+    """MNASNet-1.0, MNASNet-0.5 (no SE) and EfficientNet-B0 (with SE): params exactly as torchvision
+    counts them, MACs within 1 % of the published figure."""
+    params, macs = PUBLISHED[name]
+    space = SearchSpace(load_space(name), cuts=1)
+    assert [p.name for p in space.params()] == ["split.after"]  # a fixed network
+    net = space.network(space.largest())
+    assert net.params == params
+    assert net.macs == pytest.approx(macs, rel=0.01)
+
+
+def test_efficientnet_b0_squeeze_excitation_by_hand():
+    """The first MBConv of EfficientNet-B0 (32 -> 16 at 112x112, expansion 1): depthwise 3x3, SE to
+    32 // 4 = 8 channels and back (two biased 1x1 convs on the pooled feature), project 32 -> 16."""
+    space = SearchSpace(load_space("efficientnet-b0"), cuts=1)
+    block = space.network(space.largest()).layers[1]
+    hw = 112 * 112
+    assert block.macs == 9 * 32 * hw + 2 * 32 * 8 + 32 * 16 * hw
+    assert block.params == (9 * 32 + 2 * 32) + (32 * 8 + 8 + 8 * 32 + 32) + (32 * 16 + 2 * 16)
+
+
+# Table 4 (single view, Mem_sen <= 2 MB, 37.5 MB/s): (peak MB, on-sensor ms, comm ms, overall ms)
+TABLE4_ALL_ON_SENSOR = {
+    "mobilenetv2": (5.90, 2.46, 0.0, 2.46),
+    "mnasnet-1.0": (5.59, 2.52, 0.0, 2.52),
+    "efficientnet-b0": (7.70, 3.09, 0.0, 3.09),
+}
+TABLE4_ALL_ON_AGGREGATOR = {  # (comm ms, on-aggregator ms, overall ms)
+    "mobilenetv2": (4.01, 0.24, 4.25),
+    "mnasnet-1.0": (4.01, 0.25, 4.26),
+    "efficientnet-b0": (4.01, 0.31, 4.32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE4_ALL_ON_SENSOR))
+def test_splitnets_table4_all_on_sensor_rows(name):
+    """All-on-sen.: peak memory (the splitnets memory model of the preset's sensor), on-sensor and
+    overall latency within 5 % of Table 4; every one over the 2 MB cap."""
+    peak_mb, sensor_ms, _, total_ms = TABLE4_ALL_ON_SENSOR[name]
+    space, system = setup(name, "splitnets-hmd-4")
+    assert system.devices["sensor"].memory_model == "splitnets"
+    _, ev = run(space, system, {"split.after": len(space.macro.layers) - 1})
+    assert ev.memory_bytes["sensor"] / 1e6 == pytest.approx(peak_mb, rel=0.005)  # the model's fit
+    assert ev.compute_s["sensor"] * 1e3 == pytest.approx(sensor_ms, rel=0.05)
+    assert ev.transfer_s.get("uplink", 0.0) == 0.0
+    assert ev.latency_ms == pytest.approx(total_ms, rel=0.05)
+    assert ev.memory_violations()["sensor"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(TABLE4_ALL_ON_AGGREGATOR))
+def test_splitnets_table4_all_on_aggregator_rows(name):
+    comm_ms, agg_ms, total_ms = TABLE4_ALL_ON_AGGREGATOR[name]
+    space, system = setup(name, "splitnets-hmd-4")
+    _, ev = run(space, system, {"split.after": -1})
+    assert ev.transfer_s["uplink"] * 1e3 == pytest.approx(comm_ms, rel=0.05)
+    assert ev.compute_s["aggregator"] * 1e3 == pytest.approx(agg_ms, rel=0.05)
+    assert ev.latency_ms == pytest.approx(total_ms, rel=0.05)
+    assert not ev.memory_violations()
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2", "efficientnet-b0"])
+def test_splitnets_table4_neurosurgeon_falls_back_to_all_on_aggregator(name):
+    """Neurosurgeon rows of MobileNetV2 and EfficientNet-B0: under the 2 MB cap no cut beats
+    sending the raw image (every cut past the 112x112 stage holds two copies of the 96 x 112 x
+    112 expanded feature, 2.4 MB), so the latency-optimal split is all-on-aggregator."""
+    space, system = setup(name, "splitnets-hmd-4")
+    best = optimal_split(space.macro, space.candidate({"split.after": -1}), system)
+    assert best.cuts == (-1,) and best.feasible
+    assert best.latency_s * 1e3 == pytest.approx(TABLE4_ALL_ON_AGGREGATOR[name][2], rel=0.05)
+
+
+def test_splitnets_table4_neurosurgeon_mnasnet():
+    """Neurosurgeon, MNASNet-1.0: the latency-optimal cut under 2 MB is the paper's, after the first
+    block of the 80-channel stage (80 x 14^2 sent). On-sensor 82.0K params, 103M OPs, 1.29 MB,
+    0.83 ms; on-aggregator 4.30M params, 212M OPs, 0.17 ms: all within 5 %. NOT reproduced: the
+    printed comm 0.84 ms is twice 80 * 14^2 B / 37.5 MB/s = 0.418 ms (the formula every other Comm.
+    entry of Table 4 follows), so the printed overall 1.82 ms (= 0.83 + 0.84 + 0.17) becomes 1.41."""
+    space, system = setup("mnasnet-1.0", "splitnets-hmd-4")
+    best = optimal_split(space.macro, space.candidate({"split.after": -1}), system)
+    assert best.cuts == (8,)
+    net, ev = run(space, system, {"split.after": 8})
+    assert net.layers[8].out_shape == (80, 14, 14)
+    sensor_params = sum(layer.params for layer in net.layers[:9])
+    assert sensor_params == pytest.approx(82.0e3, rel=0.05)
+    assert net.params - sensor_params == pytest.approx(4.30e6, rel=0.05)
+    assert ev.macs["sensor"] == pytest.approx(103e6, rel=0.05)
+    assert ev.macs["aggregator"] == pytest.approx(212e6, rel=0.05)
+    assert ev.memory_bytes["sensor"] / 1e6 == pytest.approx(1.29, rel=0.05)
+    assert ev.compute_s["sensor"] * 1e3 == pytest.approx(0.83, rel=0.05)
+    assert ev.compute_s["aggregator"] * 1e3 == pytest.approx(0.17, rel=0.05)
+    assert ev.sent_bytes["uplink"] == 80 * 14 * 14
+    assert ev.transfer_s["uplink"] * 1e3 == pytest.approx(0.84 / 2, rel=0.01)  # see the docstring
+    assert ev.latency_s == pytest.approx(best.latency_s)
+    assert ev.latency_ms == pytest.approx(1.82 - 0.84 + 0.418, rel=0.01)
 
 
 def test_splitnets_table4_all_on_aggregator_mobilenetv2():
@@ -499,6 +605,9 @@ PAIRS = [
     ("mobilenetv2", "jmsnas-chain"),
     ("mobilenetv2", "nasc-raspi-edgegpu"),
     ("mobilenetv2", "edge-cloud-4g"),
+    ("mnasnet-1.0", "splitnets-hmd-4"),
+    ("mnasnet-0.5", "splitnets-hmd-4"),
+    ("efficientnet-b0", "splitnets-hmd-4"),
     ("fbnet-nasc", "nasc-raspi-edgegpu"),
     ("fbnet-nasc", "nasc-raspi-edgegpu-measured"),
     ("fbnet-nasc-extended", "nasc-raspi-edgegpu-extended"),
