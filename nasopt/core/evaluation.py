@@ -192,9 +192,11 @@ def _evaluate_mesh(network: Network, system: System) -> Evaluation:
     root = system.root
     assert root is not None  # build_system gives every mesh a root
     root_t = acc.compute_s.get(root, 0.0)
-    root_out = network.layers[first_branch - 1].out_elems if first_branch > 0 else _input_elems(network)
     bits = network.feature_bits
-    root_bytes = payload_bytes(root_out, bits)
+    if first_branch > 0:
+        root_bytes = payload_bytes(network.layers[first_branch - 1].out_elems, bits)
+    else:  # the parallel stage comes first: the root forwards the raw input as it received it
+        root_bytes = payload_bytes(_input_elems(network), network.input_bits)
     slowest = 0.0
     for b, device in enumerate(system.branches, start=1):
         start, end = spans[b]

@@ -28,6 +28,7 @@ class Network:
     activation_bits: int
     weight_bits: int
     input_shape: Shape
+    input_bits: int  # bit width of the raw input when it is sent
     branch_spans: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
@@ -198,6 +199,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         activation_bits=spec.activation_bits,
         weight_bits=spec.weight_bits,
         input_shape=input_shape,
+        input_bits=spec.input_bits,
         branch_spans=branch_spans,
     )
 
