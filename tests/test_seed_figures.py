@@ -8,6 +8,7 @@ JMSNAS (Tian et al., eq. 1 and 2, Table I) and Wang et al. (eq. 3-6, Table I).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from pathlib import Path
@@ -501,6 +502,22 @@ def test_jmsnas_mesh_root_sends_features_at_feature_bits():
     _, ev = run(space, system, values)
     assert ev.sent_bytes["ue_sbs"] == 3 * 64  # the raw 8-bit image
     assert ev.sent_bytes["sbs_mbs0"] == 8 * 64 * 4  # float32 features of the trunk
+
+
+def test_jmsnas_mesh_parallel_first_stage_forwards_the_raw_input():
+    """A mesh whose first stage is parallel: the root runs nothing and forwards the 8-bit image it
+    received to every branch at the input's bit width, not at the 32-bit feature width."""
+    data = copy.deepcopy(TINY_MESH)
+    data["stages"] = data["stages"][2:]  # the parallel branches, then the head
+    space, system = setup(inline_space(data), "jmsnas-mesh")
+    values = {"layer00.op": "conv3", "layer01.op": "conv5", "layer02.op": "conv3", "split.after": -1}
+    _, ev = run(space, system, values)
+    assert ev.sent_bytes["ue_sbs"] == 3 * 64  # the raw 8-bit image
+    assert ev.compute_s.get("sbs", 0.0) == 0.0
+    for b in range(3):
+        assert ev.sent_bytes[f"sbs_mbs{b}"] == 3 * 64  # forwarded unchanged
+        assert ev.transfer_s[f"sbs_mbs{b}"] == pytest.approx(3 * 64 * 8 / 50e6)
+        assert ev.sent_bytes[f"mbs_cloud{b}"] == 4 * 64 * 4  # float32 branch features
 
 
 def test_jmsnas_presets_match_table1():
