@@ -3,12 +3,16 @@ all-on-aggregator multi-view placement and the transfer model."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from nasopt.core.evaluation import Evaluation, evaluate
 from nasopt.core.ops import OP_COSTS
 from nasopt.core.split import optimal_split
-from nasopt.core.system import System, build_system
+from nasopt.core.system import Link, System, build_system
+from nasopt.errors import SpecError
 from nasopt.space import SearchSpace
 from nasopt.spec import OP_TYPES, ObjectiveSpec, SearchSpaceSpec, parse_spec
 
@@ -106,3 +110,63 @@ def test_optimal_split_respects_the_memory_model():
     candidate = space.candidate({"split.after": 3})
     assert optimal_split(space.macro, candidate, _two_devices("splitnets", cap)).cuts == (3,)
     assert optimal_split(space.macro, candidate, _two_devices("liveness", cap)).cuts == (-1,)
+
+
+# ------------------------------------------------------------------ Wang et al.'s transfer model
+
+
+def _link_with(size_term: dict[str, Any], bandwidth_bps: float) -> Link:
+    data = {
+        "name": "wang",
+        "devices": {n: {"compute": {"kind": "throughput", "macs_per_s": 1e9}} for n in ("edge", "cloud")},
+        "links": {
+            "up": {"src": "edge", "dst": "cloud", "bandwidth_bps": bandwidth_bps, "size_term": size_term}
+        },
+        "topology": {"kind": "chain", "devices": ["edge", "cloud"]},
+    }
+    return build_system(parse_spec(ObjectiveSpec, data, "inline")).link("edge", "cloud")
+
+
+FITS = {
+    "by_bandwidth": [
+        {"bandwidth_bps": 1e6, "intercept_s": 0.05, "s_per_byte": 1e-6},
+        {"bandwidth_bps": 1e7, "intercept_s": 0.01, "s_per_byte": 2e-7},
+    ]
+}
+
+
+def test_transfer_model_with_f_depending_on_the_bandwidth():
+    """Eq. 6, T_t = f(S|W) + S/W, f(S|W) = a(W) + b(W) S: at 4 Mb/s, a third of the way from the
+    1 Mb/s fit to the 10 Mb/s fit."""
+    size = 1000.0
+    link = _link_with(FITS, 4e6)
+    a = 0.05 + (4e6 - 1e6) / (1e7 - 1e6) * (0.01 - 0.05)
+    b = 1e-6 + (4e6 - 1e6) / (1e7 - 1e6) * (2e-7 - 1e-6)
+    assert link.size_term() == pytest.approx((a, b))
+    assert link.transfer_time_s(size) == pytest.approx(a + b * size + size * 8 / 4e6)
+    # at a fitted bandwidth, its own fit; outside the fits, the nearest one
+    assert _link_with(FITS, 1e7).transfer_time_s(size) == pytest.approx(0.01 + 2e-7 * size + size * 8 / 1e7)
+    assert _link_with(FITS, 5e5).size_term() == (0.05, 1e-6)
+    assert _link_with(FITS, 5e7).size_term() == (0.01, 2e-7)
+    # the same link at another bandwidth (dynamic surgery re-evaluates it per bandwidth)
+    assert replace(link, bandwidth_bps=1e6).transfer_time_s(size) == pytest.approx(0.05 + 1e-6 * size + 8e-3)
+    assert link.transfer_time_s(0) == 0.0  # nothing sent, no first packet
+
+
+def test_transfer_model_fixed_fit_is_unchanged():
+    link = _link_with({"intercept_s": 0.025, "s_per_byte": 1e-8}, 8e6)
+    assert link.transfer_time_s(4096) == pytest.approx(0.025 + 1e-8 * 4096 + 4096 * 8 / 8e6)
+
+
+@pytest.mark.parametrize(
+    ("size_term", "needle"),
+    [
+        ({"by_bandwidth": list(reversed(FITS["by_bandwidth"]))}, "strictly increasing bandwidth_bps"),
+        ({"intercept_s": 0.02, **FITS}, "not both"),
+        ({"by_bandwidth": [{"bandwidth_bps": 0}]}, "bandwidth_bps"),
+    ],
+)
+def test_transfer_model_bad_fits_name_the_field(size_term, needle):
+    with pytest.raises(SpecError) as err:
+        _link_with(size_term, 4e6)
+    assert "links.up.size_term" in str(err.value) and needle in str(err.value)

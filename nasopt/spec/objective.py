@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nasopt.spec._base import NonNegFloat, PositiveFloat, PositiveInt, _Spec
 
@@ -32,11 +33,36 @@ class DeviceSpec(_Spec):
     energy_j_per_mac: NonNegFloat = 0.0
 
 
+class SizeTermPointSpec(_Spec):
+    """f(S|W) = intercept_s + s_per_byte * S fitted at one bandwidth W."""
+
+    bandwidth_bps: PositiveFloat
+    intercept_s: NonNegFloat = 0.0
+    s_per_byte: NonNegFloat = 0.0
+
+
 class SizeTermSpec(_Spec):
-    """Wang et al.'s f(S|W): a first-packet delay linear in the payload size."""
+    """Wang et al.'s f(S|W) (eq. 6): a first-packet delay linear in the payload size S given the
+    bandwidth W. Either one fit for every bandwidth (`intercept_s`, `s_per_byte`) or fits at
+    several bandwidths (`by_bandwidth`, increasing), interpolated linearly in W between them and
+    held at the nearest end outside them."""
 
     intercept_s: NonNegFloat = 0.0
     s_per_byte: NonNegFloat = 0.0
+    by_bandwidth: list[SizeTermPointSpec] = []
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SizeTermSpec:
+        points = self.by_bandwidth
+        if points and (self.intercept_s or self.s_per_byte):
+            raise ValueError("give either intercept_s / s_per_byte or by_bandwidth, not both")
+        for a, b in itertools.pairwise(points):
+            if b.bandwidth_bps <= a.bandwidth_bps:
+                raise ValueError(
+                    f"by_bandwidth must list strictly increasing bandwidth_bps (got {a.bandwidth_bps:g} "
+                    f"then {b.bandwidth_bps:g})"
+                )
+        return self
 
 
 class LinkSpec(_Spec):
