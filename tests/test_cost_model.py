@@ -170,3 +170,110 @@ def test_transfer_model_bad_fits_name_the_field(size_term, needle):
     with pytest.raises(SpecError) as err:
         _link_with(size_term, 4e6)
     assert "links.up.size_term" in str(err.value) and needle in str(err.value)
+
+
+# ------------------------------------------------------------------ multi-view by hand
+
+
+# two 3x8x8 views, 8 bit: per view a 3x3 conv 3 -> 4 and a 1x1 conv 4 -> 4, fused after the 1x1
+# conv, then pooling and a 10-class classifier; two sensors (1 GMAC/s) on 1 Mb/s uplinks to an
+# aggregator (10 GMAC/s)
+def _views_space(merge: str, placement: list[str]) -> SearchSpaceSpec:
+    data = {
+        "name": "two-views",
+        "input": {"channels": 3, "height": 8, "width": 8},
+        "num_classes": 10,
+        "input_bits": 8,
+        "activation_bits": 8,
+        "weight_bits": 8,
+        "stages": [
+            {"name": "a", "widths": [4], "layers": [{"op": "conv3"}, {"op": "conv1"}]},
+            {"name": "head", "widths": [4], "layers": [{"op": "gap"}, {"op": "classifier"}]},
+        ],
+        "bottleneck": {"bits": [8]},
+        "fusion": {"views": 2, "points": [1], "merge": merge, "placement": placement},
+    }
+    return parse_spec(SearchSpaceSpec, data, "inline")
+
+
+def _tree() -> System:
+    data = {
+        "name": "tree",
+        "devices": {
+            "sensor": {"count": 2, "compute": {"kind": "throughput", "macs_per_s": 1e9}},
+            "agg": {"compute": {"kind": "throughput", "macs_per_s": 1e10}},
+        },
+        "links": {"up": {"src": "sensor", "dst": "agg", "bandwidth_bps": 1e6}},
+        "topology": {"kind": "tree", "root": "agg", "leaves": ["sensor"]},
+    }
+    return build_system(parse_spec(ObjectiveSpec, data, "inline"))
+
+
+VIEW_MACS = 3 * 3 * 3 * 4 * 64 + 4 * 4 * 64  # per view: 3x3 conv 3 -> 4, 1x1 conv 4 -> 4 at 8x8
+VIEW_PARAMS = (3 * 3 * 3 * 4 + 2 * 4) + (4 * 4 + 2 * 4)
+
+
+@pytest.mark.parametrize("merge", ["max", "mean"])
+def test_view_pool_costs_by_hand(merge):
+    """View-Pool keeps one view's 4 channels (concat: 2 x 4): the classifier sees 4 inputs; the
+    pool reads both views (2 x 256) and writes 256 elements, no MACs."""
+    tree = _tree()
+    space = SearchSpace(_views_space(merge, ["sensors"]), tree)
+    net = space.network(space.candidate({}))
+    pool = net.layers[2]
+    assert (pool.op_type, pool.in_shape, pool.out_shape) == (f"view_{merge}", (8, 8, 8), (4, 8, 8))
+    assert (pool.macs, pool.params, pool.peak_live_elems, pool.peak_tensor_elems) == (0, 0, 512 + 256, 512)
+    assert net.layers[-1].in_shape == (4, 1, 1)
+    assert net.macs == 2 * VIEW_MACS + 4 * 10
+    assert net.params == VIEW_PARAMS + 4 * 10 + 10
+    ev = evaluate(net, tree)
+    sent = 4 * 64  # each sensor sends its 4 x 8 x 8 feature, 1 byte per value
+    for leaf in ("sensor0", "sensor1"):
+        assert ev.sent_bytes[f"up{leaf[-1]}"] == sent
+        assert ev.macs[leaf] == VIEW_MACS
+    assert ev.macs["agg"] == 4 * 10
+    # aggregator: classifier weights + the pool's inputs and output (> the 512 received bytes)
+    assert ev.memory_bytes["agg"] == (4 * 10 + 10) + 768
+    assert ev.latency_s == pytest.approx(VIEW_MACS / 1e9 + sent * 8 / 1e6 + 40 / 1e10)
+
+
+def test_view_fuse_concat_by_hand():
+    space = SearchSpace(_views_space("concat", ["sensors"]), _tree())
+    net = space.network(space.candidate({}))
+    assert (net.layers[2].op_type, net.layers[2].out_shape) == ("view_fuse", (8, 8, 8))
+    assert net.macs == 2 * VIEW_MACS + 8 * 10
+
+
+def test_all_on_aggregator_by_hand():
+    """The sensors send their raw 3 x 8 x 8 views (8 bit); the aggregator runs both views' layers
+    (twice the MACs, the weights once), pools and classifies."""
+    tree = _tree()
+    space = SearchSpace(_views_space("max", ["sensors", "aggregator"]), tree)
+    assert [p.name for p in space.params()] == ["fuse.placement"]
+    cand = space.candidate({"fuse.placement": "aggregator"})
+    assert (cand.cuts, cand.fuse_after) == ((-1,), 1)
+    assert space.values(cand) == {"fuse.placement": "aggregator"}
+    assert space.validate(cand) is cand
+    assert space.size() == 2
+    net = space.network(cand)
+    ev = evaluate(net, tree)
+    raw = 3 * 64
+    for i in range(2):
+        assert ev.sent_bytes[f"up{i}"] == raw
+        assert ev.compute_s.get(f"sensor{i}", 0.0) == 0.0
+        assert ev.memory_bytes[f"sensor{i}"] == raw  # the view it holds while sending
+    assert ev.macs["agg"] == 2 * VIEW_MACS + 40 == net.macs
+    assert ev.compute_s["agg"] == pytest.approx((2 * VIEW_MACS + 40) / 1e10)
+    assert ev.weight_bytes["agg"] == VIEW_PARAMS + 50
+    assert ev.memory_bytes["agg"] == VIEW_PARAMS + 50 + 768  # the pool's 768 > 2 x 192 received
+    assert ev.latency_s == pytest.approx(raw * 8 / 1e6 + (2 * VIEW_MACS + 40) / 1e10)
+    assert set(ev.placement) == {"agg"}
+
+
+def test_fusion_placement_must_not_repeat():
+    with pytest.raises(SpecError) as err:
+        _views_space("max", ["sensors", "sensors"])
+    assert "fusion.placement" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        _views_space("sum", ["sensors"])
+    assert "fusion.merge" in str(err.value) and "'concat'" in str(err.value)

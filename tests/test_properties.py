@@ -471,7 +471,9 @@ def check_candidate(space: SearchSpace, system: System, cand: Candidate) -> Eval
     assert cand.bits in space.spec.bottleneck.bits
     if space.spec.fusion is not None:
         assert cand.fuse_after is not None
-        assert cand.cuts == (cand.fuse_after,)
+        # on the sensors the cut is the fusion point; all on the aggregator the raw views are sent
+        cuts = {"sensors": (cand.fuse_after,), "aggregator": (-1,)}
+        assert cand.cuts in [cuts[p] for p in space.spec.fusion.placement]
     else:
         assert cand.fuse_after is None
         assert len(cand.cuts) == system.cut_count
@@ -488,7 +490,7 @@ def check_candidate(space: SearchSpace, system: System, cand: Candidate) -> Eval
     ev = evaluate(network, system)
     assert math.isfinite(ev.latency_s) and ev.latency_s >= 0
     assert all(dev in system.devices for dev in ev.placement)
-    if system.kind == "chain":
+    if system.kind in ("chain", "tree"):  # tree: every view's per-view layers run once, somewhere
         assert sum(ev.macs.values()) == network.macs, "a layer ran on two devices (or none)"
     return ev
 

@@ -250,6 +250,61 @@ def test_splitnets_table6_comm_latencies(elements, printed_ms):
         assert link.transfer_time_s(elements) * 1e3 == pytest.approx(printed_ms, abs=0.01, rel=0.01)
 
 
+# Table 6 (12 sensors, 12.5 MB/s each, View-Pool after the last conv):
+# "Split at fusion": (on-sensor params, OPs, peak MB, ms; comm ms; on-aggregator OPs; overall ms)
+TABLE6_SPLIT_AT_FUSION = {
+    "mnasnet-0.5-multiview": (0.94e6, 103e6, 1.54, 0.83, 5.03, 1.28e6, 5.83),
+    "efficientnet-b0-multiview": (4.01e6, 385e6, 6.42, 3.08, 5.03, 1.28e6, 8.03),
+}
+# "All-on-agg.": (comm ms, on-aggregator params, OPs, ms, overall ms)
+TABLE6_ALL_ON_AGGREGATOR = {
+    "mnasnet-0.5-multiview": (12.0, 2.22e6, 1.24e9, 1.01, 13.0),
+    "efficientnet-b0-multiview": (12.0, 5.29e6, 4.62e9, 3.76, 15.8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE6_SPLIT_AT_FUSION))
+def test_splitnets_table6_split_at_fusion_rows(name):
+    """Split at fusion: every sensor runs the trunk to the last conv and sends 1280 x 7^2 bytes;
+    the aggregator View-Pools the 12 features and classifies. Every column within 5 %."""
+    params, ops_, peak_mb, sensor_ms, comm_ms, agg_ops, total_ms = TABLE6_SPLIT_AT_FUSION[name]
+    space, system = setup(name, "splitnets-hmd-12")
+    net, ev = run(space, system, {"fuse.placement": "sensors"})
+    cut = net.cut_after[0]
+    assert net.layers[cut].out_shape == (1280, 7, 7)
+    assert net.layers[cut + 1].op_type == "view_max"
+    assert sum(layer.params for layer in net.layers[: cut + 1]) == pytest.approx(params, rel=0.05)
+    for i in range(12):
+        sensor = f"sensor{i}"
+        assert ev.macs[sensor] == pytest.approx(ops_, rel=0.05)
+        assert ev.memory_bytes[sensor] / 1e6 == pytest.approx(peak_mb, rel=0.05)
+        assert ev.compute_s[sensor] * 1e3 == pytest.approx(sensor_ms, rel=0.05)
+        assert ev.sent_bytes[f"uplink{i}"] == 1280 * 7 * 7
+        assert ev.transfer_s[f"uplink{i}"] * 1e3 == pytest.approx(comm_ms, rel=0.05)
+    assert ev.macs["aggregator"] == pytest.approx(agg_ops, rel=0.05)
+    assert ev.latency_ms == pytest.approx(total_ms, rel=0.05)
+    assert bool(ev.memory_violations()) == (peak_mb > 2.0)  # EfficientNet-B0 is over the cap
+
+
+@pytest.mark.parametrize("name", sorted(TABLE6_ALL_ON_AGGREGATOR))
+def test_splitnets_table6_all_on_aggregator_rows(name):
+    """All-on-agg.: every sensor sends its raw 3 x 224^2 view, the aggregator runs the 12 trunks
+    (12 x the per-view OPs, the weights once), View-Pools and classifies. Within 5 %."""
+    comm_ms, params, ops_, agg_ms, total_ms = TABLE6_ALL_ON_AGGREGATOR[name]
+    space, system = setup(name, "splitnets-hmd-12")
+    net, ev = run(space, system, {"fuse.placement": "aggregator"})
+    assert net.cut_after == (-1,)
+    for i in range(12):
+        assert ev.sent_bytes[f"uplink{i}"] == 3 * 224 * 224
+        assert ev.transfer_s[f"uplink{i}"] * 1e3 == pytest.approx(comm_ms, rel=0.05)
+        assert ev.macs.get(f"sensor{i}", 0) == 0
+    assert net.params == pytest.approx(params, rel=0.05)
+    assert ev.weight_bytes["aggregator"] == net.params  # 8-bit weights, held once for 12 views
+    assert ev.macs["aggregator"] == pytest.approx(ops_, rel=0.05)
+    assert ev.compute_s["aggregator"] * 1e3 == pytest.approx(agg_ms, rel=0.05)
+    assert ev.latency_ms == pytest.approx(total_ms, rel=0.05)
+
+
 def test_splitnets_12_sensor_tree_by_hand():
     """Table 6 SplitNets C geometry (Conv-Reduce to 6 ch at 14x14) on the 12-sensor tree, by hand."""
     space, system = setup("splitnets-multiview", "splitnets-hmd-12")
@@ -639,6 +694,8 @@ PAIRS = [
     ("splitnets-single-32", "splitnets-hmd-4"),
     ("splitnets-multiview", "splitnets-hmd-12"),
     ("splitnets-multiview-32", "splitnets-hmd-12"),
+    ("mnasnet-0.5-multiview", "splitnets-hmd-12"),
+    ("efficientnet-b0-multiview", "splitnets-hmd-12"),
     ("vgg11-cifar", "edge-cloud-4g"),
     ("vgg11-compress", "edge-cloud-4g"),
 ]

@@ -40,7 +40,9 @@ def small_variant(name: str) -> SearchSpaceSpec:
     data = tomllib.loads((ROOT / "search_spaces" / f"{name}.toml").read_text())
     data["input"] = {**data["input"], "height": 16, "width": 16}
     if "fusion" in data:
-        data["fusion"] = {**data["fusion"], "views": 2, "points": [27, 37]}
+        points = data["fusion"].get("points", "all")
+        late = points if isinstance(points, list) and len(points) <= 2 else [27, 37]
+        data["fusion"] = {**data["fusion"], "views": 2, "points": late}
     return parse_spec(SearchSpaceSpec, data, name)
 
 

@@ -4,6 +4,8 @@ Chain: JMSNAS eq. 1, T = sum over devices of compute plus the transfer to the ne
 Mesh: JMSNAS eq. 2, the chain part plus the slowest root -> branch -> aggregator path.
 Tree: SplitNets multi-view; every leaf runs the per-view head on its view, payloads travel up
 (hubs forward what they received), the root starts when the last arrives, fuses, runs the tail.
+All-on-aggregator (the cut before the first layer): the leaves send their raw views and the root
+runs the per-view layers once per view, then fuses and runs the rest.
 """
 
 from __future__ import annotations
@@ -75,13 +77,16 @@ class _Acc:
         self.compute_s: dict[str, float] = {}
         self.memory: dict[str, int] = {}
         self.weights: dict[str, int] = {}
+        self.activation: dict[str, int] = {}
         self.macs: dict[str, int] = {}
         self.transfer_s: dict[str, float] = {}
         self.sent: dict[str, float] = {}
         self.energy_j = 0.0
         self.placement = [""] * len(network.layers)
 
-    def run(self, device: str, start: int, end: int, buffered_bytes: float = 0.0) -> float:
+    def run(self, device: str, start: int, end: int, buffered_bytes: float = 0.0, repeat: int = 1) -> float:
+        """Run layers [start, end) on `device` `repeat` times in a row (one per view: the weights
+        are held once, the compute, MACs and energy count every run)."""
         dev = self.sys.devices[device]
         layers = self.net.layers
         t = 0.0
@@ -96,15 +101,20 @@ class _Acc:
             params += layer.params
             macs += layer.macs
         live = live_elements(segment, dev.memory_model)
+        t *= repeat
+        macs *= repeat
         self.placement[start:end] = [device] * (end - start)
         net = self.net
         weights = weight_bytes(params, net.weight_bits)
-        mem = peak_memory_bytes(
-            params, live, buffered_bytes, weight_bits=net.weight_bits, activation_bits=net.activation_bits
+        # activations and buffered payloads: the largest over this device's runs, on top of
+        # the weights of all of them (a tree's root may run per-view and fused layers)
+        act = peak_memory_bytes(
+            0, live, buffered_bytes, weight_bits=net.weight_bits, activation_bits=net.activation_bits
         )
         self.compute_s[device] = self.compute_s.get(device, 0.0) + t
         self.weights[device] = self.weights.get(device, 0) + weights
-        self.memory[device] = max(self.memory.get(device, 0), mem)
+        self.activation[device] = max(self.activation.get(device, 0), act)
+        self.memory[device] = self.weights[device] + self.activation[device]
         self.macs[device] = self.macs.get(device, 0) + macs
         self.energy_j += macs * dev.energy_j_per_mac
         return t
@@ -240,7 +250,7 @@ def _evaluate_tree(network: Network, system: System) -> Evaluation:
     payload = _payload_bytes(network, 0)
     # every leaf runs the per-view head; hubs forward the sum of what they received once the
     # last of it has arrived; the root starts when everything is in
-    ready = {leaf: acc.run(leaf, 0, cut + 1) for leaf in system.leaves}
+    ready = {leaf: acc.run(leaf, 0, cut + 1, payload) for leaf in system.leaves}
     carried = dict.fromkeys(system.leaves, payload)
     senders = _senders(system)
     pending = list(system.leaves)
@@ -259,7 +269,11 @@ def _evaluate_tree(network: Network, system: System) -> Evaluation:
     assert root is not None  # build_system gives every tree a root
     start = max(t for t, _ in hub_in[root])
     received = sum(s for _, s in hub_in[root])
-    root_t = acc.run(root, cut + 1, len(network.layers), received)
+    fused = network.fuse_after + 1  # the first layer that runs once, on all views
+    root_t = 0.0
+    if cut + 1 < fused:  # the per-view layers the sensors left: once per view
+        root_t += acc.run(root, cut + 1, fused, received, repeat=network.views)
+    root_t += acc.run(root, max(cut + 1, fused), len(network.layers), received)
     for i in range(cut + 1):
         acc.placement[i] = system.leaves[0]
     return acc.result(start + root_t)

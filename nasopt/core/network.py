@@ -9,8 +9,18 @@ from dataclasses import dataclass, field
 
 from nasopt.core.candidate import Candidate
 from nasopt.core.macro import Macro, MacroLayer
-from nasopt.core.ops import LayerCost, OpSpec, Shape, layer_cost, merge_cost, shape_elems, tap_costs
+from nasopt.core.ops import (
+    VIEW_FUSION_TYPES,
+    LayerCost,
+    OpSpec,
+    Shape,
+    layer_cost,
+    merge_cost,
+    shape_elems,
+    tap_costs,
+)
 from nasopt.core.walk import CutStep, LayerStep, ParallelStep, walk
+from nasopt.spec import OpType
 
 
 @dataclass(eq=False)
@@ -59,6 +69,8 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     append = layers.append
     flat_of: dict[int, int] = {}  # macro layer index of a cut -> flat index of its last part
     first_cut = candidate.cuts[0] if candidate.cuts else None
+    # the Conv-Reduce sits at the first cut, multi-view at the fusion point (wherever the cut is)
+    neck_point = candidate.fuse_after if candidate.fuse_after is not None else first_cut
     tap_cut: dict[int, int] = {}  # macro layer index -> flat index of its head part
     branch_spans: dict[int, tuple[int, int]] = {}
     cache = macro.cost_cache
@@ -95,10 +107,18 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         append(recover)
         return recover.out_shape
 
+    merge = spec.fusion.merge if spec.fusion is not None else "concat"
+
     def fuse(shape: Shape) -> Shape:
-        fused = layer_cost(
-            "view_fuse", "view_fuse", OpSpec(type="view_fuse"), shape, shape[0] * views, 1, spec.num_classes
-        )
+        c, h, w = shape
+        if merge == "concat":  # View-Fuse: V*c channels
+            fused = layer_cost(
+                "view_fuse", "view_fuse", OpSpec(type="view_fuse"), shape, c * views, 1, spec.num_classes
+            )
+        else:  # View-Pool over the V stacked views: c channels
+            kind: OpType = "view_max" if merge == "max" else "view_mean"
+            stacked = (c * views, h, w)
+            fused = layer_cost("view_pool", kind, OpSpec(type=kind), stacked, c, 1, spec.num_classes)
         append(fused)
         return fused.out_shape
 
@@ -165,7 +185,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     for point in candidate.cuts:
         # every cut at the bottleneck's position falls after the Conv-Reduce: devices between
         # equal cuts relay the reduced feature, the Conv-Recover runs on the next busy device
-        at_bottleneck = reduced and point == first_cut
+        at_bottleneck = reduced and point == neck_point
         if point == -1:
             flat = 0 if at_bottleneck else -1
         elif point in tap_cut:
@@ -186,7 +206,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         branch_of[lo : hi + 1] = [b] * (hi - lo + 1)
     fuse_flat = None
     if candidate.fuse_after is not None:
-        fuse_flat = next(j for j, layer in enumerate(layers) if layer.op_type == "view_fuse") - 1
+        fuse_flat = next(j for j, layer in enumerate(layers) if layer.op_type in VIEW_FUSION_TYPES) - 1
     return Network(
         layers=layers,
         branch=branch_of,

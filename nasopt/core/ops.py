@@ -56,6 +56,10 @@ class LayerCost:
         return c * h * w
 
 
+VIEW_FUSION_TYPES = frozenset({"view_fuse", "view_max", "view_mean"})
+"""Op types that fuse the views of a multi-view network (the first layer run once)."""
+
+
 def shape_elems(shape: Shape) -> int:
     return shape[0] * shape[1] * shape[2]
 
@@ -318,8 +322,19 @@ def _maxpool_cost(x: _Layer) -> LayerCost:
 
 
 def _view_fuse_cost(x: _Layer) -> LayerCost:
+    """View-Fuse: the V views' features (input: one view's) concatenated to `out_c` channels."""
     out = (x.out_c, x.shape[1], x.shape[2])
     return x.cost(out, 0, 0, 2 * shape_elems(out), 0)
+
+
+def _view_pool_cost(x: _Layer) -> LayerCost:
+    """View-Pool (max or mean over views): input the V views stacked (V*c channels), output one
+    view's c = `out_c` channels; no MACs, like the other poolings."""
+    c, h, w = x.shape
+    if c % x.out_c:
+        raise ValueError(f"{x.name}: {c} stacked channels are not a whole number of {x.out_c}-channel views")
+    out = (x.out_c, h, w)
+    return x.cost(out, 0, 0, shape_elems(x.shape) + shape_elems(out), 0)
 
 
 OpCost = Callable[[_Layer], LayerCost]
@@ -339,6 +354,8 @@ OP_COSTS: dict[str, OpCost] = {
     "gap": _gap_cost,
     "maxpool": _maxpool_cost,
     "view_fuse": _view_fuse_cost,
+    "view_max": _view_pool_cost,
+    "view_mean": _view_pool_cost,
 }
 """The cost function of every op kind (`OpSpec.type`); one entry per kind of `OP_TYPES`."""
 
