@@ -277,3 +277,77 @@ def test_fusion_placement_must_not_repeat():
     with pytest.raises(SpecError) as err:
         _views_space("sum", ["sensors"])
     assert "fusion.merge" in str(err.value) and "'concat'" in str(err.value)
+
+
+# ------------------------------------------------------------------ a cut inside a residual block
+
+
+def _residual_space(shortcut: bool, neck: list[Any] | None = None) -> SearchSpaceSpec:
+    """3x8x8, 8 bit: a 3x3 conv 3 -> 8, then an MBConv 8 -> 8 (expansion 2, stride 1) that a cut
+    after it splits right after its depthwise conv, then pooling and a 10-class classifier."""
+    data = {
+        "name": "residual-cut",
+        "input": {"channels": 3, "height": 8, "width": 8},
+        "num_classes": 10,
+        "input_bits": 8,
+        "activation_bits": 8,
+        "weight_bits": 8,
+        "ops": {"mb": {"type": "mbconv", "expansion": 2, "shortcut": shortcut, "split_tap": "depthwise"}},
+        "stages": [
+            {"name": "stem", "widths": [8], "layers": [{"op": "conv3"}]},
+            {"name": "body", "widths": [8], "layers": [{"op": "mb"}]},
+            {"name": "head", "widths": [8], "layers": [{"op": "gap"}, {"op": "classifier"}]},
+        ],
+        "bottleneck": {"bits": [8], "widths": neck or ["none"]},
+    }
+    return parse_spec(SearchSpaceSpec, data, "inline")
+
+
+def test_residual_cut_sends_the_skip_tensor_by_hand():
+    """Cut after the depthwise conv of a residual MBConv: the 16 x 8 x 8 depthwise output and the
+    block's 8 x 8 x 8 input (the residual sum is on the far side) cross the link; the far device
+    holds the skip tensor until the sum."""
+    system = _two_devices("liveness")
+    space = SearchSpace(_residual_space(True), system)
+    net = space.network(space.candidate({"split.after": 1}))
+    head, tail = net.layers[1], net.layers[2]
+    assert (head.name, tail.name) == ("layer01.head", "layer01.tail")
+    assert head.skip_elems == 8 * HW
+    sent = 16 * HW + 8 * HW  # 1 byte each
+    assert net.sent_elems == (sent,)
+    ev = evaluate(net, system)
+    assert ev.sent_bytes["up"] == sent
+    assert ev.transfer_s["up"] == pytest.approx(sent * 8 / 1e6)
+    sensor_weights = (3 * 9 * 8 + 2 * 8) + (8 * 16 + 2 * 16) + (9 * 16 + 2 * 16)  # stem, expand, dw
+    agg_weights = (16 * 8 + 2 * 8) + (8 * 10 + 10)  # project, classifier
+    # sensor: the depthwise conv's input and output plus the held block input (2,560 > 1,536 sent)
+    assert ev.memory_bytes["sensor"] == sensor_weights + (16 + 16 + 8) * HW
+    # aggregator: the projection's input and output plus the skip tensor it adds
+    assert tail.peak_live_elems == (16 + 8 + 8) * HW
+    assert ev.memory_bytes["agg"] == agg_weights + (16 + 8 + 8) * HW
+    sensor_macs = 3 * 9 * 8 * HW + 8 * 16 * HW + 9 * 16 * HW
+    agg_macs = 16 * 8 * HW + 8 * 10
+    assert (ev.macs["sensor"], ev.macs["agg"]) == (sensor_macs, agg_macs)
+    assert ev.latency_s == pytest.approx(sensor_macs / 1e9 + sent * 8 / 1e6 + agg_macs / 1e10)
+
+
+def test_cut_in_a_block_without_residual_sends_only_the_feature():
+    space = SearchSpace(_residual_space(False), cuts=1)
+    net = space.network(space.candidate({"split.after": 1}))
+    assert net.layers[1].skip_elems == 0
+    assert net.sent_elems == (16 * HW,)
+    assert net.layers[2].peak_live_elems == (16 + 8) * HW
+
+
+def test_residual_cut_with_a_bottleneck_reduces_only_the_feature():
+    """Conv-Reduce to 4 channels at the tap: 4 x 8 x 8 plus the unreduced 8 x 8 x 8 skip tensor."""
+    space = SearchSpace(_residual_space(True, [4]), cuts=1)
+    net = space.network(space.candidate({"split.after": 1}))
+    assert [layer.op_type for layer in net.layers[1:5]] == [
+        "mbconv_head",
+        "conv_reduce",
+        "conv_recover",
+        "conv",
+    ]
+    assert net.cut_after == (2,)
+    assert net.sent_elems == (4 * HW + 8 * HW,)

@@ -229,6 +229,34 @@ def test_packet_loss_and_quantisation_of_the_sent_feature() -> None:
         assert len(torch.unique(sent[i].round(decimals=4))) <= 4 + 1  # 2-bit levels, plus the lost zeros
 
 
+def test_cut_inside_a_residual_block_sends_the_skip_tensor() -> None:
+    """A cut after the depthwise conv of a residual MBConv: the supernet sends the depthwise
+    output and the block input (both quantised, both lossy), as many elements as the cost model
+    counts, and the MACs still match."""
+    ops = {"mb": {"type": "mbconv", "expansion": 2, "split_tap": "depthwise"}}
+    stages = [
+        {"name": "stem", "widths": [8], "layers": [{"op": "conv3"}]},
+        {"name": "body", "widths": [8], "layers": [{"op": "mb"}]},
+        {"name": "head", "widths": [8], "layers": [{"op": "gap"}, {"op": "classifier"}]},
+    ]
+    spec = space_spec(ops=ops, stages=stages, bottleneck={"bits": [2]})
+    space = SearchSpace(spec, cuts=1)
+    cand = space.candidate({"split.after": 1})
+    network = space.network(cand)
+    assert network.sent_elems == ((16 + 8) * 16 * 16,)
+    net = Supernet(spec)
+    ctx = RunContext(keep_sent=True, loss_rate=0.5, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net(torch.randn(2, 3, 16, 16), cand, ctx)
+    feature, skip = ctx.sent
+    assert (tuple(feature.shape[1:]), tuple(skip.shape[1:])) == ((16, 16, 16), (8, 16, 16))
+    assert sum(t[0].numel() for t in ctx.sent) == network.sent_elems[0]
+    for t in (feature, skip):
+        assert (t == 0).float().mean() > 0.3  # packet loss
+        assert len(torch.unique(t[0].round(decimals=4))) <= 4 + 1  # 2-bit levels, plus zeros
+    assert net.subnet_macs(cand) == network.macs
+
+
 def _config(tmp_path: Path, **kw: object) -> dict:
     base = {
         "estimator": "supernet",

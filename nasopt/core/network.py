@@ -186,17 +186,19 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         # every cut at the bottleneck's position falls after the Conv-Reduce: devices between
         # equal cuts relay the reduced feature, the Conv-Recover runs on the next busy device
         at_bottleneck = reduced and point == neck_point
+        skip = 0
         if point == -1:
             flat = 0 if at_bottleneck else -1
         elif point in tap_cut:
             flat = tap_cut[point] + (1 if at_bottleneck else 0)
+            skip = layers[tap_cut[point]].skip_elems  # a residual's input travels too (unreduced)
         else:
             flat = flat_of[point] + (1 if at_bottleneck else 0)
         cut_after.append(flat)
         if flat == last:
             elems = 0  # the final result stays where it was computed (Wang et al.; SplitNets)
         elif flat >= 0:
-            elems = layers[flat].out_elems
+            elems = layers[flat].out_elems + skip
         else:
             elems = shape_elems(input_shape)
         sent_elems.append(elems)

@@ -44,6 +44,9 @@ class LayerCost:
     # the largest single tensor the layer reads, holds inside or writes (the SplitNets memory model)
     peak_tensor_elems: int
     lookup_key: str | None = None
+    # a residual block cut inside (after its depthwise tap): the block input that the residual
+    # sum needs, which travels across the cut with this layer's output
+    skip_elems: int = 0
 
     @property
     def out_elems(self) -> int:
@@ -67,10 +70,14 @@ def shape_elems(shape: Shape) -> int:
 def tap_costs(
     name: str, op_name: str, op: OpSpec, shape: Shape, out_c: int, stride: int, num_classes: int
 ) -> tuple[LayerCost, LayerCost]:
-    """An MBConv cut right after its depthwise conv (NASC's extended blocks): head and tail."""
+    """An MBConv cut right after its depthwise conv (NASC's extended blocks): head and tail.
+
+    A residual block cut there sends its input along (`head.skip_elems`): the tail adds it to the
+    projection, so the tail's device holds it too."""
     whole = layer_cost(name, op_name, op, shape, out_c, stride, num_classes)
     hidden = _hidden(shape[0], op)
     h, w = _out_hw(shape, stride)
+    skip = shape_elems(shape) if is_residual(op, shape[0], out_c, stride) else 0
     project_macs = hidden * out_c // op.groups * h * w
     project_params = hidden * out_c // op.groups + 2 * out_c
     head = LayerCost(
@@ -85,6 +92,7 @@ def tap_costs(
         macs_by_kernel=_sub_kernel(whole.macs_by_kernel, "conv1", project_macs),
         primitive_count=whole.primitive_count - 1,
         peak_tensor_elems=max(shape_elems(shape), hidden * shape[1] * shape[2], hidden * h * w),
+        skip_elems=skip,
     )
     tail = LayerCost(
         name=f"{name}.tail",
@@ -94,12 +102,17 @@ def tap_costs(
         out_shape=(out_c, h, w),
         macs=project_macs,
         params=project_params,
-        peak_live_elems=(hidden + out_c) * h * w,
+        peak_live_elems=(hidden + out_c) * h * w + skip,
         macs_by_kernel=(("conv1", project_macs),),
         primitive_count=1,
         peak_tensor_elems=max(hidden, out_c) * h * w,
     )
     return head, tail
+
+
+def is_residual(op: OpSpec, in_c: int, out_c: int, stride: int) -> bool:
+    """Whether an MBConv adds its input to its output (same shape in and out, shortcut on)."""
+    return op.shortcut and stride == 1 and in_c == out_c and op.expansion >= 1
 
 
 def _sub_kernel(pairs: tuple[tuple[str, int], ...], key: str, macs: int) -> tuple[tuple[str, int], ...]:
@@ -237,8 +250,7 @@ def _mbconv_cost(x: _Layer) -> LayerCost:
     oh, ow = x.out_hw
     hidden = _hidden(c, op)
     macs = params = live = prims = 0
-    residual = op.shortcut and stride == 1 and c == out_c and op.expansion >= 1
-    held = shape_elems(shape) if residual else 0
+    held = shape_elems(shape) if is_residual(op, c, out_c, stride) else 0
     cur = shape
     if op.expansion != 1 or op.always_expand:
         m, p = x.conv(c, hidden, 1, op.groups, h, w)

@@ -90,6 +90,7 @@ class _LayerBlock(nn.Module):
         op: OpSpec,
         width: int,
         tap: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        skip: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         layer = self.layer
         cout = layer.width if layer.width is not None else width
@@ -97,7 +98,7 @@ class _LayerBlock(nn.Module):
         t = op.type
         c = x.shape[1]
         if t == "mbconv":
-            return self.mbconv(x, ctx, op, cout, s, tap)
+            return self.mbconv(x, ctx, op, cout, s, tap, skip)
         if t == "conv":
             return self.conv(x, ctx, cout, op.kernel, s, op.groups)
         if t == "dwconv":
@@ -255,6 +256,16 @@ class Supernet(nn.Module):
                 h = neck.recover(h, ctx, c, neck.recover.weight.shape[-1])
             return h
 
+        def carry(cut: CutStep, h: torch.Tensor) -> torch.Tensor:
+            """A residual's skip tensor crossing a cut inside its block: quantised and lossy like
+            the feature, never reduced."""
+            h = quantise(h, candidate.bits)
+            for _ in range(cut.copies):
+                h = packet_loss(h, ctx.loss_rate, ctx.generator)
+            if ctx.keep_sent:
+                ctx.sent.append(h)
+            return h
+
         merge = self.fusion_merge
 
         def fuse(h: torch.Tensor) -> torch.Tensor:
@@ -276,7 +287,14 @@ class Supernet(nn.Module):
                 block = blocks[layer.name]
                 cut = step.cut
                 if cut is not None and cut.tap:
-                    x = block(x, ctx, op, width, tap=lambda h, cut=cut, i=i: send(cut, f"{i}_tap", h))
+                    x = block(
+                        x,
+                        ctx,
+                        op,
+                        width,
+                        tap=lambda h, cut=cut, i=i: send(cut, f"{i}_tap", h),
+                        skip=lambda h, cut=cut: carry(cut, h),
+                    )
                 else:
                     x = block(x, ctx, op, width)
                     if cut is not None:
