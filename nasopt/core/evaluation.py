@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nasopt.core.memory import live_elements, payload_bytes, peak_memory_bytes, weight_bytes
+from nasopt.core.memory import activation_elements, payload_bytes, peak_memory_bytes, weight_bytes
 from nasopt.core.network import Network
 from nasopt.core.system import Link, System
 from nasopt.errors import SpecError
@@ -94,15 +94,20 @@ class _Acc:
         macs = 0
         model = dev.compute
         times = model.layer_times_s
-        segment = layers[start:end]
-        for layer in segment:
+        live = tensor = 0
+        for layer in layers[start:end]:
             lt = times.get(layer)
             t += lt if lt is not None else model.layer_time_s(layer)
             params += layer.params
             macs += layer.macs
-        live = live_elements(segment, dev.memory_model)
-        t *= repeat
-        macs *= repeat
+            if layer.peak_live_elems > live:
+                live = layer.peak_live_elems
+            if layer.peak_tensor_elems > tensor:
+                tensor = layer.peak_tensor_elems
+        live = activation_elements(dev.memory_model, live, tensor)
+        if repeat != 1:
+            t *= repeat
+            macs *= repeat
         self.placement[start:end] = [device] * (end - start)
         net = self.net
         weights = weight_bytes(params, net.weight_bits)
@@ -112,9 +117,12 @@ class _Acc:
             0, live, buffered_bytes, weight_bits=net.weight_bits, activation_bits=net.activation_bits
         )
         self.compute_s[device] = self.compute_s.get(device, 0.0) + t
-        self.weights[device] = self.weights.get(device, 0) + weights
-        self.activation[device] = max(self.activation.get(device, 0), act)
-        self.memory[device] = self.weights[device] + self.activation[device]
+        if device in self.weights:  # a second run on this device (a tree's root)
+            weights += self.weights[device]
+            act = max(act, self.activation[device])
+        self.weights[device] = weights
+        self.activation[device] = act
+        self.memory[device] = weights + act
         self.macs[device] = self.macs.get(device, 0) + macs
         self.energy_j += macs * dev.energy_j_per_mac
         return t

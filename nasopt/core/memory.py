@@ -15,30 +15,32 @@ device buffers while receiving or sending; they differ in the activation term:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Literal
+from collections.abc import Iterable
 
 from nasopt.core.ops import LayerCost
 
-MemoryModelName = Literal["liveness", "splitnets"]
+MEMORY_MODELS: tuple[str, ...] = ("liveness", "splitnets")
+"""The memory models a device may name (`devices.X.memory_model`)."""
 
 
-def _liveness(layer: LayerCost) -> int:
-    return layer.peak_live_elems
-
-
-def _splitnets(layer: LayerCost) -> int:
-    return 2 * layer.peak_tensor_elems
-
-
-MEMORY_MODELS: dict[str, Callable[[LayerCost], int]] = {"liveness": _liveness, "splitnets": _splitnets}
-"""Activation elements one layer needs under each memory model (a device takes the largest)."""
+def activation_elements(model: str, peak_live_elems: int, peak_tensor_elems: int) -> int:
+    """The activation term, in elements, of a device under memory `model`, from the largest
+    `LayerCost.peak_live_elems` and the largest `LayerCost.peak_tensor_elems` of its layers
+    (the evaluation's hot loop tracks both maxima, then asks this once)."""
+    if model == "liveness":
+        return peak_live_elems
+    if model == "splitnets":
+        return 2 * peak_tensor_elems
+    raise ValueError(f"unknown memory model {model!r}; allowed: {', '.join(MEMORY_MODELS)}")
 
 
 def live_elements(layers: Iterable[LayerCost], model: str) -> int:
     """The activation term, in elements, of a device running `layers` under memory `model`."""
-    per_layer = MEMORY_MODELS[model]
-    return max((per_layer(layer) for layer in layers), default=0)
+    live = tensor = 0
+    for layer in layers:
+        live = max(live, layer.peak_live_elems)
+        tensor = max(tensor, layer.peak_tensor_elems)
+    return activation_elements(model, live, tensor)
 
 
 def payload_bytes(elements: int, bits: int) -> float:
