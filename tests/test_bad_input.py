@@ -203,7 +203,20 @@ def _negative_width(data: dict) -> list[str]:
     return ["stages[0].widths[0]", "-8", "greater than 0"]
 
 
+def _unknown_fusion_merge(data: dict) -> list[str]:
+    data["fusion"]["merge"] = "sum"
+    return ["fusion.merge", "'concat'", "'max'", "'mean'", "sum"]
+
+
+def _unknown_fusion_placement(data: dict) -> list[str]:
+    data["fusion"]["placement"] = ["sensors", "cloud"]
+    return ["fusion.placement[1]", "'sensors'", "'aggregator'", "cloud"]
+
+
 for _src in ALL_SPACES:
+    if "fusion" in load(_src):
+        broken_space("unknown-fusion-merge", _src, _unknown_fusion_merge)
+        broken_space("unknown-fusion-placement", _src, _unknown_fusion_placement)
     broken_space("unknown-op", _src, _unknown_op)
     broken_space("split-beyond-last-layer", _src, _split_beyond)
     broken_space("unknown-top-key", _src, _unknown_top_key_space)
