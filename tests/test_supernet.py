@@ -5,6 +5,7 @@ quantisation act on the sent feature, and the data loaders read their formats.""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import tomllib
 from pathlib import Path
@@ -255,6 +256,27 @@ def test_cut_inside_a_residual_block_sends_the_skip_tensor() -> None:
         assert (t == 0).float().mean() > 0.3  # packet loss
         assert len(torch.unique(t[0].round(decimals=4))) <= 4 + 1  # 2-bit levels, plus zeros
     assert net.subnet_macs(cand) == network.macs
+
+
+@pytest.mark.parametrize("merge", ["concat", "max", "mean"])
+def test_multi_view_placements_and_fusions_walk_the_same_layers(merge: str) -> None:
+    """Both placements (the per-view layers on the sensors, or all on the aggregator) with a
+    Conv-Reduce before every fusion kind: same blocks, shapes and MACs as the cost model, and
+    all on the aggregator nothing is reduced at the input."""
+    fusion = {"views": 2, "points": [1, 2], "merge": merge, "placement": ["sensors", "aggregator"]}
+    spec = space_spec(fusion=fusion, bottleneck={"widths": [4], "bits": [8]})
+    space = SearchSpace(spec)
+    net = Supernet(spec)
+    for placement, fuse in itertools.product(["sensors", "aggregator"], [1, 2]):
+        base = {p.name: p.choices[0] for p in space.params()}
+        cand = space.candidate({**base, "fuse.placement": placement, "fuse.after": fuse})
+        network = space.network(cand)
+        types = [layer.op_type for layer in network.layers]
+        assert types.index("conv_reduce") == network.fuse_after  # the last per-view layer
+        assert network.cut_after == ((-1,) if placement == "aggregator" else (network.fuse_after,))
+        x = _input(spec, cand, n=2)
+        assert _executed_blocks(net, x, cand) == _analytic_blocks(network)
+        assert net.subnet_macs(cand) == network.macs
 
 
 def _config(tmp_path: Path, **kw: object) -> dict:
