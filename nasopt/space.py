@@ -1,7 +1,8 @@
 """A search space as Optuna parameters with stable, readable names, and back into a Candidate.
 
 Parameter names: `layer07.op`, `<stage>.width`, `split.after`, `split2.after`, ...,
-`bottleneck.width`, `bottleneck.bits`, `fuse.after`. Only real choices become parameters.
+`bottleneck.width`, `bottleneck.bits`, `fuse.after`, `fuse.placement`. Only real choices become
+parameters.
 Every sampled point is valid: the k cut parameters share one domain and the candidate takes
 them in sorted order (equal cuts leave a device empty; it relays), so nothing is rejected.
 """
@@ -71,8 +72,10 @@ class SearchSpace:
         self._bottleneck = Param("bottleneck.width", widths)
         self._bits = Param("bottleneck.bits", tuple(spec.bottleneck.bits))
         self._fuse: Param | None = None
+        self._placement: Param | None = None
         if spec.fusion is not None:
             self._fuse = Param("fuse.after", fuse_domain(self.macro))
+            self._placement = Param("fuse.placement", tuple(spec.fusion.placement))
         self._params = self._collect_params()
         layer_or_width = {p.name for _, p in self._layer_params} | {p.name for _, p in self._width_params}
         self._rest_params = tuple(p for p in self._params if p.name not in layer_or_width)
@@ -139,8 +142,9 @@ class SearchSpace:
         for names, domain in self._cut_groups:
             if len(domain) > 1:
                 out += [Param(n, domain) for n in names]
-        if self._fuse is not None and len(self._fuse.choices) > 1:
-            out.append(self._fuse)
+        for p in (self._fuse, self._placement):
+            if p is not None and len(p.choices) > 1:
+                out.append(p)
         for p in (self._bottleneck, self._bits):
             if len(p.choices) > 1:
                 out.append(p)
@@ -181,7 +185,9 @@ class SearchSpace:
         fuse = None
         if self._fuse is not None:
             fuse = self._value(values, self._fuse) if len(self._fuse.choices) > 1 else self._fuse.choices[0]
-            cuts = [fuse]
+            assert self._placement is not None
+            on_aggregator = self._value(values, self._placement) == "aggregator"
+            cuts = [-1 if on_aggregator else fuse]  # aggregator: every sensor sends its raw view
         return Candidate(
             ops=ops,
             widths=widths,
@@ -217,6 +223,8 @@ class SearchSpace:
                 pos += 1
         if self._fuse is not None and len(self._fuse.choices) > 1:
             out[self._fuse.name] = candidate.fuse_after
+        if self._placement is not None and len(self._placement.choices) > 1:
+            out[self._placement.name] = "aggregator" if candidate.cuts == (-1,) else "sensors"
         for p, v in ((self._bottleneck, candidate.bottleneck_width), (self._bits, candidate.bits)):
             if len(p.choices) > 1:
                 out[p.name] = v
@@ -243,10 +251,19 @@ class SearchSpace:
                 raise SpecError(
                     "value not among the choices", field=field, value=value, allowed=list(allowed)
                 )
-        if self._fuse is not None and candidate.cuts != (candidate.fuse_after,):
-            raise SpecError(
-                "a multi-view candidate's cut is its fusion point", field="cuts", value=list(candidate.cuts)
-            )
+        if self._fuse is not None and self._placement is not None:
+            allowed_cuts = {
+                "sensors": (candidate.fuse_after,),
+                "aggregator": (-1,),
+            }
+            if candidate.cuts not in [allowed_cuts[p] for p in self._placement.choices]:
+                raise SpecError(
+                    "a multi-view candidate's cut is its fusion point (placement 'sensors') or -1 "
+                    "(placement 'aggregator')",
+                    field="cuts",
+                    value=list(candidate.cuts),
+                    allowed=list(self._placement.choices),
+                )
         if self.candidate(self.values(candidate)) != candidate:
             raise SpecError("cuts must be sorted", field="cuts", value=list(candidate.cuts))
         return candidate
@@ -261,8 +278,8 @@ class SearchSpace:
         total = math.prod(len(a) for a in self._axes())
         for names, domain in self._cut_groups:
             total *= math.comb(len(domain) + len(names) - 1, len(names))
-        if self._fuse is not None:
-            total *= len(self._fuse.choices)
+        if self._fuse is not None and self._placement is not None:
+            total *= len(self._fuse.choices) * len(self._placement.choices)
         return total * len(self._bottleneck.choices) * len(self._bits.choices)
 
     def enumerate(self, limit: int = 1_000_000) -> Iterator[Candidate]:
@@ -280,21 +297,24 @@ class SearchSpace:
             for names, domain in self._cut_groups
         ]
         fuse_axis = list(self._fuse.choices) if self._fuse is not None else [None]
+        placement_axis = list(self._placement.choices) if self._placement is not None else [None]
         for combo in itertools.product(
             itertools.product(*op_axes),
             itertools.product(*width_axes),
             itertools.product(*cut_axes),
             fuse_axis,
+            placement_axis,
             self._bottleneck.choices,
             self._bits.choices,
         ):
-            ops_v, widths_v, cuts_v, fuse, bw, bits = combo
+            ops_v, widths_v, cuts_v, fuse, placement, bw, bits = combo
             values: dict[str, Any] = {p.name: v for (_, p), v in zip(self._layer_params, ops_v, strict=True)}
             values.update({p.name: v for (_, p), v in zip(self._width_params, widths_v, strict=True)})
             for (names, _), group in zip(self._cut_groups, cuts_v, strict=True):
                 values.update(dict(zip(names, group, strict=True)))
-            if self._fuse is not None:
+            if self._fuse is not None and self._placement is not None:
                 values[self._fuse.name] = fuse
+                values[self._placement.name] = placement
             values[self._bottleneck.name] = bw
             values[self._bits.name] = bits
             yield self.candidate(values)

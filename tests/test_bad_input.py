@@ -203,7 +203,20 @@ def _negative_width(data: dict) -> list[str]:
     return ["stages[0].widths[0]", "-8", "greater than 0"]
 
 
+def _unknown_fusion_merge(data: dict) -> list[str]:
+    data["fusion"]["merge"] = "sum"
+    return ["fusion.merge", "'concat'", "'max'", "'mean'", "sum"]
+
+
+def _unknown_fusion_placement(data: dict) -> list[str]:
+    data["fusion"]["placement"] = ["sensors", "cloud"]
+    return ["fusion.placement[1]", "'sensors'", "'aggregator'", "cloud"]
+
+
 for _src in ALL_SPACES:
+    if "fusion" in load(_src):
+        broken_space("unknown-fusion-merge", _src, _unknown_fusion_merge)
+        broken_space("unknown-fusion-placement", _src, _unknown_fusion_placement)
     broken_space("unknown-op", _src, _unknown_op)
     broken_space("split-beyond-last-layer", _src, _split_beyond)
     broken_space("unknown-top-key", _src, _unknown_top_key_space)
@@ -255,6 +268,12 @@ def _missing_compute(data: dict) -> list[str]:
     return [f"devices.{name}.compute", "required field is missing"]
 
 
+def _unknown_memory_model(data: dict) -> list[str]:
+    name, device = next(iter(data["devices"].items()))
+    device["memory_model"] = "peak"
+    return [f"devices.{name}.memory_model", "'liveness'", "'splitnets'"]
+
+
 def _missing_topology_kind(data: dict) -> list[str]:
     del data["topology"]["kind"]
     return ["topology.kind", "required field is missing"]
@@ -285,6 +304,7 @@ for _src in ALL_OBJECTIVES:
     broken_objective("unknown-nested-key", _src, _unknown_nested_key_objective)
     broken_objective("unknown-topology-key", _src, _unknown_topology_key)
     broken_objective("missing-compute", _src, _missing_compute)
+    broken_objective("unknown-memory-model", _src, _unknown_memory_model)
     broken_objective("missing-topology-kind", _src, _missing_topology_kind)
     broken_objective("unknown-topology-device", _src, _unknown_topology_device)
 

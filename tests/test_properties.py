@@ -312,7 +312,7 @@ def test_monotonicity_covers_every_topology() -> None:
 
 @pytest.mark.parametrize("o_label", MONOTONE_OBJECTIVES)
 @PROPERTY
-@given(data=st.data(), seed=st.integers(0, 2**32 - 1), base=st.floats(1e3, 1e12), factor=st.floats(1e-4, 1.0))
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1), base=st.floats(1e4, 1e12), factor=st.floats(1e-4, 1.0))
 def test_latency_never_decreases_when_bandwidth_decreases(
     o_label: str, data: st.DataObject, seed: int, base: float, factor: float
 ) -> None:
@@ -355,7 +355,7 @@ compute_models = st.one_of(
 @given(
     s_label=st.sampled_from(CHAIN_SPACES),
     models=st.lists(compute_models, min_size=1, max_size=4),
-    bandwidth=st.sampled_from([math.inf, 1e30]),
+    bandwidth=st.sampled_from([1e18]),  # the largest a spec accepts: transfers of at most ~1e-10 s
     seed=st.integers(0, 2**32 - 1),
 )
 def test_free_chain_latency_is_total_compute(
@@ -384,9 +384,9 @@ def test_free_chain_latency_is_total_compute(
         system.devices[dev].compute.layer_time_s(layer)
         for dev, layer in zip(ev.placement, network.layers, strict=True)
     )
-    assert ev.latency_s == pytest.approx(sum(ev.compute_s.values()), rel=1e-9, abs=1e-18)
-    assert ev.latency_s == pytest.approx(by_layer, rel=1e-9, abs=1e-18)
-    assert all(t == pytest.approx(0.0, abs=1e-18) for t in ev.transfer_s.values())
+    assert ev.latency_s == pytest.approx(sum(ev.compute_s.values()), rel=1e-9, abs=1e-10)
+    assert ev.latency_s == pytest.approx(by_layer, rel=1e-9, abs=1e-10)
+    assert all(t == pytest.approx(0.0, abs=1e-10) for t in ev.transfer_s.values())
     # layers run on the chain's devices in order, switching device exactly at the cuts
     order = [names.index(dev) for dev in ev.placement]
     assert order == sorted(order)
@@ -471,7 +471,9 @@ def check_candidate(space: SearchSpace, system: System, cand: Candidate) -> Eval
     assert cand.bits in space.spec.bottleneck.bits
     if space.spec.fusion is not None:
         assert cand.fuse_after is not None
-        assert cand.cuts == (cand.fuse_after,)
+        # on the sensors the cut is the fusion point; all on the aggregator the raw views are sent
+        cuts = {"sensors": (cand.fuse_after,), "aggregator": (-1,)}
+        assert cand.cuts in [cuts[p] for p in space.spec.fusion.placement]
     else:
         assert cand.fuse_after is None
         assert len(cand.cuts) == system.cut_count
@@ -488,7 +490,7 @@ def check_candidate(space: SearchSpace, system: System, cand: Candidate) -> Eval
     ev = evaluate(network, system)
     assert math.isfinite(ev.latency_s) and ev.latency_s >= 0
     assert all(dev in system.devices for dev in ev.placement)
-    if system.kind == "chain":
+    if system.kind in ("chain", "tree"):  # tree: every view's per-view layers run once, somewhere
         assert sum(ev.macs.values()) == network.macs, "a layer ran on two devices (or none)"
     return ev
 

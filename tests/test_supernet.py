@@ -5,6 +5,7 @@ quantisation act on the sent feature, and the data loaders read their formats.""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import tomllib
 from pathlib import Path
@@ -40,7 +41,9 @@ def small_variant(name: str) -> SearchSpaceSpec:
     data = tomllib.loads((ROOT / "search_spaces" / f"{name}.toml").read_text())
     data["input"] = {**data["input"], "height": 16, "width": 16}
     if "fusion" in data:
-        data["fusion"] = {**data["fusion"], "views": 2, "points": [27, 37]}
+        points = data["fusion"].get("points", "all")
+        late = points if isinstance(points, list) and len(points) <= 2 else [27, 37]
+        data["fusion"] = {**data["fusion"], "views": 2, "points": late}
     return parse_spec(SearchSpaceSpec, data, name)
 
 
@@ -225,6 +228,55 @@ def test_packet_loss_and_quantisation_of_the_sent_feature() -> None:
     assert (sent == 0).float().mean() > 0.3
     for i in range(3):
         assert len(torch.unique(sent[i].round(decimals=4))) <= 4 + 1  # 2-bit levels, plus the lost zeros
+
+
+def test_cut_inside_a_residual_block_sends_the_skip_tensor() -> None:
+    """A cut after the depthwise conv of a residual MBConv: the supernet sends the depthwise
+    output and the block input (both quantised, both lossy), as many elements as the cost model
+    counts, and the MACs still match."""
+    ops = {"mb": {"type": "mbconv", "expansion": 2, "split_tap": "depthwise"}}
+    stages = [
+        {"name": "stem", "widths": [8], "layers": [{"op": "conv3"}]},
+        {"name": "body", "widths": [8], "layers": [{"op": "mb"}]},
+        {"name": "head", "widths": [8], "layers": [{"op": "gap"}, {"op": "classifier"}]},
+    ]
+    spec = space_spec(ops=ops, stages=stages, bottleneck={"bits": [2]})
+    space = SearchSpace(spec, cuts=1)
+    cand = space.candidate({"split.after": 1})
+    network = space.network(cand)
+    assert network.sent_elems == ((16 + 8) * 16 * 16,)
+    net = Supernet(spec)
+    ctx = RunContext(keep_sent=True, loss_rate=0.5, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net(torch.randn(2, 3, 16, 16), cand, ctx)
+    feature, skip = ctx.sent
+    assert (tuple(feature.shape[1:]), tuple(skip.shape[1:])) == ((16, 16, 16), (8, 16, 16))
+    assert sum(t[0].numel() for t in ctx.sent) == network.sent_elems[0]
+    for t in (feature, skip):
+        assert (t == 0).float().mean() > 0.3  # packet loss
+        assert len(torch.unique(t[0].round(decimals=4))) <= 4 + 1  # 2-bit levels, plus zeros
+    assert net.subnet_macs(cand) == network.macs
+
+
+@pytest.mark.parametrize("merge", ["concat", "max", "mean"])
+def test_multi_view_placements_and_fusions_walk_the_same_layers(merge: str) -> None:
+    """Both placements (the per-view layers on the sensors, or all on the aggregator) with a
+    Conv-Reduce before every fusion kind: same blocks, shapes and MACs as the cost model, and
+    all on the aggregator nothing is reduced at the input."""
+    fusion = {"views": 2, "points": [1, 2], "merge": merge, "placement": ["sensors", "aggregator"]}
+    spec = space_spec(fusion=fusion, bottleneck={"widths": [4], "bits": [8]})
+    space = SearchSpace(spec)
+    net = Supernet(spec)
+    for placement, fuse in itertools.product(["sensors", "aggregator"], [1, 2]):
+        base = {p.name: p.choices[0] for p in space.params()}
+        cand = space.candidate({**base, "fuse.placement": placement, "fuse.after": fuse})
+        network = space.network(cand)
+        types = [layer.op_type for layer in network.layers]
+        assert types.index("conv_reduce") == network.fuse_after  # the last per-view layer
+        assert network.cut_after == ((-1,) if placement == "aggregator" else (network.fuse_after,))
+        x = _input(spec, cand, n=2)
+        assert _executed_blocks(net, x, cand) == _analytic_blocks(network)
+        assert net.subnet_macs(cand) == network.macs
 
 
 def _config(tmp_path: Path, **kw: object) -> dict:

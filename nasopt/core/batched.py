@@ -179,6 +179,45 @@ class _Table:
         )
 
 
+def _refuse_scalar_only(macro: Macro, system: System) -> None:
+    """What only the scalar path models yet: a clear error naming the field (the scalar
+    `build_network` + `evaluate` cover all of these)."""
+    for name, device in system.devices.items():
+        if device.memory_model != "liveness":
+            raise SpecError(
+                "batched evaluation counts peak memory with the liveness model only (the scalar path "
+                "covers the others)",
+                field=f"devices.{name}.memory_model",
+                value=device.memory_model,
+                allowed="liveness",
+            )
+    fusion = macro.spec.fusion
+    if fusion is not None and fusion.merge != "concat":
+        raise SpecError(
+            "batched evaluation fuses views by concatenation only (the scalar path covers View-Pool)",
+            field="fusion.merge",
+            value=fusion.merge,
+            allowed="concat",
+        )
+    if fusion is not None and "aggregator" in fusion.placement:
+        raise SpecError(
+            "batched evaluation runs the per-view layers on the sensors only (the scalar path covers"
+            " all-on-aggregator)",
+            field="fusion.placement",
+            value=list(fusion.placement),
+            allowed="['sensors']",
+        )
+    for name, op in macro.ops.items():
+        if op.split_tap == "depthwise" and op.shortcut and op.expansion >= 1:
+            raise SpecError(
+                "batched evaluation does not send a residual's skip tensor across a cut inside its"
+                " block (the scalar path does)",
+                field=f"ops.{name}.split_tap",
+                value="depthwise",
+                allowed="shortcut = false or split_tap = 'output'",
+            )
+
+
 def _time_s(model: ComputeModel, cost: LayerCost | None) -> float:
     """The model's time for a layer; NaN where it raises (a lookup table without the layer and
     no fallback), so that only a candidate that really runs the layer gets the scalar's error."""
@@ -206,6 +245,7 @@ class BatchEvaluator:
     and kept (a table has one entry per reachable input shape x op x width of every layer)."""
 
     def __init__(self, macro: Macro, system: System) -> None:
+        _refuse_scalar_only(macro, system)
         if system.kind == "mesh":
             spec = macro.spec
             taps = sorted(name for name, op in macro.ops.items() if op.split_tap == "depthwise")
@@ -756,7 +796,8 @@ class BatchEvaluator:
         root = system.root
         assert root is not None
         root_out = main.out_elems[keys[par.start - 1]] if par.start > 0 else np.full(n, self._input_elems)
-        root_bytes = root_out * bits / 8.0
+        # a parallel first stage: the root forwards the raw input at the input's bit width
+        root_bytes = root_out * (bits if par.start > 0 else spec.input_bits) / 8.0
         slowest = zero
         starts = sorted(par.branch_first)
         for b, device in enumerate(system.branches):
@@ -996,12 +1037,8 @@ def _bottom_up(system: System) -> list[str]:
 
 def _transfer_s(link: Link, payload_bytes: np.ndarray) -> np.ndarray:
     """`Link.transfer_time_s` over an array of payloads."""
-    t = (
-        link.latency_s
-        + link.size_intercept_s
-        + link.size_s_per_byte * payload_bytes
-        + 8.0 * payload_bytes / link.bandwidth_bps
-    )
+    intercept_s, s_per_byte = link.size_term()  # f(S|W) at the link's bandwidth
+    t = link.latency_s + intercept_s + s_per_byte * payload_bytes + 8.0 * payload_bytes / link.bandwidth_bps
     return np.where(payload_bytes > 0, t, 0.0)
 
 

@@ -4,13 +4,15 @@ Chain: JMSNAS eq. 1, T = sum over devices of compute plus the transfer to the ne
 Mesh: JMSNAS eq. 2, the chain part plus the slowest root -> branch -> aggregator path.
 Tree: SplitNets multi-view; every leaf runs the per-view head on its view, payloads travel up
 (hubs forward what they received), the root starts when the last arrives, fuses, runs the tail.
+All-on-aggregator (the cut before the first layer): the leaves send their raw views and the root
+runs the per-view layers once per view, then fuses and runs the rest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nasopt.core.memory import payload_bytes, peak_memory_bytes, weight_bytes
+from nasopt.core.memory import activation_elements, payload_bytes, peak_memory_bytes, weight_bytes
 from nasopt.core.network import Network
 from nasopt.core.system import Link, System
 from nasopt.errors import SpecError
@@ -75,21 +77,24 @@ class _Acc:
         self.compute_s: dict[str, float] = {}
         self.memory: dict[str, int] = {}
         self.weights: dict[str, int] = {}
+        self.activation: dict[str, int] = {}
         self.macs: dict[str, int] = {}
         self.transfer_s: dict[str, float] = {}
         self.sent: dict[str, float] = {}
         self.energy_j = 0.0
         self.placement = [""] * len(network.layers)
 
-    def run(self, device: str, start: int, end: int, buffered_bytes: float = 0.0) -> float:
+    def run(self, device: str, start: int, end: int, buffered_bytes: float = 0.0, repeat: int = 1) -> float:
+        """Run layers [start, end) on `device` `repeat` times in a row (one per view: the weights
+        are held once, the compute, MACs and energy count every run)."""
         dev = self.sys.devices[device]
         layers = self.net.layers
         t = 0.0
         params = 0
-        live = 0
         macs = 0
         model = dev.compute
         times = model.layer_times_s
+        live = tensor = 0
         for layer in layers[start:end]:
             lt = times.get(layer)
             t += lt if lt is not None else model.layer_time_s(layer)
@@ -97,15 +102,27 @@ class _Acc:
             macs += layer.macs
             if layer.peak_live_elems > live:
                 live = layer.peak_live_elems
+            if layer.peak_tensor_elems > tensor:
+                tensor = layer.peak_tensor_elems
+        live = activation_elements(dev.memory_model, live, tensor)
+        if repeat != 1:
+            t *= repeat
+            macs *= repeat
         self.placement[start:end] = [device] * (end - start)
         net = self.net
         weights = weight_bytes(params, net.weight_bits)
-        mem = peak_memory_bytes(
-            params, live, buffered_bytes, weight_bits=net.weight_bits, activation_bits=net.activation_bits
+        # activations and buffered payloads: the largest over this device's runs, on top of
+        # the weights of all of them (a tree's root may run per-view and fused layers)
+        act = peak_memory_bytes(
+            0, live, buffered_bytes, weight_bits=net.weight_bits, activation_bits=net.activation_bits
         )
         self.compute_s[device] = self.compute_s.get(device, 0.0) + t
-        self.weights[device] = self.weights.get(device, 0) + weights
-        self.memory[device] = max(self.memory.get(device, 0), mem)
+        if device in self.weights:  # a second run on this device (a tree's root)
+            weights += self.weights[device]
+            act = max(act, self.activation[device])
+        self.weights[device] = weights
+        self.activation[device] = act
+        self.memory[device] = weights + act
         self.macs[device] = self.macs.get(device, 0) + macs
         self.energy_j += macs * dev.energy_j_per_mac
         return t
@@ -193,9 +210,11 @@ def _evaluate_mesh(network: Network, system: System) -> Evaluation:
     root = system.root
     assert root is not None  # build_system gives every mesh a root
     root_t = acc.compute_s.get(root, 0.0)
-    root_out = network.layers[first_branch - 1].out_elems if first_branch > 0 else _input_elems(network)
     bits = network.feature_bits
-    root_bytes = payload_bytes(root_out, bits)
+    if first_branch > 0:
+        root_bytes = payload_bytes(network.layers[first_branch - 1].out_elems, bits)
+    else:  # the parallel stage comes first: the root forwards the raw input as it received it
+        root_bytes = payload_bytes(_input_elems(network), network.input_bits)
     slowest = 0.0
     for b, device in enumerate(system.branches, start=1):
         start, end = spans[b]
@@ -239,7 +258,7 @@ def _evaluate_tree(network: Network, system: System) -> Evaluation:
     payload = _payload_bytes(network, 0)
     # every leaf runs the per-view head; hubs forward the sum of what they received once the
     # last of it has arrived; the root starts when everything is in
-    ready = {leaf: acc.run(leaf, 0, cut + 1) for leaf in system.leaves}
+    ready = {leaf: acc.run(leaf, 0, cut + 1, payload) for leaf in system.leaves}
     carried = dict.fromkeys(system.leaves, payload)
     senders = _senders(system)
     pending = list(system.leaves)
@@ -258,7 +277,11 @@ def _evaluate_tree(network: Network, system: System) -> Evaluation:
     assert root is not None  # build_system gives every tree a root
     start = max(t for t, _ in hub_in[root])
     received = sum(s for _, s in hub_in[root])
-    root_t = acc.run(root, cut + 1, len(network.layers), received)
+    fused = network.fuse_after + 1  # the first layer that runs once, on all views
+    root_t = 0.0
+    if cut + 1 < fused:  # the per-view layers the sensors left: once per view
+        root_t += acc.run(root, cut + 1, fused, received, repeat=network.views)
+    root_t += acc.run(root, max(cut + 1, fused), len(network.layers), received)
     for i in range(cut + 1):
         acc.placement[i] = system.leaves[0]
     return acc.result(start + root_t)

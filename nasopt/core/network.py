@@ -9,8 +9,18 @@ from dataclasses import dataclass, field
 
 from nasopt.core.candidate import Candidate
 from nasopt.core.macro import Macro, MacroLayer
-from nasopt.core.ops import LayerCost, OpSpec, Shape, layer_cost, merge_cost, shape_elems, tap_costs
+from nasopt.core.ops import (
+    VIEW_FUSION_TYPES,
+    LayerCost,
+    OpSpec,
+    Shape,
+    layer_cost,
+    merge_cost,
+    shape_elems,
+    tap_costs,
+)
 from nasopt.core.walk import CutStep, LayerStep, ParallelStep, walk
+from nasopt.spec import OpType
 
 
 @dataclass(eq=False)
@@ -28,6 +38,7 @@ class Network:
     activation_bits: int
     weight_bits: int
     input_shape: Shape
+    input_bits: int  # bit width of the raw input when it is sent
     branch_spans: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
@@ -58,6 +69,8 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     append = layers.append
     flat_of: dict[int, int] = {}  # macro layer index of a cut -> flat index of its last part
     first_cut = candidate.cuts[0] if candidate.cuts else None
+    # the Conv-Reduce sits at the first cut, multi-view at the fusion point (wherever the cut is)
+    neck_point = candidate.fuse_after if candidate.fuse_after is not None else first_cut
     tap_cut: dict[int, int] = {}  # macro layer index -> flat index of its head part
     branch_spans: dict[int, tuple[int, int]] = {}
     merged_at: set[int] = set()
@@ -95,10 +108,18 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         append(recover)
         return recover.out_shape
 
+    merge = spec.fusion.merge if spec.fusion is not None else "concat"
+
     def fuse(shape: Shape) -> Shape:
-        fused = layer_cost(
-            "view_fuse", "view_fuse", OpSpec(type="view_fuse"), shape, shape[0] * views, 1, spec.num_classes
-        )
+        c, h, w = shape
+        if merge == "concat":  # View-Fuse: V*c channels
+            fused = layer_cost(
+                "view_fuse", "view_fuse", OpSpec(type="view_fuse"), shape, c * views, 1, spec.num_classes
+            )
+        else:  # View-Pool over the V stacked views: c channels
+            kind: OpType = "view_max" if merge == "max" else "view_mean"
+            stacked = (c * views, h, w)
+            fused = layer_cost("view_pool", kind, OpSpec(type=kind), stacked, c, 1, spec.num_classes)
         append(fused)
         return fused.out_shape
 
@@ -161,18 +182,20 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
     for point in candidate.cuts:
         # every cut at the bottleneck's position falls after the Conv-Reduce: devices between
         # equal cuts relay the reduced feature, the Conv-Recover runs on the next busy device
-        at_bottleneck = reduced and point == first_cut and point not in merged_at
+        at_bottleneck = reduced and point == neck_point and point not in merged_at
+        skip = 0
         if point == -1:
             flat = 0 if at_bottleneck else -1
         elif point in tap_cut:
             flat = tap_cut[point] + (1 if at_bottleneck else 0)
+            skip = layers[tap_cut[point]].skip_elems  # a residual's input travels too (unreduced)
         else:
             flat = flat_of[point] + (1 if at_bottleneck else 0)
         cut_after.append(flat)
         if flat == last:
             elems = 0  # the final result stays where it was computed (Wang et al.; SplitNets)
         elif flat >= 0:
-            elems = layers[flat].out_elems
+            elems = layers[flat].out_elems + skip
         else:
             elems = shape_elems(input_shape)
         sent_elems.append(elems)
@@ -182,7 +205,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         branch_of[lo : hi + 1] = [b] * (hi - lo + 1)
     fuse_flat = None
     if candidate.fuse_after is not None:
-        fuse_flat = next(j for j, layer in enumerate(layers) if layer.op_type == "view_fuse") - 1
+        fuse_flat = next(j for j, layer in enumerate(layers) if layer.op_type in VIEW_FUSION_TYPES) - 1
     return Network(
         layers=layers,
         branch=branch_of,
@@ -195,6 +218,7 @@ def build_network(macro: Macro, candidate: Candidate) -> Network:
         activation_bits=spec.activation_bits,
         weight_bits=spec.weight_bits,
         input_shape=input_shape,
+        input_bits=spec.input_bits,
         branch_spans=branch_spans,
     )
 

@@ -8,6 +8,7 @@ depthwise conv is counted at its output resolution; squeeze-excitation is two FC
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -40,7 +41,12 @@ class LayerCost:
     peak_live_elems: int
     macs_by_kernel: tuple[tuple[str, int], ...]
     primitive_count: int
+    # the largest single tensor the layer reads, holds inside or writes (the SplitNets memory model)
+    peak_tensor_elems: int
     lookup_key: str | None = None
+    # a residual block cut inside (after its depthwise tap): the block input that the residual
+    # sum needs, which travels across the cut with this layer's output
+    skip_elems: int = 0
 
     @property
     def out_elems(self) -> int:
@@ -53,6 +59,10 @@ class LayerCost:
         return c * h * w
 
 
+VIEW_FUSION_TYPES = frozenset({"view_fuse", "view_max", "view_mean"})
+"""Op types that fuse the views of a multi-view network (the first layer run once)."""
+
+
 def shape_elems(shape: Shape) -> int:
     return shape[0] * shape[1] * shape[2]
 
@@ -60,10 +70,14 @@ def shape_elems(shape: Shape) -> int:
 def tap_costs(
     name: str, op_name: str, op: OpSpec, shape: Shape, out_c: int, stride: int, num_classes: int
 ) -> tuple[LayerCost, LayerCost]:
-    """An MBConv cut right after its depthwise conv (NASC's extended blocks): head and tail."""
+    """An MBConv cut right after its depthwise conv (NASC's extended blocks): head and tail.
+
+    A residual block cut there sends its input along (`head.skip_elems`): the tail adds it to the
+    projection, so the tail's device holds it too."""
     whole = layer_cost(name, op_name, op, shape, out_c, stride, num_classes)
     hidden = _hidden(shape[0], op)
     h, w = _out_hw(shape, stride)
+    skip = shape_elems(shape) if is_residual(op, shape[0], out_c, stride) else 0
     project_macs = hidden * out_c // op.groups * h * w
     project_params = hidden * out_c // op.groups + 2 * out_c
     head = LayerCost(
@@ -77,6 +91,8 @@ def tap_costs(
         peak_live_elems=whole.peak_live_elems,
         macs_by_kernel=_sub_kernel(whole.macs_by_kernel, "conv1", project_macs),
         primitive_count=whole.primitive_count - 1,
+        peak_tensor_elems=max(shape_elems(shape), hidden * shape[1] * shape[2], hidden * h * w),
+        skip_elems=skip,
     )
     tail = LayerCost(
         name=f"{name}.tail",
@@ -86,11 +102,17 @@ def tap_costs(
         out_shape=(out_c, h, w),
         macs=project_macs,
         params=project_params,
-        peak_live_elems=(hidden + out_c) * h * w,
+        peak_live_elems=(hidden + out_c) * h * w + skip,
         macs_by_kernel=(("conv1", project_macs),),
         primitive_count=1,
+        peak_tensor_elems=max(hidden, out_c) * h * w,
     )
     return head, tail
+
+
+def is_residual(op: OpSpec, in_c: int, out_c: int, stride: int) -> bool:
+    """Whether an MBConv adds its input to its output (same shape in and out, shortcut on)."""
+    return op.shortcut and stride == 1 and in_c == out_c and op.expansion >= 1
 
 
 def _sub_kernel(pairs: tuple[tuple[str, int], ...], key: str, macs: int) -> tuple[tuple[str, int], ...]:
@@ -114,8 +136,19 @@ def merge_cost(merge: str, outs: list[Shape], name: str) -> LayerCost:
     else:
         out = (sum(o[0] for o in outs), h, w)
     in_elems = sum(shape_elems(o) for o in outs)
+    largest = max(shape_elems(out), *(shape_elems(o) for o in outs))
     return LayerCost(
-        name, merge, "merge", (in_elems // (h * w), h, w), out, 0, 0, in_elems + shape_elems(out), (), 0
+        name,
+        merge,
+        "merge",
+        (in_elems // (h * w), h, w),
+        out,
+        0,
+        0,
+        in_elems + shape_elems(out),
+        (),
+        0,
+        peak_tensor_elems=largest,
     )
 
 
@@ -131,145 +164,220 @@ def _fmt_num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+@dataclass(slots=True)
+class _Layer:
+    """What one op kind's cost function sees, plus `conv`, which records MACs per kernel size."""
+
+    name: str
+    op_name: str
+    op: OpSpec
+    shape: Shape
+    out_c: int
+    stride: int
+    num_classes: int
+    kernel: list[tuple[str, int]]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return _out_hw(self.shape, self.stride)
+
+    def conv(self, cin: int, cout: int, k: int, groups: int, hh: int, ww: int) -> tuple[int, int]:
+        """MACs and params (weights plus two batch-norm params per output channel) of one conv."""
+        if cin % groups or cout % groups:
+            raise ValueError(f"{self.name}: {cin}->{cout} channels not divisible by groups={groups}")
+        macs = k * k * (cin // groups) * cout * hh * ww
+        self.kernel.append((f"conv{k}", macs))
+        return macs, k * k * (cin // groups) * cout + 2 * cout
+
+    def cost(
+        self,
+        out: Shape,
+        macs: int,
+        params: int,
+        live: int,
+        prims: int,
+        key: str | None = None,
+        *,
+        tensor: int = 0,
+    ) -> LayerCost:
+        """The layer's cost; `tensor`: its largest inner tensor, if larger than input and output."""
+        return LayerCost(
+            name=self.name,
+            op=self.op_name,
+            op_type=self.op.type,
+            in_shape=self.shape,
+            out_shape=out,
+            macs=macs,
+            params=params,
+            peak_live_elems=live,
+            macs_by_kernel=tuple(self.kernel),
+            primitive_count=prims,
+            peak_tensor_elems=max(shape_elems(self.shape), shape_elems(out), tensor),
+            lookup_key=key,
+        )
+
+
+def _conv_cost(x: _Layer) -> LayerCost:
+    (c, h, w), op = x.shape, x.op
+    oh, ow = x.out_hw
+    macs, params = x.conv(c, x.out_c, op.kernel, op.groups, oh, ow)
+    out = (x.out_c, oh, ow)
+    key = f"ConvNorm_H{h}_W{w}_Cin{c}_Cout{x.out_c}_kernel{op.kernel}_stride{x.stride}_group{op.groups}"
+    return x.cost(out, macs, params, shape_elems(x.shape) + shape_elems(out), 1, key)
+
+
+def _dwconv_cost(x: _Layer) -> LayerCost:
+    c = x.shape[0]
+    oh, ow = x.out_hw
+    macs, params = x.conv(c, c, x.op.kernel, c, oh, ow)
+    out = (c, oh, ow)
+    return x.cost(out, macs, params, shape_elems(x.shape) + shape_elems(out), 1)
+
+
+def _dwsep_cost(x: _Layer) -> LayerCost:
+    c = x.shape[0]
+    oh, ow = x.out_hw
+    m1, p1 = x.conv(c, c, x.op.kernel, c, oh, ow)
+    m2, p2 = x.conv(c, x.out_c, 1, x.op.groups, oh, ow)
+    out = (x.out_c, oh, ow)
+    live = max(shape_elems(x.shape) + c * oh * ow, c * oh * ow + shape_elems(out))
+    return x.cost(out, m1 + m2, p1 + p2, live, 2, tensor=c * oh * ow)
+
+
+def _mbconv_cost(x: _Layer) -> LayerCost:
+    shape, op, out_c, stride = x.shape, x.op, x.out_c, x.stride
+    c, h, w = shape
+    oh, ow = x.out_hw
+    hidden = _hidden(c, op)
+    macs = params = live = prims = 0
+    held = shape_elems(shape) if is_residual(op, c, out_c, stride) else 0
+    cur = shape
+    if op.expansion != 1 or op.always_expand:
+        m, p = x.conv(c, hidden, 1, op.groups, h, w)
+        macs, params = macs + m, params + p
+        live = max(live, shape_elems(cur) + hidden * h * w)
+        cur = (hidden, h, w)
+        prims += 1
+    m, p = x.conv(cur[0], cur[0], op.kernel, cur[0], oh, ow)
+    macs, params = macs + m, params + p
+    live = max(live, shape_elems(cur) + cur[0] * oh * ow + (held if cur is not shape else 0))
+    cur = (cur[0], oh, ow)
+    prims += 1
+    if op.se_ratio > 0:
+        se = max(1, int(c * op.se_ratio))
+        se_macs = 2 * cur[0] * se
+        x.kernel.append(("fc", se_macs))
+        macs += se_macs
+        params += cur[0] * se + se + se * cur[0] + cur[0]
+        prims += 2
+    m, p = x.conv(cur[0], out_c, 1, op.groups, oh, ow)
+    macs, params = macs + m, params + p
+    out = (out_c, oh, ow)
+    live = max(live, shape_elems(cur) + shape_elems(out) + held)
+    prims += 1
+    e = _fmt_num(op.expansion)
+    key = f"ConvBlock_H{h}_W{w}_Cin{c}_Cout{out_c}_exp{e}_kernel{op.kernel}_stride{stride}_group{op.groups}"
+    return x.cost(out, macs, params, live, prims, key, tensor=max(shape_elems(cur), hidden * h * w))
+
+
+def _skip_cost(x: _Layer) -> LayerCost:
+    c, h, w = x.shape
+    key = f"Skip_H{h}_W{w}_Cin{c}_Cout{x.out_c}_stride{x.stride}"
+    if c == x.out_c and x.stride == 1:
+        return x.cost(x.shape, 0, 0, shape_elems(x.shape), 0, key)
+    oh, ow = x.out_hw
+    macs, params = x.conv(c, x.out_c, 1, 1, oh, ow)
+    out = (x.out_c, oh, ow)
+    return x.cost(out, macs, params, shape_elems(x.shape) + shape_elems(out), 1, key)
+
+
+def _fire_cost(x: _Layer) -> LayerCost:
+    c, out_c = x.shape[0], x.out_c
+    oh, ow = x.out_hw
+    squeeze = max(1, round(out_c * x.op.squeeze_ratio))
+    e1 = out_c // 2
+    m1, p1 = x.conv(c, squeeze, 1, 1, oh, ow)
+    m2, p2 = x.conv(squeeze, e1, 1, 1, oh, ow)
+    m3, p3 = x.conv(squeeze, out_c - e1, 3, 1, oh, ow)
+    out = (out_c, oh, ow)
+    live = max(shape_elems(x.shape) + squeeze * oh * ow, squeeze * oh * ow + shape_elems(out))
+    return x.cost(out, m1 + m2 + m3, p1 + p2 + p3, live, 3, tensor=squeeze * oh * ow)
+
+
+def _fc_cost(x: _Layer) -> LayerCost:
+    n_in = shape_elems(x.shape)
+    n_out = x.num_classes if x.op.type == "classifier" else x.out_c
+    macs = n_in * n_out
+    x.kernel.append(("fc", macs))
+    return x.cost((n_out, 1, 1), macs, n_in * n_out + n_out, n_in + n_out, 1, f"FC_Cin{n_in}_Cout{n_out}")
+
+
+def _svd_fc_cost(x: _Layer) -> LayerCost:
+    n_in, n_out = shape_elems(x.shape), x.out_c
+    rank = x.op.rank or max(1, min(n_in, n_out) // 8)
+    macs = n_in * rank + rank * n_out
+    x.kernel.append(("fc", macs))
+    return x.cost((n_out, 1, 1), macs, macs + n_out, n_in + n_out, 2)
+
+
+def _gap_cost(x: _Layer) -> LayerCost:
+    c, h, w = x.shape
+    key = f"AvgP_H{h}_W{w}_Cin{c}_Cout{c}_kernel{h}_stride1"
+    return x.cost((c, 1, 1), 0, 0, shape_elems(x.shape) + c, 1, key)
+
+
+def _maxpool_cost(x: _Layer) -> LayerCost:
+    c, h, w = x.shape
+    k = x.op.kernel
+    out = (c, max(1, h // k), max(1, w // k))
+    return x.cost(out, 0, 0, shape_elems(x.shape) + shape_elems(out), 1)
+
+
+def _view_fuse_cost(x: _Layer) -> LayerCost:
+    """View-Fuse: the V views' features (input: one view's) concatenated to `out_c` channels."""
+    out = (x.out_c, x.shape[1], x.shape[2])
+    return x.cost(out, 0, 0, 2 * shape_elems(out), 0)
+
+
+def _view_pool_cost(x: _Layer) -> LayerCost:
+    """View-Pool (max or mean over views): input the V views stacked (V*c channels), output one
+    view's c = `out_c` channels; no MACs, like the other poolings."""
+    c, h, w = x.shape
+    if c % x.out_c:
+        raise ValueError(f"{x.name}: {c} stacked channels are not a whole number of {x.out_c}-channel views")
+    out = (x.out_c, h, w)
+    return x.cost(out, 0, 0, shape_elems(x.shape) + shape_elems(out), 0)
+
+
+OpCost = Callable[[_Layer], LayerCost]
+
+OP_COSTS: dict[str, OpCost] = {
+    "conv": _conv_cost,
+    "conv_reduce": _conv_cost,
+    "conv_recover": _conv_cost,
+    "dwconv": _dwconv_cost,
+    "dwsep": _dwsep_cost,
+    "mbconv": _mbconv_cost,
+    "skip": _skip_cost,
+    "fire": _fire_cost,
+    "fc": _fc_cost,
+    "classifier": _fc_cost,
+    "svd_fc": _svd_fc_cost,
+    "gap": _gap_cost,
+    "maxpool": _maxpool_cost,
+    "view_fuse": _view_fuse_cost,
+    "view_max": _view_pool_cost,
+    "view_mean": _view_pool_cost,
+}
+"""The cost function of every op kind (`OpSpec.type`); one entry per kind of `OP_TYPES`."""
+
+
 @lru_cache(maxsize=65536)
 def layer_cost(
     name: str, op_name: str, op: OpSpec, shape: Shape, out_c: int, stride: int, num_classes: int
 ) -> LayerCost:
     """Costs of op `op` on input `shape`; cached: every sample of a space reuses these objects."""
-    c, h, w = shape
-    oh, ow = _out_hw(shape, stride)
-    t = op.type
-    kernel: list[tuple[str, int]] = []
-    key: str | None = None
-
-    def conv(cin: int, cout: int, k: int, groups: int, hh: int, ww: int) -> tuple[int, int]:
-        if cin % groups or cout % groups:
-            raise ValueError(f"{name}: {cin}->{cout} channels not divisible by groups={groups}")
-        macs = k * k * (cin // groups) * cout * hh * ww
-        kernel.append((f"conv{k}", macs))
-        return macs, k * k * (cin // groups) * cout + 2 * cout
-
-    if t in ("conv", "conv_reduce", "conv_recover"):
-        macs, params = conv(c, out_c, op.kernel, op.groups, oh, ow)
-        out: Shape = (out_c, oh, ow)
-        live = shape_elems(shape) + shape_elems(out)
-        prims = 1
-        key = f"ConvNorm_H{h}_W{w}_Cin{c}_Cout{out_c}_kernel{op.kernel}_stride{stride}_group{op.groups}"
-    elif t == "dwconv":
-        macs, params = conv(c, c, op.kernel, c, oh, ow)
-        out = (c, oh, ow)
-        live = shape_elems(shape) + shape_elems(out)
-        prims = 1
-    elif t == "dwsep":
-        m1, p1 = conv(c, c, op.kernel, c, oh, ow)
-        m2, p2 = conv(c, out_c, 1, op.groups, oh, ow)
-        macs, params = m1 + m2, p1 + p2
-        out = (out_c, oh, ow)
-        live = max(shape_elems(shape) + c * oh * ow, c * oh * ow + shape_elems(out))
-        prims = 2
-    elif t == "mbconv":
-        hidden = _hidden(c, op)
-        macs = params = 0
-        live = 0
-        residual = op.shortcut and stride == 1 and c == out_c and op.expansion >= 1
-        held = shape_elems(shape) if residual else 0
-        prims = 0
-        cur = shape
-        if op.expansion != 1 or op.always_expand:
-            m, p = conv(c, hidden, 1, op.groups, h, w)
-            macs, params = macs + m, params + p
-            live = max(live, shape_elems(cur) + hidden * h * w)
-            cur = (hidden, h, w)
-            prims += 1
-        m, p = conv(cur[0], cur[0], op.kernel, cur[0], oh, ow)
-        macs, params = macs + m, params + p
-        live = max(live, shape_elems(cur) + cur[0] * oh * ow + (held if cur is not shape else 0))
-        cur = (cur[0], oh, ow)
-        prims += 1
-        if op.se_ratio > 0:
-            se = max(1, int(c * op.se_ratio))
-            se_macs = 2 * cur[0] * se
-            kernel.append(("fc", se_macs))
-            macs += se_macs
-            params += cur[0] * se + se + se * cur[0] + cur[0]
-            prims += 2
-        m, p = conv(cur[0], out_c, 1, op.groups, oh, ow)
-        macs, params = macs + m, params + p
-        out = (out_c, oh, ow)
-        live = max(live, shape_elems(cur) + shape_elems(out) + held)
-        prims += 1
-        e = _fmt_num(op.expansion)
-        key = (
-            f"ConvBlock_H{h}_W{w}_Cin{c}_Cout{out_c}_exp{e}_kernel{op.kernel}_stride{stride}_group{op.groups}"
-        )
-    elif t == "skip":
-        if c == out_c and stride == 1:
-            macs = params = 0
-            out = shape
-            live = shape_elems(shape)
-            prims = 0
-        else:
-            macs, params = conv(c, out_c, 1, 1, oh, ow)
-            out = (out_c, oh, ow)
-            live = shape_elems(shape) + shape_elems(out)
-            prims = 1
-        key = f"Skip_H{h}_W{w}_Cin{c}_Cout{out_c}_stride{stride}"
-    elif t == "fire":
-        squeeze = max(1, round(out_c * op.squeeze_ratio))
-        e1 = out_c // 2
-        e3 = out_c - e1
-        m1, p1 = conv(c, squeeze, 1, 1, oh, ow)
-        m2, p2 = conv(squeeze, e1, 1, 1, oh, ow)
-        m3, p3 = conv(squeeze, e3, 3, 1, oh, ow)
-        macs, params = m1 + m2 + m3, p1 + p2 + p3
-        out = (out_c, oh, ow)
-        live = max(shape_elems(shape) + squeeze * oh * ow, squeeze * oh * ow + shape_elems(out))
-        prims = 3
-    elif t in ("fc", "classifier", "svd_fc"):
-        n_in = shape_elems(shape)
-        n_out = num_classes if t == "classifier" else out_c
-        if t == "svd_fc":
-            rank = op.rank or max(1, min(n_in, n_out) // 8)
-            macs = n_in * rank + rank * n_out
-            params = n_in * rank + rank * n_out + n_out
-            prims = 2
-        else:
-            macs = n_in * n_out
-            params = n_in * n_out + n_out
-            prims = 1
-            key = f"FC_Cin{n_in}_Cout{n_out}"
-        kernel.append(("fc", macs))
-        out = (n_out, 1, 1)
-        live = n_in + n_out
-    elif t == "gap":
-        macs = params = 0
-        out = (c, 1, 1)
-        live = shape_elems(shape) + c
-        prims = 1
-        key = f"AvgP_H{h}_W{w}_Cin{c}_Cout{c}_kernel{h}_stride1"
-    elif t == "maxpool":
-        macs = params = 0
-        ph, pw = max(1, h // op.kernel), max(1, w // op.kernel)
-        out = (c, ph, pw)
-        live = shape_elems(shape) + shape_elems(out)
-        prims = 1
-    elif t == "view_fuse":
-        macs = params = 0
-        out = (out_c, h, w)
-        live = 2 * shape_elems(out)
-        prims = 0
-    else:  # pragma: no cover - guarded by the OpType literal
-        raise ValueError(f"{name}: unknown op type {t!r}; allowed: {', '.join(OP_TYPES)}")
-    return LayerCost(
-        name=name,
-        op=op_name,
-        op_type=t,
-        in_shape=shape,
-        out_shape=out,
-        macs=macs,
-        params=params,
-        peak_live_elems=live,
-        macs_by_kernel=tuple(kernel),
-        primitive_count=prims,
-        lookup_key=key,
-    )
+    fn = OP_COSTS.get(op.type)
+    if fn is None:  # pragma: no cover - guarded by the OpType literal and test_op_registry
+        raise ValueError(f"{name}: unknown op type {op.type!r}; allowed: {', '.join(OP_TYPES)}")
+    return fn(_Layer(name, op_name, op, shape, out_c, stride, num_classes, []))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from nasopt.core.candidate import Candidate
 from nasopt.core.macro import Macro, cut_domain
-from nasopt.core.memory import payload_bytes, peak_memory_bytes
+from nasopt.core.memory import live_elements, payload_bytes, peak_memory_bytes
 from nasopt.core.network import build_network
 from nasopt.core.system import System
 from nasopt.errors import SpecError
@@ -91,6 +91,7 @@ def _solve(
         """Compute time of device `device_index` from point a to each b (inf when over memory)."""
         dev = system.devices[chain[device_index]]
         time_of = dev.compute.layer_time_s
+        model = dev.memory_model
         out: dict[int, float] = {}
         t = 0.0
         params = 0
@@ -102,7 +103,7 @@ def _solve(
                 layer = layers[i]
                 t += time_of(layer)
                 params += layer.params
-                live = max(live, layer.peak_live_elems)
+                live = max(live, live_elements((layer,), model))
             pos = max(pos, end)
             if check_memory and dev.memory_bytes is not None:
                 mem = peak_memory_bytes(params, live, max(pay(a), pay(b)), **bits)

@@ -20,6 +20,7 @@ class Device:
     memory_bytes: int | None
     compute: ComputeModel
     energy_j_per_mac: float = 0.0
+    memory_model: str = "liveness"  # a key of nasopt.core.memory.MEMORY_MODELS
 
 
 @dataclass
@@ -35,16 +36,34 @@ class Link:
     energy_j_per_bit: float = 0.0
     medium: str | None = None
 
+    # f(S|W) fitted at several bandwidths: (bandwidth_bps, intercept_s, s_per_byte), increasing
+    size_by_bandwidth: tuple[tuple[float, float, float], ...] = ()
+
+    def size_term(self) -> tuple[float, float]:
+        """(intercept_s, s_per_byte) of f(S|W) at this link's bandwidth W: the fixed fit, or the
+        fits at neighbouring bandwidths interpolated linearly in W (the nearest outside them)."""
+        points = self.size_by_bandwidth
+        if not points:
+            return self.size_intercept_s, self.size_s_per_byte
+        w = self.bandwidth_bps
+        if w <= points[0][0]:
+            return points[0][1], points[0][2]
+        for (w0, a0, b0), (w1, a1, b1) in itertools.pairwise(points):
+            if w <= w1:
+                t = (w - w0) / (w1 - w0)
+                return a0 + t * (a1 - a0), b0 + t * (b1 - b0)
+        return points[-1][1], points[-1][2]
+
     def transfer_time_s(self, payload_bytes: float) -> float:
         """Wang et al. eq. 6: T = f(S|W) + S/W, plus a fixed propagation latency."""
         if payload_bytes <= 0:
             return 0.0
-        return (
-            self.latency_s
-            + self.size_intercept_s
-            + self.size_s_per_byte * payload_bytes
-            + 8.0 * payload_bytes / self.bandwidth_bps
-        )
+        if self.size_by_bandwidth:
+            intercept_s, s_per_byte = self.size_term()
+        else:
+            intercept_s, s_per_byte = self.size_intercept_s, self.size_s_per_byte
+        transmission_s = 8.0 * payload_bytes / self.bandwidth_bps
+        return self.latency_s + intercept_s + s_per_byte * payload_bytes + transmission_s
 
 
 @dataclass
@@ -99,7 +118,7 @@ def build_system(spec: ObjectiveSpec) -> System:
         groups[name] = names
         model = ComputeModel(dev.compute, f"devices.{name}.compute")
         for n in names:
-            devices[n] = Device(n, dev.memory_bytes, model, dev.energy_j_per_mac)
+            devices[n] = Device(n, dev.memory_bytes, model, dev.energy_j_per_mac, dev.memory_model)
     known_devices = sorted(set(devices) | set(groups))
 
     expanded: list[tuple[str, str, str, LinkSpec]] = []
@@ -161,6 +180,9 @@ def build_system(spec: ObjectiveSpec) -> System:
             latency_s=ls.latency_s,
             size_intercept_s=size.intercept_s if size else 0.0,
             size_s_per_byte=size.s_per_byte if size else 0.0,
+            size_by_bandwidth=tuple(
+                (p.bandwidth_bps, p.intercept_s, p.s_per_byte) for p in (size.by_bandwidth if size else [])
+            ),
             loss_rate=ls.loss_rate,
             energy_j_per_bit=ls.energy_j_per_bit,
             medium=ls.medium,

@@ -29,7 +29,9 @@ class CutStep:
     """A cut after layer `point` (-1: before the first layer, the input is sent)."""
 
     point: int
-    copies: int  # cuts at this point: the devices between equal cuts relay the feature
+    # cuts at this point: the devices between equal cuts relay the feature; 0: no cut, only the
+    # multi-view Conv-Reduce before the fusion (the per-view layers run on the aggregator)
+    copies: int
     bottleneck: bool  # Conv-Reduce here (and Conv-Recover on the next device, single-view)
     tap: bool  # inside the layer's MBConv, right after its depthwise conv (NASC's extension)
 
@@ -85,10 +87,12 @@ def _walk(
     macro: Macro, cuts: tuple[int, ...], fuse_after: int | None, neck: bool, tap_at: dict[int, bool]
 ) -> list[Step]:
     first = cuts[0] if cuts else None
+    # the bottleneck: at the first cut; multi-view at the fusion point, wherever the cut is
+    neck_at = fuse_after if fuse_after is not None else first
     plain = _plain_steps(macro)
     steps: list[Step] = []
     if first == -1:
-        steps.append(CutStep(-1, cuts.count(-1), neck, False))
+        steps.append(CutStep(-1, cuts.count(-1), neck and neck_at == -1, False))
     layers = macro.layers
     i = 0
     while i < len(layers):
@@ -101,10 +105,10 @@ def _walk(
             i = last + 1
             continue
         if i in cuts:
-            cut = CutStep(i, cuts.count(i), neck and i == first, tap_at[i])
+            cut = CutStep(i, cuts.count(i), neck and i == neck_at, tap_at[i])
             steps.append(LayerStep(layer, cut, fuse_after == i))
         elif fuse_after == i:
-            steps.append(LayerStep(layer, None, True))
+            steps.append(LayerStep(layer, CutStep(i, 0, True, False) if neck else None, True))
         else:
             steps.append(plain[i])
         i += 1

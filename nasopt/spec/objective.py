@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from nasopt.spec._base import SafeName, _Spec
 
@@ -41,16 +42,43 @@ class ComputeSpec(_Spec):
 
 class DeviceSpec(_Spec):
     memory_bytes: Annotated[int, Field(gt=0, le=2**62)] | None = None
+    # how peak memory is counted (docs/memory-models.md): "liveness" or "splitnets"
+    memory_model: Literal["liveness", "splitnets"] = "liveness"
     compute: ComputeSpec
     count: Annotated[int, Field(gt=0, le=1024)] = 1
     energy_j_per_mac: JoulesPerUnit = 0.0
 
 
+class SizeTermPointSpec(_Spec):
+    """f(S|W) = intercept_s + s_per_byte * S fitted at one bandwidth W."""
+
+    bandwidth_bps: Rate
+    intercept_s: Seconds = 0.0
+    s_per_byte: SecondsPerUnit = 0.0
+
+
 class SizeTermSpec(_Spec):
-    """Wang et al.'s f(S|W): a first-packet delay linear in the payload size."""
+    """Wang et al.'s f(S|W) (eq. 6): a first-packet delay linear in the payload size S given the
+    bandwidth W. Either one fit for every bandwidth (`intercept_s`, `s_per_byte`) or fits at
+    several bandwidths (`by_bandwidth`, increasing), interpolated linearly in W between them and
+    held at the nearest end outside them."""
 
     intercept_s: Seconds = 0.0
     s_per_byte: SecondsPerUnit = 0.0
+    by_bandwidth: list[SizeTermPointSpec] = []
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SizeTermSpec:
+        points = self.by_bandwidth
+        if points and (self.intercept_s or self.s_per_byte):
+            raise ValueError("give either intercept_s / s_per_byte or by_bandwidth, not both")
+        for a, b in itertools.pairwise(points):
+            if b.bandwidth_bps <= a.bandwidth_bps:
+                raise ValueError(
+                    f"by_bandwidth must list strictly increasing bandwidth_bps (got {a.bandwidth_bps:g} "
+                    f"then {b.bandwidth_bps:g})"
+                )
+        return self
 
 
 class LinkSpec(_Spec):

@@ -27,6 +27,8 @@ OpType = Literal[
     "conv_reduce",
     "conv_recover",
     "view_fuse",
+    "view_max",
+    "view_mean",
     "classifier",
 ]
 OP_TYPES: tuple[str, ...] = OpType.__args__  # type: ignore[attr-defined]
@@ -97,11 +99,27 @@ class BottleneckSpec(_Spec):
         return widths
 
 
+FusionPlacement = Literal["sensors", "aggregator"]
+
+
 class FusionSpec(_Spec):
-    """Multi-view: V views run the head, View-Fuse concatenates after a searched layer."""
+    """Multi-view: V views run the per-view layers, fused after a searched layer: View-Fuse
+    concatenates the views' channels (`merge = "concat"`, SplitNets) or View-Pool takes their
+    element-wise maximum or mean (`"max"`, `"mean"`, MVCNN). `placement`: where the per-view
+    layers run, on each view's sensor (the cut is at the fusion point) or on the aggregator (each
+    sensor sends its raw view; SplitNets' all-on-aggregator); several: parameter fuse.placement."""
 
     views: Annotated[int, Field(ge=2, le=64)]
     points: list[Annotated[int, Field(ge=0, le=100_000)]] | Literal["all"] = "all"
+    merge: Literal["concat", "max", "mean"] = "concat"
+    placement: list[FusionPlacement] = Field(default=["sensors"], min_length=1)
+
+    @field_validator("placement")
+    @classmethod
+    def _no_repeats(cls, placement: list[str]) -> list[str]:
+        if len(set(placement)) != len(placement):
+            raise ValueError("placement must not repeat")
+        return placement
 
 
 class SearchSpaceSpec(_Spec):

@@ -4,8 +4,8 @@ Allocation and the forward pass consume the same walk as `nasopt.core.network.bu
 (`nasopt.core.walk`: same layers, parallel branches and merge, split taps, Conv-Reduce /
 Conv-Recover at the first cut, View-Fuse after the fusion layer), so the executed subnet's MACs
 equal the analytic `Network.macs` (tested layer by layer for random candidates of every preset).
-Multi-view input is (batch, views, C, H, W): one
-sensor trunk runs on every view, View-Fuse concatenates the views' channels, the aggregator
+Multi-view input is (batch, views, C, H, W): one sensor trunk runs on every view, View-Fuse
+concatenates the views' channels (View-Pool: their element-wise max or mean), the aggregator
 trunk follows. At every cut the sent feature is fake-quantised to the candidate's bits (not the
 raw input, already `input_bits`) and suffers packet-loss dropout at `RunContext.loss_rate` once
 per link it crosses; nothing is sent after the last layer.
@@ -90,6 +90,7 @@ class _LayerBlock(nn.Module):
         op: OpSpec,
         width: int,
         tap: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        skip: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         layer = self.layer
         cout = layer.width if layer.width is not None else width
@@ -97,7 +98,7 @@ class _LayerBlock(nn.Module):
         t = op.type
         c = x.shape[1]
         if t == "mbconv":
-            return self.mbconv(x, ctx, op, cout, s, tap)
+            return self.mbconv(x, ctx, op, cout, s, tap, skip)
         if t == "conv":
             return self.conv(x, ctx, cout, op.kernel, s, op.groups)
         if t == "dwconv":
@@ -157,6 +158,7 @@ class Supernet(nn.Module):
         self.spec = spec
         self.macro = macro = compile_space(spec)
         self.views = macro.views
+        self.fusion_merge = spec.fusion.merge if spec.fusion is not None else "concat"
         widths = [w for w in spec.bottleneck.widths if w != "none"]
         self.d_max = max(widths) if widths else 0
         self._plan(macro)
@@ -201,7 +203,8 @@ class Supernet(nn.Module):
                     taps = [macro.ops[o] for o in layer.choices if macro.ops[o].split_tap == "depthwise"]
                     neck(f"{layer.index}_tap", max(hidden_channels(in_shape[0], op) for op in taps))
             if step.fuse:
-                shape = (v * max(shape[0], self.d_max), shape[1], shape[2])
+                c = max(shape[0], self.d_max)
+                shape = (v * c if self.fusion_merge == "concat" else c, shape[1], shape[2])
         self.blocks = nn.ModuleDict(blocks)
         self.necks = nn.ModuleDict(necks)
 
@@ -239,6 +242,8 @@ class Supernet(nn.Module):
             c = h.shape[1]
             if neck is not None:
                 h = neck.reduce(h, ctx, d, neck.reduce.weight.shape[-1], act=False)
+                if cut.copies == 0:  # no cut here: the aggregator runs the Conv-Reduce itself
+                    return h
             elif cut.point == last:
                 return h  # the final result stays where it was computed: nothing is sent
             if cut.point >= 0:
@@ -251,8 +256,23 @@ class Supernet(nn.Module):
                 h = neck.recover(h, ctx, c, neck.recover.weight.shape[-1])
             return h
 
+        def carry(cut: CutStep, h: torch.Tensor) -> torch.Tensor:
+            """A residual's skip tensor crossing a cut inside its block: quantised and lossy like
+            the feature, never reduced."""
+            h = quantise(h, candidate.bits)
+            for _ in range(cut.copies):
+                h = packet_loss(h, ctx.loss_rate, ctx.generator)
+            if ctx.keep_sent:
+                ctx.sent.append(h)
+            return h
+
+        merge = self.fusion_merge
+
         def fuse(h: torch.Tensor) -> torch.Tensor:
-            return h.reshape(batch, -1, h.shape[2], h.shape[3])  # View-Fuse: concat the views
+            if merge == "concat":  # View-Fuse: concat the views' channels
+                return h.reshape(batch, -1, h.shape[2], h.shape[3])
+            views = h.reshape(batch, -1, *h.shape[1:])  # View-Pool over the views
+            return views.amax(dim=1) if merge == "max" else views.mean(dim=1)
 
         if x.dim() == 4:  # oneDNN's convolutions, depthwise above all, are faster channels-last
             x = x.contiguous(memory_format=torch.channels_last)
@@ -267,7 +287,14 @@ class Supernet(nn.Module):
                 block = blocks[layer.name]
                 cut = step.cut
                 if cut is not None and cut.tap:
-                    x = block(x, ctx, op, width, tap=lambda h, cut=cut, i=i: send(cut, f"{i}_tap", h))
+                    x = block(
+                        x,
+                        ctx,
+                        op,
+                        width,
+                        tap=lambda h, cut=cut, i=i: send(cut, f"{i}_tap", h),
+                        skip=lambda h, cut=cut: carry(cut, h),
+                    )
                 else:
                     x = block(x, ctx, op, width)
                     if cut is not None:

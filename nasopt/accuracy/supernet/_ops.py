@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasopt.core.ops import is_residual
 from nasopt.spec import OpSpec
 
 _EPS = 1e-5
@@ -250,9 +251,12 @@ class ElasticMBConv(nn.Module):
         cout: int,
         stride: int,
         tap: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        skip: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """`tap`: what the cut after the depthwise conv does to the feature; `skip`: what it does
+        to the block input when the residual sum is on the far side of that cut."""
         cin = x.shape[1]
-        residual = op.shortcut and stride == 1 and cin == cout and op.expansion >= 1
+        residual = is_residual(op, cin, cout, stride)
         h = x
         if expands(op):
             assert self.expand is not None
@@ -266,6 +270,8 @@ class ElasticMBConv(nn.Module):
             h = h * s[:, :, None, None]
         if tap is not None:  # NASC's extended blocks: the cut falls after the depthwise conv
             h = tap(h)
+            if residual and skip is not None:  # the skip tensor crosses the cut too
+                x = skip(x)
         y = self.project(h, ctx, cout, 1, groups=op.groups, act=False)
         return y + x if residual else y
 
