@@ -30,6 +30,7 @@ import numpy as np
 from nasopt.core.candidate import Candidate
 from nasopt.core.compute import ComputeModel
 from nasopt.core.macro import Macro, MacroLayer
+from nasopt.core.memory import activation_elements
 from nasopt.core.network import build_network, layer_of, tap_layers_of
 from nasopt.core.ops import LayerCost, OpSpec, Shape, layer_cost, merge_cost, shape_elems
 from nasopt.core.system import Link, System
@@ -141,11 +142,13 @@ class BatchEvaluation:
 class _Table:
     """Columns of numbers per table entry, one array per field, filled from LayerCosts."""
 
-    def __init__(self, n_models: int) -> None:
+    def __init__(self, n_models: int, memory_models: tuple[str, ...]) -> None:
         self.times: list[list[float]] = [[] for _ in range(n_models)]
+        self.memory_models = memory_models
         self.params: list[int] = []
         self.macs: list[int] = []
-        self.live: list[int] = []
+        # the activation term of the layer under each memory model (memory.activation_elements)
+        self.live: list[list[int]] = [[] for _ in memory_models]
         self.out_elems: list[int] = []
         self.out_pixels: list[int] = []
         self.out_gid: list[int] = []
@@ -155,7 +158,11 @@ class _Table:
             self.times[k].append(_time_s(model, cost))
         self.params.append(cost.params if cost else 0)
         self.macs.append(cost.macs if cost else 0)
-        self.live.append(cost.peak_live_elems if cost else 0)
+        for k, memory_model in enumerate(self.memory_models):
+            term = (
+                activation_elements(memory_model, cost.peak_live_elems, cost.peak_tensor_elems) if cost else 0
+            )
+            self.live[k].append(term)
         self.out_elems.append(cost.out_elems if cost else 0)
         self.out_pixels.append(cost.out_shape[1] * cost.out_shape[2] if cost else 0)
         self.out_gid.append(gid)
@@ -163,7 +170,7 @@ class _Table:
     def add_invalid(self, n_models: int) -> None:
         for k in range(n_models):
             self.times[k].append(np.nan)
-        for col in (self.params, self.macs, self.live, self.out_elems, self.out_pixels):
+        for col in (self.params, self.macs, *self.live, self.out_elems, self.out_pixels):
             col.append(0)
         self.out_gid.append(0)
 
@@ -172,7 +179,7 @@ class _Table:
             times=[np.asarray(t, dtype=np.float64) for t in self.times],
             params=np.asarray(self.params, dtype=np.int64),
             macs=np.asarray(self.macs, dtype=np.int64),
-            live=np.asarray(self.live, dtype=np.int64),
+            live=[np.asarray(v, dtype=np.int64) for v in self.live],
             out_elems=np.asarray(self.out_elems, dtype=np.int64),
             out_pixels=np.asarray(self.out_pixels, dtype=np.int64),
             out_gid=np.asarray(self.out_gid, dtype=np.intp),
@@ -182,15 +189,6 @@ class _Table:
 def _refuse_scalar_only(macro: Macro, system: System) -> None:
     """What only the scalar path models yet: a clear error naming the field (the scalar
     `build_network` + `evaluate` cover all of these)."""
-    for name, device in system.devices.items():
-        if device.memory_model != "liveness":
-            raise SpecError(
-                "batched evaluation counts peak memory with the liveness model only (the scalar path "
-                "covers the others)",
-                field=f"devices.{name}.memory_model",
-                value=device.memory_model,
-                allowed="liveness",
-            )
     fusion = macro.spec.fusion
     if fusion is not None and fusion.merge != "concat":
         raise SpecError(
@@ -234,7 +232,7 @@ class _Frozen:
     times: list[np.ndarray]
     params: np.ndarray
     macs: np.ndarray
-    live: np.ndarray
+    live: list[np.ndarray]  # per memory model
     out_elems: np.ndarray
     out_pixels: np.ndarray
     out_gid: np.ndarray
@@ -275,6 +273,13 @@ class BatchEvaluator:
                 models.append(model)
             self._model_of[name] = models.index(model)
         self._models = models
+        memory_models = sorted({system.devices[name].memory_model for name in devices if name is not None})
+        self._memory_models = tuple(memory_models)
+        self._mem_of = {
+            name: memory_models.index(system.devices[name].memory_model)
+            for name in devices
+            if name is not None
+        }
         self._built = False
 
     # ------------------------------------------------------------------ tables
@@ -352,7 +357,11 @@ class BatchEvaluator:
         n_shapes = self._radix = len(shapes)  # shape ids flowing between layers are below this
         # one concatenated table: layer i's entry for (gid, op, width) at
         # offset[i] + (gid * n_ops + op) * n_widths + width
-        main, head, tail = _Table(n_models), _Table(n_models), _Table(n_models)
+        main, head, tail = (
+            _Table(n_models, self._memory_models),
+            _Table(n_models, self._memory_models),
+            _Table(n_models, self._memory_models),
+        )
         tap_flag: list[bool] = []
         offsets = []
         strides = []
@@ -389,7 +398,7 @@ class BatchEvaluator:
         n_shapes = len(shapes)  # head shapes may have added some
         self._shapes = shapes
         self._pixels = np.asarray([h * w for _, h, w in shapes], dtype=np.int64)
-        reduce_t, recover_t = _Table(n_models), _Table(n_models)
+        reduce_t, recover_t = _Table(n_models, self._memory_models), _Table(n_models, self._memory_models)
         num_classes = spec.num_classes
         k = spec.bottleneck.kernel
         multi = spec.fusion is not None
@@ -426,13 +435,16 @@ class BatchEvaluator:
         self._reduce, self._recover = reduce_t.freeze(), recover_t.freeze()
         # View-Fuse by (shape of the layer's output, neck width index): fused shape and its cost
         fuse_gid = np.zeros(n_shapes * len(necks), dtype=np.intp)
-        fuse_live = np.zeros(n_shapes * len(necks), dtype=np.int64)
+        fuse_live = np.zeros((len(self._memory_models), n_shapes * len(necks)), dtype=np.int64)
         for (g, d_idx), (out, _, fused) in fused_of.items():
             fuse_gid[g * len(necks) + d_idx] = out
-            fuse_live[g * len(necks) + d_idx] = fused.peak_live_elems
+            for k, memory_model in enumerate(self._memory_models):
+                fuse_live[k, g * len(necks) + d_idx] = activation_elements(
+                    memory_model, fused.peak_live_elems, fused.peak_tensor_elems
+                )
         self._fuse_gid, self._fuse_live = fuse_gid, fuse_live
         # merge of a parallel stage by its branches' output shapes (mixed radix over shape ids)
-        merge_t = _Table(n_models)
+        merge_t = _Table(n_models, self._memory_models)
         radix = self._radix
         merge_index = np.zeros(radix ** len(par.branch_last) if par else 0, dtype=np.intp)
         for outs, merged in merges.items():
@@ -544,7 +556,7 @@ class BatchEvaluator:
 
     def _layer_sums(
         self, keys: np.ndarray, merge_entry: np.ndarray | None, const_key: list[int | None]
-    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, list[np.ndarray]]:
         """Prefix sums over layers (leading zero row) of each model's time, params and MACs,
         and the per-layer live activations; a parallel stage's merge counts with its last layer
         (it runs right after it, on the same device)."""
@@ -553,7 +565,7 @@ class BatchEvaluator:
         times = [np.zeros((n_layers + 1, n)) for _ in main.times]
         params = np.zeros((n_layers + 1, n), dtype=np.int64)
         macs = np.zeros((n_layers + 1, n), dtype=np.int64)
-        live = np.empty((n_layers, n), dtype=np.int64)
+        live = [np.empty((n_layers, n), dtype=np.int64) for _ in self._memory_models]
         row = np.empty(n)
         last = self._parallel.last if merge_entry is not None else -1  # type: ignore[union-attr]
         # row by row: contiguous adds over the population are several times faster than a
@@ -565,7 +577,8 @@ class BatchEvaluator:
                     np.add(prefix[i], table[k], out=prefix[i + 1])
                 np.add(params[i], main.params[k], out=params[i + 1])
                 np.add(macs[i], main.macs[k], out=macs[i + 1])
-                live[i] = main.live[k]
+                for lv, table in zip(live, main.live, strict=True):
+                    lv[i] = table[k]
                 continue
             key = keys[i]
             for m, (table, prefix) in enumerate(zip(main.times, times, strict=True)):
@@ -575,9 +588,10 @@ class BatchEvaluator:
                 np.add(prefix[i], row, out=prefix[i + 1])
             np.add(params[i], np.take(main.params, key), out=params[i + 1])
             np.add(macs[i], np.take(main.macs, key), out=macs[i + 1])
-            np.take(main.live, key, out=live[i])
-            if i == last:
-                np.maximum(live[i], self._merge.live[merge_entry], out=live[i])
+            for lv, table, merged in zip(live, main.live, self._merge.live, strict=True):
+                np.take(table, key, out=lv[i])
+                if i == last:
+                    np.maximum(lv[i], merged[merge_entry], out=lv[i])
         return times, params, macs, live
 
     def _chain(
@@ -611,7 +625,10 @@ class BatchEvaluator:
         params = [params_sum[bounds[m + 1], cols] - params_sum[bounds[m], cols] for m in range(n_dev)]
         macs = [macs_sum[bounds[m + 1], cols] - macs_sum[bounds[m], cols] for m in range(n_dev)]
         layer_index = np.arange(n_layers)[:, None]
-        peak = [_range_max(live, bounds[m], bounds[m + 1], layer_index) for m in range(n_dev)]
+        peak = [
+            _range_max(live[self._mem_of[d]], bounds[m], bounds[m + 1], layer_index)
+            for m, d in enumerate(chain)
+        ]
         # extras at the cut layers: an MBConv split at its depthwise conv, the bottleneck
         has_neck = batch.bottleneck_width > 0
         first = cuts[0] if n_cuts else None
@@ -633,7 +650,7 @@ class BatchEvaluator:
                 params[m] = params[m] + sign * np.where(sel, table.params[idx], 0)
                 macs[m] = macs[m] + sign * np.where(sel, table.macs[idx], 0)
                 if sign > 0:
-                    peak[m] = np.maximum(peak[m], np.where(sel, table.live[idx], 0))
+                    peak[m] = np.maximum(peak[m], np.where(sel, table.live[self._mem_of[d]][idx], 0))
 
         for k in range(n_cuts):
             c = cuts[k]
@@ -758,7 +775,7 @@ class BatchEvaluator:
             compute[device] = t_all[end, cols] - t_all[start, cols]
             params[device] = params_sum[end, cols] - params_sum[start, cols]
             macs[device] = macs_sum[end, cols] - macs_sum[start, cols]
-            peak[device] = _range_max(live, start, end, layer_index)
+            peak[device] = _range_max(live[self._mem_of[device]], start, end, layer_index)
             buffered[device] = received
             return compute[device]
 
@@ -817,7 +834,7 @@ class BatchEvaluator:
                 mt = merge.times[self._model_of[device]][merge_entry]
                 compute[device] = compute[device] + mt
                 total = total + mt
-                peak[device] = np.maximum(peak[device], merge.live[merge_entry])
+                peak[device] = np.maximum(peak[device], merge.live[self._mem_of[device]][merge_entry])
             if m < len(system.after) - 1:
                 total = total + send(device, system.after[m + 1], cut_payload(tail[m]))
             start = ends[m]
@@ -900,10 +917,15 @@ class BatchEvaluator:
         reduce = self._reduce
         layer_index = np.arange(len(macro.layers))[:, None]
         head_mask = layer_index <= f
-        head_live = np.maximum(
-            np.where(head_mask, live, 0).max(axis=0), np.where(has_neck, reduce.live[nk], 0)
-        )
-        tail_live = np.maximum(np.where(head_mask, 0, live).max(axis=0), self._fuse_live[fuse_key])
+
+        def head_live(k: int) -> np.ndarray:  # the per-view part under memory model k
+            return np.maximum(
+                np.where(head_mask, live[k], 0).max(axis=0), np.where(has_neck, reduce.live[k][nk], 0)
+            )
+
+        def tail_live(k: int) -> np.ndarray:
+            return np.maximum(np.where(head_mask, 0, live[k]).max(axis=0), self._fuse_live[k][fuse_key])
+
         head_params = params_sum[f + 1, cols] + np.where(has_neck, reduce.params[nk], 0)
         tail_params = params_sum[-1] - params_sum[f + 1, cols]
         head_macs = macs_sum[f + 1, cols] + np.where(has_neck, reduce.macs[nk], 0)
@@ -924,7 +946,7 @@ class BatchEvaluator:
             mi = self._model_of[leaf]
             t = times[mi][f + 1, cols] + np.where(has_neck, reduce.times[mi][nk], 0.0)
             compute[leaf] = t
-            weights[leaf], memory[leaf] = _peak_memory(head_params, head_live, zero, spec)
+            weights[leaf], memory[leaf] = _peak_memory(head_params, head_live(self._mem_of[leaf]), zero, spec)
             macs[leaf] = head_macs
             energy = energy + head_macs * system.devices[leaf].energy_j_per_mac
             ready[leaf], carried[leaf] = t, payload
@@ -951,7 +973,9 @@ class BatchEvaluator:
         root_t = times[mi][-1] - times[mi][f + 1, cols]
         compute[root] = root_t
         macs[root] = tail_macs
-        weights[root], memory[root] = _peak_memory(tail_params, tail_live, carried[root], spec)
+        weights[root], memory[root] = _peak_memory(
+            tail_params, tail_live(self._mem_of[root]), carried[root], spec
+        )
         energy = energy + tail_macs * system.devices[root].energy_j_per_mac
         net_macs = head_macs * views + tail_macs
         net_params = params_sum[-1] + np.where(has_neck, reduce.params[nk], 0)
