@@ -17,7 +17,7 @@ import pytest
 
 from nasopt.cli import main
 from nasopt.core.evaluation import evaluate
-from nasopt.core.macro import fuse_domain
+from nasopt.core.macro import fuse_domain, split_point_domain
 from nasopt.core.network import build_network
 from nasopt.core.split import optimal_split
 from nasopt.core.system import System
@@ -84,9 +84,9 @@ def _by(points: list[Any], name: str) -> list[Any]:
 
 
 def _brute_force_latency_ms(objective: NasObjective, cand: Any, system: System) -> float:
-    """Least latency over every sorted cut tuple within every cap (inf: none)."""
+    """Least latency over every sorted tuple of split points within every cap (inf: none)."""
     best = math.inf
-    domain = objective.space.cut_domain()
+    domain = split_point_domain(objective.space.macro)
     for cuts in itertools.combinations_with_replacement(domain, len(system.chain) - 1):
         ev = evaluate(build_network(objective.space.macro, replace(cand, cuts=cuts)), system)
         if not ev.memory_violations():

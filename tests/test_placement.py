@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from nasopt.core.candidate import Candidate
 from nasopt.core.evaluation import evaluate
-from nasopt.core.macro import fuse_domain
+from nasopt.core.macro import fuse_domain, split_point_domain
 from nasopt.core.split import optimal_split
 from nasopt.core.system import System, build_system
 from nasopt.errors import SpecError
@@ -201,3 +201,21 @@ def test_optimal_split_on_a_mesh_moves_the_trunk_cut_when_the_ue_is_capped():
     capped = optimal_split(space.macro, candidate, capped_system)
     assert capped.feasible and capped.cuts[0] == -1  # the UE can hold no layer: it sends the input
     assert capped.latency_s > free.latency_s
+
+
+def test_optimal_split_over_given_points_ignores_the_spaces_split_points():
+    """Neurosurgeon's domain: every layer boundary, even where the space allows no cut."""
+    system = chain_system([2e9, 2e11], [4e6], [30_000, None])
+    space = SearchSpace(space_spec(split={"points": [3]}), system)
+    candidate = replace(space.largest(), bottleneck_width=0)
+    every = tuple(split_point_domain(space.macro))
+    assert space.cut_domain() == (3,)
+    result = optimal_split(space.macro, candidate, system, points=every)
+    best = math.inf
+    for cut in every:
+        ev = evaluate(space.network(replace(candidate, cuts=(cut,))), system)
+        if not ev.memory_violations():
+            best = min(best, ev.latency_s)
+    assert result.feasible and result.latency_s == pytest.approx(best, rel=1e-9)
+    restricted = optimal_split(space.macro, candidate, system)
+    assert restricted.cuts == (3,) and restricted.latency_s >= result.latency_s

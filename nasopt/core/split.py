@@ -46,9 +46,18 @@ class SplitResult:
 
 
 def optimal_split(
-    macro: Macro, candidate: Candidate, system: System, *, respect_memory: bool = True
+    macro: Macro,
+    candidate: Candidate,
+    system: System,
+    *,
+    respect_memory: bool = True,
+    points: tuple[int, ...] | None = None,
 ) -> SplitResult:
     """The latency-optimal cuts of `candidate`'s architecture on the chain, mesh or tree `system`.
+
+    `points`: the split points a cut may take (default: the space's cut domain; Neurosurgeon
+    takes every one, `split_point_domain`). A tree's placement is its fusion point, from the
+    space's fusion domain.
 
     Returns `feasible=False` (and the least-latency placement ignoring memory) when no
     placement meets every device's memory cap. On a tree the candidate's fusion point is the
@@ -68,9 +77,9 @@ def optimal_split(
             "a multi-view candidate needs a tree topology", field="topology.kind", value=system.kind
         )
     if system.kind == "mesh":
-        return _solve_mesh(macro, candidate, system, respect_memory=respect_memory)
+        return _solve_mesh(macro, candidate, system, respect_memory=respect_memory, points=points)
     n_cuts = len(system.chain) - 1
-    domain = tuple(sorted(cut_domain(macro)))
+    domain = tuple(sorted(cut_domain(macro) if points is None else set(points)))
     if n_cuts == 0:
         ev = evaluate(build_network(macro, replace(candidate, cuts=())), system)
         return SplitResult((), ev.latency_s, not ev.memory_violations())
@@ -175,8 +184,11 @@ def _over(ev: Evaluation, devices: set[str]) -> bool:
     return any(dev in devices for dev in ev.memory_violations())
 
 
-def mesh_cut_domains(macro: Macro) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The split points before the parallel stage and those after its merge."""
+def mesh_cut_domains(
+    macro: Macro, points: tuple[int, ...] | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The split points (default: the space's cut domain) before the parallel stage and those
+    after its merge."""
     p = macro.parallel_stage()
     if p is None:
         raise SpecError(
@@ -185,12 +197,19 @@ def mesh_cut_domains(macro: Macro) -> tuple[tuple[int, ...], tuple[int, ...]]:
             allowed="a stage with parallel = number of branch devices",
         )
     first, last = macro.stages[p].layers[0], macro.stages[p].layers[-1]
-    domain = cut_domain(macro)
+    domain = sorted(cut_domain(macro) if points is None else set(points))
     return tuple(d for d in domain if d < first), tuple(d for d in domain if d >= last)
 
 
-def _solve_mesh(macro: Macro, candidate: Candidate, system: System, *, respect_memory: bool) -> SplitResult:
-    trunk, tail = mesh_cut_domains(macro)
+def _solve_mesh(
+    macro: Macro,
+    candidate: Candidate,
+    system: System,
+    *,
+    respect_memory: bool,
+    points: tuple[int, ...] | None,
+) -> SplitResult:
+    trunk, tail = mesh_cut_domains(macro, points)
     k = system.trunk_cuts
     u = system.cut_count - k
     for dom, count in ((trunk, k), (tail, u)):

@@ -4,11 +4,13 @@ dashboard.
 
 - `all-on-first` / `all-on-last`: a fixed reference network entirely on the first device (the
   sensor, the UE) or on the last one (the aggregator, the cloud; the raw input travels there);
-- `neurosurgeon`: the latency-optimal cut(s) of the same network under the memory caps
-  (Neurosurgeon / DNN surgery, `nasopt.core.split.optimal_split`; on a tree the fusion point);
+- `neurosurgeon`: the latency-optimal cut(s) of the same network under the memory caps, a cut
+  allowed after any layer whatever the space's `split.points` (Neurosurgeon / DNN surgery,
+  `nasopt.core.split.optimal_split`; on a tree the fusion point, from the fusion domain);
 - `nas-then-split`: NASC's "HWNAS" and SplitNets' two-step baseline: the architecture searched
   for the first device alone (no split parameters, no memory cap, same sampler, estimator and
-  number of trials), then every member of that search's front placed optimally on the system;
+  number of trials), then every member of that search's front placed optimally on the system
+  at the space's split points (those the joint search may take);
 - `dynamic-surgery`: Wang et al.'s baseline: the reference network's optimal cut re-chosen at
   each of several bandwidths (every link scaled); only the point at scale 1 is on the study's
   system, the others say at which bandwidth they were computed.
@@ -39,6 +41,7 @@ from nasopt.core.baseline_systems import (
 )
 from nasopt.core.candidate import Candidate
 from nasopt.core.evaluation import evaluate
+from nasopt.core.macro import split_point_domain
 from nasopt.core.network import build_network
 from nasopt.core.split import optimal_split
 from nasopt.core.system import System
@@ -195,9 +198,13 @@ def _point(
     )
 
 
-def _placed(objective: NasObjective, cand: Candidate, system: System) -> tuple[Candidate, TrialResult]:
-    """`cand` at its optimal placement on `system`, scored by the study's objective."""
-    split = optimal_split(objective.space.macro, cand, system)
+def _placed(
+    objective: NasObjective, cand: Candidate, system: System, *, every_point: bool
+) -> tuple[Candidate, TrialResult]:
+    """`cand` at its optimal placement on `system`, scored by the study's objective; with
+    `every_point` a cut may follow any layer (Neurosurgeon), else only the space's split points."""
+    points = tuple(split_point_domain(objective.space.macro)) if every_point else None
+    split = optimal_split(objective.space.macro, cand, system, points=points)
     placed = replace(cand, cuts=split.cuts, fuse_after=split.fuse_after)
     network = build_network(objective.space.macro, placed)
     return placed, objective.score(placed, network, evaluate(network, system))
@@ -233,11 +240,11 @@ def fixed_network_baselines(
         net = build_network(macro, sent)
         result = objective.score(sent, net, evaluate(net, path))
         points.append(_point(objective, "all-on-last", f"all on {last}", result, system=path))
-    placed, result = _placed(objective, cand, system)
+    placed, result = _placed(objective, cand, system, every_point=True)
     points.append(_point(objective, "neurosurgeon", f"optimal {_cuts_text(placed)}", result))
     for scale in bandwidth_scales:
         scaled = scaled_bandwidth_system(system, scale)
-        placed, result = _placed(objective, cand, scaled)
+        placed, result = _placed(objective, cand, scaled, every_point=True)
         points.append(
             _point(
                 objective,
@@ -302,7 +309,7 @@ def nas_then_split(
         if cand in seen:
             continue
         seen.add(cand)
-        placed, result = _placed(objective, cand, system)
+        placed, result = _placed(objective, cand, system, every_point=False)
         label = f"front #{len(points)} (search trial {trial.number} on {device}): {_cuts_text(placed)}"
         points.append(_point(objective, "nas-then-split", label, result))
     return points
