@@ -471,6 +471,7 @@ def _baselines(args: argparse.Namespace) -> int:
     scales = _float_list(args.bandwidth_scales, "--bandwidth-scales")
     storage = open_storage(args.storage, must_exist=True)
     study, resolved = load(storage, args.study_name)
+    _prepare_accuracy(resolved, progress=False)  # the study's supernet: trained once, or reused
     baselines, computed = ensure_baselines(
         study,
         resolved,

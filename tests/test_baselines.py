@@ -360,3 +360,23 @@ def test_report_marks_the_baselines_on_the_pareto_figure(tmp_path: Path):
     assert list(trace.y) == [surgery.fields["accuracy"]]
     page = report_html(storage, study.study_name)
     assert "<h2>Baselines</h2>" in page and "optimal cut@" in page
+
+
+def test_nasopt_baselines_on_a_supernet_study_uses_its_checkpoint(tmp_path: Path):
+    """The baselines are scored by the study's own trained supernet (same estimator), the
+    NAS-then-split candidates (no cut) included."""
+    from tests.services import check_ok, nasopt, write_tiny_study
+
+    accuracy = 'estimator = "supernet"\nepochs = 1\nlimit = 240\nbatch_size = 16\ncalibration_batches = 1'
+    write_tiny_study(tmp_path, n_trials=3, accuracy=accuracy)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    check_ok(nasopt("run", "study.toml", "--storage", url, "--no-progress", cwd=tmp_path, timeout_s=300))
+    out = check_ok(
+        nasopt("baselines", "tiny", "--storage", url, "--nas-trials", "3", cwd=tmp_path, timeout_s=300)
+    )
+    assert "accuracy: supernet" in out.stdout
+    assert "supernet: reusing" in out.stderr  # the run's checkpoint, not a new training
+    stored = load_baselines(optuna.load_study(study_name="tiny", storage=url))
+    assert stored is not None
+    assert {p.fields["accuracy_estimator"] for p in stored.points} == {"supernet"}
+    assert {"nas-then-split", "neurosurgeon"} <= {p.baseline for p in stored.points}
