@@ -358,6 +358,12 @@ def test_report_marks_the_baselines_on_the_pareto_figure(tmp_path: Path):
     # the default view: accuracy vs latency
     assert list(trace.x) == [surgery.fields["latency_ms"]]
     assert list(trace.y) == [surgery.fields["accuracy"]]
+    sweep = next(f for f in figures if f.kind == "threshold_sweep")
+    lines = {t.name: t for t in sweep.figure.data if t.name.startswith("baseline:")}
+    assert "baseline: neurosurgeon" in lines and "baseline: dynamic-surgery" not in lines
+    line = lines["baseline: neurosurgeon"]
+    for x, y in zip(line.x, line.y, strict=True):  # the point counts from its latency on
+        assert y == (surgery.fields["accuracy"] if x >= surgery.fields["latency_ms"] else None)
     page = report_html(storage, study.study_name)
     assert "<h2>Baselines</h2>" in page and "optimal cut@" in page
 

@@ -445,3 +445,27 @@ def baseline_table(study: optuna.Study, baselines: BaselineSet) -> list[dict[str
         row["arch"] = arch if len(arch) <= 60 else arch[:57] + "..."
         out.append(row)
     return out
+
+
+def baseline_sweep(
+    baselines: BaselineSet, metric: str, thresholds: list[float]
+) -> dict[str, list[tuple[float, float | None]]]:
+    """Per baseline, its best accuracy with `metric` at most each threshold, among its points on
+    the study's own system that meet every other constraint (None: none does)."""
+    skip = f"violation:{metric}"
+    out: dict[str, list[tuple[float, float | None]]] = {}
+    for p in baselines.points:
+        if not p.nominal:
+            continue
+        value, acc = p.fields.get(metric), p.fields.get("accuracy")
+        if not isinstance(value, int | float) or not isinstance(acc, int | float):
+            continue
+        others_met = all(v <= 0 for k, v in p.fields.items() if k.startswith("violation:") and k != skip)
+        line = out.setdefault(p.baseline, [(th, None) for th in thresholds])
+        if not others_met:
+            continue
+        for i, th in enumerate(thresholds):
+            best = line[i][1]
+            if value <= th and (best is None or acc > best):
+                line[i] = (th, float(acc))
+    return out

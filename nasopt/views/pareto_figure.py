@@ -12,6 +12,7 @@ from nasopt.spec import ParetoView
 from nasopt.study.baselines import BASELINES, BaselinePoint, load_baselines
 from nasopt.study.pareto import front, is_feasible
 from nasopt.views.fields import (
+    BASELINE_MARKERS,
     DOMINATED_LABEL,
     FRONT_LABEL,
     INFEASIBLE_LABEL,
@@ -25,15 +26,6 @@ from nasopt.views.fields import (
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
-
-
-BASELINE_MARKERS = {
-    "all-on-first": ("triangle-up", "#d62728"),
-    "all-on-last": ("triangle-down", "#9467bd"),
-    "neurosurgeon": ("star", "#ff7f0e"),
-    "nas-then-split": ("square", "#2ca02c"),
-    "dynamic-surgery": ("cross", "#8c564b"),
-}
 
 
 def add_baseline_traces(fig: go.Figure, study: optuna.Study, view: ParetoView) -> None:
