@@ -482,10 +482,10 @@ def _baselines(args: argparse.Namespace) -> int:
         nas_device=args.nas_device,
         with_nas_then_split=not args.no_nas_then_split,
     )
-    data = baseline_table(study, baselines)
     if args.format != "table":
-        print(render(data, args.format))
+        print(render(baseline_table(study, baselines, arch_chars=None), args.format))
         return 0
+    data = baseline_table(study, baselines)
     how = "computed and stored" if computed else f"stored {baselines.created}, --recompute to rebuild"
     estimator = study.user_attrs.get("nasopt:accuracy_estimator", "?")
     print(f"Baselines of {args.study_name} ({how}; accuracy: {estimator})")

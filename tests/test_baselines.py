@@ -328,6 +328,13 @@ def test_baselines_cli_bad_input_exits_2(tmp_path: Path, capsys):
     assert "--reference" in capsys.readouterr().err
     assert main(["pareto", "--study-name", study.study_name, "--storage", url, "--with-baselines"]) == 0
     assert "no baselines stored" in capsys.readouterr().err
+    args = ["baselines", study.study_name, "--storage", url, "--no-nas-then-split", "--format", "json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["baseline"] for r in rows} == {"all-on-first", "all-on-last", "neurosurgeon", "dynamic-surgery"}
+    assert all(not r["arch"].endswith("...") for r in rows)  # machine formats keep the whole arch
+    surgery_bps = [r["bandwidth_bps"] for r in rows if r["baseline"] == "dynamic-surgery"]
+    assert surgery_bps == pytest.approx([0.5e6, 1.5e6, 5e6, 1.5e7, 5e7])  # 5 Mb/s x default scales
 
 
 def test_report_marks_the_baselines_on_the_pareto_figure(tmp_path: Path):

@@ -72,7 +72,7 @@ class BaselinePoint:
     fields: dict[str, Any]  # what a trial's user attrs hold (accuracy, latency_ms, split, arch, ...)
     feasible: bool
     bandwidth_scale: float = 1.0
-    bandwidth_bps: float | None = None  # of the system's first link, after scaling
+    bandwidth_bps: float | None = None  # dynamic surgery: the slowest link's, after scaling
 
     @property
     def nominal(self) -> bool:
@@ -185,7 +185,7 @@ def _point(
     if result.candidate.cuts:
         fields["cut"] = result.candidate.cuts[0]
     sys_ = system or objective.system
-    first_link = next(iter(sys_.links.values()), None)
+    slowest = min((link.bandwidth_bps for link in sys_.links.values()), default=None)
     return BaselinePoint(
         baseline=baseline,
         label=label,
@@ -194,7 +194,7 @@ def _point(
         fields=fields,
         feasible=feasible,
         bandwidth_scale=scale,
-        bandwidth_bps=None if first_link is None else first_link.bandwidth_bps,
+        bandwidth_bps=slowest if baseline == "dynamic-surgery" else None,
     )
 
 
@@ -430,19 +430,23 @@ def ensure_baselines(
     return baselines, True
 
 
-def baseline_table(study: optuna.Study, baselines: BaselineSet) -> list[dict[str, Any]]:
-    """`nasopt baselines`' rows: each baseline point, its bandwidth, and the study's best latency
-    at the same or better accuracy (what split-aware search gains over the baseline)."""
+def baseline_table(
+    study: optuna.Study, baselines: BaselineSet, *, arch_chars: int | None = 60
+) -> list[dict[str, Any]]:
+    """`nasopt baselines`' rows: each baseline point, its bandwidth (dynamic surgery: the slowest
+    link's), and the study's best latency at the same or better accuracy (what split-aware
+    search gains over the baseline); `arch` cut to `arch_chars` (None: whole)."""
     out = []
     for p, row in zip(baselines.points, baseline_rows(study, baselines), strict=True):
         row.pop("trial")
         acc = p.fields.get("accuracy")
         best = best_trial_latency_at(study, acc) if isinstance(acc, float) and p.nominal else None
         row["study_best_ms"] = "" if best is None else best
-        if p.bandwidth_bps is not None:
-            row["bandwidth_bps"] = p.bandwidth_bps
+        row["bandwidth_bps"] = "" if p.bandwidth_bps is None else p.bandwidth_bps
         arch = str(row.pop("arch"))
-        row["arch"] = arch if len(arch) <= 60 else arch[:57] + "..."
+        if arch_chars is not None and len(arch) > arch_chars:
+            arch = arch[: arch_chars - 3] + "..."
+        row["arch"] = arch
         out.append(row)
     return out
 
