@@ -216,6 +216,13 @@ def test_nas_then_split_searches_one_device_then_places_its_front():
         assert p.candidate["cuts"] == list(split.cuts)
         assert p.fields["latency_ms"] == pytest.approx(split.latency_ms)
         assert p.feasible == split.feasible
+    # the baseline's own front: no point dominated by another in (error, latency)
+    for a in points:
+        for b in points:
+            better_or_equal = (
+                b.values["error"] <= a.values["error"] and b.values["latency_ms"] <= a.values["latency_ms"]
+            )
+            assert a is b or not (better_or_equal and b.values != a.values)
     # one point per distinct network of the search's front
     assert len({tuple(p.candidate["ops"]) + tuple(p.candidate["widths"]) for p in points}) == len(points)
 

@@ -10,7 +10,8 @@ dashboard.
 - `nas-then-split`: NASC's "HWNAS" and SplitNets' two-step baseline: the architecture searched
   for the first device alone (no split parameters, no memory cap, same sampler, estimator and
   number of trials), then every member of that search's front placed optimally on the system
-  at the space's split points (those the joint search may take);
+  at the space's split points (those the joint search may take), the placed networks left
+  non-dominated kept;
 - `dynamic-surgery`: Wang et al.'s baseline: the reference network's optimal cut re-chosen at
   each of several bandwidths (every link scaled); only the point at scale 1 is on the study's
   system, the others say at which bandwidth they were computed.
@@ -43,6 +44,7 @@ from nasopt.core.candidate import Candidate
 from nasopt.core.evaluation import evaluate
 from nasopt.core.macro import split_point_domain
 from nasopt.core.network import build_network
+from nasopt.core.pareto import nondominated
 from nasopt.core.split import optimal_split
 from nasopt.core.system import System
 from nasopt.errors import SpecError
@@ -284,7 +286,8 @@ def nas_then_split(
     resolved: ResolvedStudy, objective: NasObjective, *, n_trials: int, device: str | None = None
 ) -> list[BaselinePoint]:
     """Search the architecture on one device (in memory, same sampler spec, estimator and
-    objectives), then place every member of its feasible front optimally on the real system."""
+    objectives), place every member of its feasible front optimally on the real system, and keep
+    those left non-dominated there (among the feasible ones, if any is)."""
     from nasopt.study.lifecycle import make_sampler
 
     system = objective.system
@@ -303,14 +306,25 @@ def nas_then_split(
     search.sampler = make_sampler(resolved.study.sampler, objective=stage1)
     search.optimize(stage1, n_trials=n_trials)
     seen: set[Candidate] = set()
-    points: list[BaselinePoint] = []
+    placed_all: list[tuple[int, Candidate, TrialResult]] = []
     for trial in front(search, feasible_only=True):
         cand = replace(Candidate.from_dict(trial.user_attrs["candidate"]), cuts=(), bottleneck_width=0)
         if cand in seen:
             continue
         seen.add(cand)
         placed, result = _placed(objective, cand, system, every_point=False)
-        label = f"front #{len(points)} (search trial {trial.number} on {device}): {_cuts_text(placed)}"
+        placed_all.append((trial.number, placed, result))
+    # the baseline's front: what placement leaves non-dominated (feasible ones first)
+    feasible = [p for p in placed_all if all(v <= 0 for v in p[2].constraints)] or placed_all
+    signs = [1.0 if d == "minimize" else -1.0 for d in objective.directions]
+    losses = [
+        [s * r.metrics[m] for s, m in zip(signs, objective.metric_names, strict=True)] for _, _, r in feasible
+    ]
+    kept = [p for p, keep in zip(feasible, nondominated(losses), strict=True) if keep] if feasible else []
+    kept.sort(key=lambda p: [s * p[2].metrics[m] for s, m in zip(signs, objective.metric_names, strict=True)])
+    points = []
+    for i, (number, placed, result) in enumerate(kept):
+        label = f"front #{i} (search trial {number} on {device}): {_cuts_text(placed)}"
         points.append(_point(objective, "nas-then-split", label, result))
     return points
 
