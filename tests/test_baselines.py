@@ -230,6 +230,17 @@ def test_nas_then_split_searches_one_device_then_places_its_front():
     assert len({tuple(p.candidate["ops"]) + tuple(p.candidate["widths"]) for p in points}) == len(points)
 
 
+def test_nas_then_split_keeps_networks_that_violate_a_threshold():
+    """Under an unreachable latency threshold every placed network is infeasible; the baseline's
+    front is then still there (and says so), as NASC counts its baseline's violating models."""
+    spec = _chain_objective([1e9, 1e11], [5e6], [None, None])
+    spec = spec.model_copy(update={"constraints": spec.constraints.model_copy(update={"latency_ms": 1e-6})})
+    resolved = _resolved(_small_space(), spec, n_trials=8)
+    points = nas_then_split(resolved, _objective(resolved), n_trials=8)
+    assert points and not any(p.feasible for p in points)
+    assert all(p.fields["violation:latency_ms"] > 0 for p in points)
+
+
 def test_reference_candidate_forms_and_bad_input():
     resolved = _resolved(_small_space(), _chain_objective([1e9, 1e11], [5e6], [None, None]))
     obj = _objective(resolved)

@@ -287,7 +287,7 @@ def nas_then_split(
 ) -> list[BaselinePoint]:
     """Search the architecture on one device (in memory, same sampler spec, estimator and
     objectives), place every member of its feasible front optimally on the real system, and keep
-    those left non-dominated there (among the feasible ones, if any is)."""
+    those left non-dominated there (among all placed networks, or among the feasible ones)."""
     from nasopt.study.lifecycle import make_sampler
 
     system = objective.system
@@ -314,14 +314,24 @@ def nas_then_split(
         seen.add(cand)
         placed, result = _placed(objective, cand, system, every_point=False)
         placed_all.append((trial.number, placed, result))
-    # the baseline's front: what placement leaves non-dominated (feasible ones first)
-    feasible = [p for p in placed_all if all(v <= 0 for v in p[2].constraints)] or placed_all
+    # the baseline's front: the placed networks left non-dominated among all of them, and those
+    # left non-dominated among the feasible ones (an infeasible network is kept when nothing
+    # dominates it: the seeds count how many of the baseline's models violate the constraints)
     signs = [1.0 if d == "minimize" else -1.0 for d in objective.directions]
-    losses = [
-        [s * r.metrics[m] for s, m in zip(signs, objective.metric_names, strict=True)] for _, _, r in feasible
-    ]
-    kept = [p for p, keep in zip(feasible, nondominated(losses), strict=True) if keep] if feasible else []
-    kept.sort(key=lambda p: [s * p[2].metrics[m] for s, m in zip(signs, objective.metric_names, strict=True)])
+
+    def loss(result: TrialResult) -> list[float]:
+        return [s * result.metrics[m] for s, m in zip(signs, objective.metric_names, strict=True)]
+
+    def front_of(group: list[tuple[int, Candidate, TrialResult]]) -> list[tuple[int, Candidate, TrialResult]]:
+        if not group:
+            return []
+        return [
+            p for p, keep in zip(group, nondominated([loss(r) for _, _, r in group]), strict=True) if keep
+        ]
+
+    feasible = [p for p in placed_all if all(v <= 0 for v in p[2].constraints)]
+    kept_ids = {id(p) for p in front_of(placed_all)} | {id(p) for p in front_of(feasible)}
+    kept = sorted((p for p in placed_all if id(p) in kept_ids), key=lambda p: loss(p[2]))
     points = []
     for i, (number, placed, result) in enumerate(kept):
         label = f"front #{i} (search trial {number} on {device}): {_cuts_text(placed)}"
