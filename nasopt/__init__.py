@@ -4,8 +4,9 @@ Public API: presets (`load_space`, `load_objective`, `load_study`, `resolve`) an
 the search space (`SearchSpace`, `Candidate`), analytic costs (`compile_space`, `build_network`),
 systems (`build_system`) and their evaluation (`evaluate`, `optimal_split`), accuracy
 (`AccuracyEstimator`, `ProxyAccuracy`), the study objective (`NasObjective`), storages and
-studies (`open_storage`, `create_or_resume`) and the samplers (`ASNGSampler`,
-`EvolutionSampler`, `ReinforceSampler`).
+studies (`open_storage`, `create_or_resume`), the seeds' baselines of a study
+(`compute_baselines`, `ensure_baselines`, `store_baselines`, `load_baselines`) and the
+samplers (`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`).
 
 Names that pull in Optuna are imported on first use, so `nasopt validate` and the analytic core
 start fast; torch is imported only by the supernet estimator.
@@ -42,11 +43,17 @@ _LAZY = {  # these import optuna
     "ASNGSampler": "nasopt.samplers",
     "EvolutionSampler": "nasopt.samplers",
     "ReinforceSampler": "nasopt.samplers",
+    "BaselineSet": "nasopt.study.baselines",
+    "compute_baselines": "nasopt.study.baselines",
+    "ensure_baselines": "nasopt.study.baselines",
+    "load_baselines": "nasopt.study.baselines",
+    "store_baselines": "nasopt.study.baselines",
 }
 
 __all__ = [
     "ASNGSampler",
     "AccuracyEstimator",
+    "BaselineSet",
     "Candidate",
     "DashboardSpec",
     "Evaluation",
@@ -69,8 +76,11 @@ __all__ = [
     "build_network",
     "build_system",
     "compile_space",
+    "compute_baselines",
     "create_or_resume",
+    "ensure_baselines",
     "evaluate",
+    "load_baselines",
     "load_dashboard",
     "load_objective",
     "load_space",
@@ -78,6 +88,7 @@ __all__ = [
     "open_storage",
     "optimal_split",
     "resolve",
+    "store_baselines",
 ]
 __version__ = "0.1.0"
 

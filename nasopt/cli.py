@@ -83,6 +83,39 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help=_STORAGE_HELP)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--feasible-only", action="store_true", help="only trials meeting every constraint")
+    p.add_argument(
+        "--with-baselines", action="store_true", help="add the stored baselines (see `nasopt baselines`)"
+    )
+
+    p = sub.add_parser(
+        "baselines",
+        help="a study's baselines: all on one device, Neurosurgeon, NAS-then-split, dynamic surgery",
+    )
+    p.add_argument("study_name", metavar="STUDY", help="a nasopt study in the storage")
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    p.add_argument(
+        "--reference",
+        default="largest",
+        help="the fixed network: largest | smallest | trial:N | JSON candidate | @file.json"
+        " (default: largest)",
+    )
+    p.add_argument(
+        "--bandwidth-scales",
+        default="0.1,0.3,1,3,10",
+        help="dynamic surgery: factors applied to every link's bandwidth (default: 0.1,0.3,1,3,10)",
+    )
+    p.add_argument(
+        "--nas-trials",
+        type=_positive_int,
+        default=None,
+        help="trials of the NAS-then-split search (default: the study's n_trials, the same budget)",
+    )
+    p.add_argument(
+        "--nas-device", default=None, help="device of the NAS-then-split search (default: the first)"
+    )
+    p.add_argument("--no-nas-then-split", action="store_true", help="skip the NAS-then-split search")
+    p.add_argument("--recompute", action="store_true", help="recompute even if baselines are stored")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
     p = sub.add_parser("sweep", help="best accuracy versus a latency/energy threshold")
     p.add_argument("study", nargs="?", help="study preset (omit with --from-front)")
@@ -469,6 +502,7 @@ def _studies(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
+    from nasopt.study.baselines import baseline_rows, load_baselines
     from nasopt.study.lifecycle import load
     from nasopt.study.pareto import front, render, rows
     from nasopt.study.storage import open_storage
@@ -476,11 +510,70 @@ def _pareto(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage, must_exist=True)
     study, _ = load(storage, args.study_name)
     trials = front(study, feasible_only=args.feasible_only)
-    if not trials:
+    if not trials and not args.with_baselines:
         what = "feasible " if args.feasible_only else ""
         print(f"no {what}Pareto-optimal trial among {len(study.trials)} trials", file=sys.stderr)
         return 1
-    print(render(rows(study, trials), args.format))
+    data = rows(study, trials)
+    if args.with_baselines:
+        stored = load_baselines(study)
+        if stored is None:
+            print(
+                f"no baselines stored for {args.study_name}: run `nasopt baselines {args.study_name}`",
+                file=sys.stderr,
+            )
+        else:
+            data = [{"baseline": "", "label": "", **row} for row in data]
+            data += baseline_rows(study, stored, nominal_only=True)
+    print(render(data, args.format))
+    return 0
+
+
+def _float_list(text: str, option: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise SpecError("must be comma-separated numbers", field=option, value=text) from None
+    if not values or any(not v > 0 for v in values):
+        raise SpecError("must be positive numbers", field=option, value=text, allowed="e.g. 0.1,1,10")
+    return values
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    from nasopt.study.baselines import baseline_table, ensure_baselines
+    from nasopt.study.lifecycle import load
+    from nasopt.study.pareto import render
+    from nasopt.study.storage import open_storage
+
+    scales = _float_list(args.bandwidth_scales, "--bandwidth-scales")
+    storage = open_storage(args.storage, must_exist=True)
+    study, resolved = load(storage, args.study_name)
+    _prepare_accuracy(resolved, progress=False)  # the study's supernet: trained once, or reused
+    baselines, computed = ensure_baselines(
+        study,
+        resolved,
+        recompute=args.recompute,
+        reference=args.reference,
+        bandwidth_scales=scales,
+        nas_trials=args.nas_trials,
+        nas_device=args.nas_device,
+        with_nas_then_split=not args.no_nas_then_split,
+    )
+    if args.format != "table":
+        print(render(baseline_table(study, baselines, arch_chars=None), args.format))
+        return 0
+    data = baseline_table(study, baselines)
+    how = "computed and stored" if computed else f"stored {baselines.created}, --recompute to rebuild"
+    estimator = study.user_attrs.get("nasopt:accuracy_estimator", "?")
+    print(f"Baselines of {args.study_name} ({how}; accuracy: {estimator})")
+    print(f"reference network: {baselines.reference}")
+    print(render(data, "table"))
+    for name, why in baselines.skipped.items():
+        print(f"{name}: not applicable here: {why}")
+    print(
+        "study_best_ms: least latency of a feasible trial of the study at least as accurate "
+        "(empty: none is); dynamic-surgery rows other than x1 are on a system with scaled links"
+    )
     return 0
 
 
@@ -553,6 +646,7 @@ _COMMANDS = {
     "train-supernet": _train_supernet,
     "studies": _studies,
     "pareto": _pareto,
+    "baselines": _baselines,
     "sweep": _sweep,
     "dashboard": _dashboard,
     "report": _report,
@@ -578,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker",
         "studies",
         "pareto",
+        "baselines",
         "sweep",
         "dashboard",
         "report",

@@ -45,8 +45,15 @@ class SearchSpace:
     """The Optuna view of a search space for a given number of cuts (set by the system)."""
 
     def __init__(
-        self, spec: SearchSpaceSpec, system: System | None = None, *, cuts: int | None = None
+        self,
+        spec: SearchSpaceSpec,
+        system: System | None = None,
+        *,
+        cuts: int | None = None,
+        split_params: bool = True,
     ) -> None:
+        """`split_params=False`: the architecture only, no bottleneck (width 0) and the widest
+        feature bits, for a search on one device (the NAS-then-split baseline)."""
         self.spec = spec
         self.macro: Macro = compile_space(spec)
         self.system = system
@@ -69,8 +76,11 @@ class SearchSpace:
                 self._width_params.append((s, Param(f"{stage.name}.width", stage.widths)))
         self._cut_groups = self._cut_domains(system)
         widths = tuple(0 if w == "none" else int(w) for w in spec.bottleneck.widths)
+        bits = tuple(spec.bottleneck.bits)
+        if not split_params:
+            widths, bits = (0,), (max(bits),)
         self._bottleneck = Param("bottleneck.width", widths)
-        self._bits = Param("bottleneck.bits", tuple(spec.bottleneck.bits))
+        self._bits = Param("bottleneck.bits", bits)
         self._fuse: Param | None = None
         self._placement: Param | None = None
         if spec.fusion is not None:
@@ -126,6 +136,11 @@ class SearchSpace:
     def searched_stages(self) -> tuple[int, ...]:
         """Indices of the stages whose width is a search parameter."""
         return tuple(s for s, _ in self._width_params)
+
+    def cut_groups(self) -> list[tuple[list[str], tuple[int, ...]]]:
+        """The cut parameters in groups that share a domain (a mesh has one group before its
+        parallel stage and one after), with that domain; empty for multi-view spaces."""
+        return [(list(names), domain) for names, domain in self._cut_groups]
 
     def cut_domain(self) -> tuple[int, ...]:
         """Layer indices a cut may follow (chain systems; -1 is the input)."""

@@ -61,8 +61,9 @@ class ProxyAccuracy:
         capacity = 0.5 * (self._norm(network.macs, 0) + self._norm(network.params, 1))
         bottleneck = 1.0
         for k, flat in enumerate(network.cut_after):
-            if flat < 0 or flat >= len(network.layers) - 1:
-                continue  # sending the raw input loses nothing; a cut after the last layer cuts nothing
+            if flat < 0 or network.sent_elems[k] == 0:
+                continue  # sending the raw input loses nothing; nor does a cut after the last
+                # layer, where nothing is sent (the result stays on the device that made it)
             _, h, w = network.layers[flat].out_shape
             bits_per_pixel = network.sent_elems[k] * network.sent_bits[k] / max(h * w, 1)
             bottleneck = min(bottleneck, 1.0 - math.exp(-bits_per_pixel / 64.0))

@@ -64,11 +64,12 @@ class NasObjective:
         objective: ObjectiveSpec,
         *,
         estimator: AccuracyEstimator | None = None,
+        split_params: bool = True,
     ) -> None:
         self.study_spec = study
         self.objective_spec = objective
         self.system: System = build_system(objective)
-        self.space = SearchSpace(space, self.system)
+        self.space = SearchSpace(space, self.system, split_params=split_params)
         self.estimator = estimator or make_estimator(study, self.space)
         self._batch_evaluator: BatchEvaluator | None = None
         if self.optimal_split:
@@ -96,8 +97,15 @@ class NasObjective:
 
     def evaluate(self, candidate: Candidate) -> TrialResult:
         network = self.space.network(candidate)
-        ev = evaluate(network, self.system)
-        acc = self.estimator.accuracy(candidate, network, self.loss_rate)
+        return self.score(candidate, network, evaluate(network, self.system))
+
+    def score(
+        self, candidate: Candidate, network: Network, ev: Evaluation, *, loss_rate: float | None = None
+    ) -> TrialResult:
+        """Accuracy, metrics and constraints of `candidate` placed as `ev` (which may come from
+        another system than the study's, e.g. one device alone for a baseline)."""
+        loss = self.loss_rate if loss_rate is None else loss_rate
+        acc = self.estimator.accuracy(candidate, network, loss)
         metrics = {
             "error": 1.0 - acc,
             "accuracy": acc,

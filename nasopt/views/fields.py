@@ -41,6 +41,16 @@ INFEASIBLE_LABEL = "infeasible (violates a constraint)"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
+# (plotly marker symbol, colour) of each baseline of nasopt.study.baselines on the figures
+BASELINE_MARKERS = {
+    "all-on-first": ("triangle-up", "#d62728"),
+    "all-on-last": ("triangle-down", "#9467bd"),
+    "neurosurgeon": ("star", "#ff7f0e"),
+    "nas-then-split": ("square", "#2ca02c"),
+    "dynamic-surgery": ("cross", "#8c564b"),
+}
+
+
 DEVICE_SHADES = ("#dbe9f8", "#fde3c8", "#d9f0d9", "#f8d9d9", "#e6dcf3", "#eadfdb")
 
 

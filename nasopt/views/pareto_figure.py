@@ -9,8 +9,10 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nasopt.spec import ParetoView
+from nasopt.study.baselines import BASELINES, BaselinePoint, load_baselines
 from nasopt.study.pareto import front, is_feasible
 from nasopt.views.fields import (
+    BASELINE_MARKERS,
     DOMINATED_LABEL,
     FRONT_LABEL,
     INFEASIBLE_LABEL,
@@ -24,6 +26,51 @@ from nasopt.views.fields import (
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+
+
+def add_baseline_traces(fig: go.Figure, study: optuna.Study, view: ParetoView) -> None:
+    """The study's stored baselines (`nasopt baselines`) on its own system, one marked trace per
+    baseline; dynamic surgery at other bandwidths is left out (another system)."""
+    import plotly.graph_objects as go
+
+    stored = load_baselines(study)
+    if stored is None:
+        return
+    for name in BASELINES:
+        if name == "dynamic-surgery":
+            continue  # at scale 1 it is the Neurosurgeon point, elsewhere another system
+        members: list[BaselinePoint] = [
+            p
+            for p in stored.points
+            if p.baseline == name
+            and p.nominal
+            and is_numeric(p.fields.get(view.x))
+            and is_numeric(p.fields.get(view.y))
+        ]
+        if not members:
+            continue
+        symbol, color = BASELINE_MARKERS[name]
+        fig.add_trace(
+            go.Scatter(
+                name=f"baseline: {name}",
+                x=[p.fields[view.x] for p in members],
+                y=[p.fields[view.y] for p in members],
+                mode="markers",
+                marker={"symbol": symbol, "size": 15, "color": color, "line": {"width": 1, "color": "black"}},
+                customdata=[
+                    [
+                        html.escape(p.label),
+                        "yes" if p.feasible else "no",
+                        html.escape(str(p.fields.get("arch", ""))),
+                    ]
+                    for p in members
+                ],
+                hovertemplate=f"<b>{html.escape(name)}</b>: %{{customdata[0]}}"
+                f"<br>{axis_label(view.x)}: %{{x:.4g}}<br>{axis_label(view.y)}: %{{y:.4g}}"
+                "<br>feasible: %{customdata[1]}"
+                "<br>%{customdata[2]}<extra></extra>",
+            )
+        )
 
 
 def pareto_figure(study: optuna.Study, view: ParetoView, every: list[str]) -> go.Figure:
@@ -85,6 +132,7 @@ def pareto_figure(study: optuna.Study, view: ParetoView, every: list[str]) -> go
                 hovertemplate=template + "<extra></extra>",
             )
         )
+    add_baseline_traces(fig, study, view)
     n_inf = len(groups[INFEASIBLE_LABEL])
     title = view.title or f"{axis_label(view.y)} vs {axis_label(view.x)}"
     title += f" — {study.study_name}: {len(trials)} trials, {len(best)} on the front, {n_inf} infeasible"

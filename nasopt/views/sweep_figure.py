@@ -7,8 +7,17 @@ from typing import TYPE_CHECKING
 import optuna
 
 from nasopt.spec import SweepView
+from nasopt.study.baselines import baseline_sweep, load_baselines
 from nasopt.study.pareto import is_feasible
-from nasopt.views.fields import PALETTE, axis_label, complete_trials, group_label, is_numeric, sibling_studies
+from nasopt.views.fields import (
+    BASELINE_MARKERS,
+    PALETTE,
+    axis_label,
+    complete_trials,
+    group_label,
+    is_numeric,
+    sibling_studies,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -18,7 +27,8 @@ if TYPE_CHECKING:
 def sweep_figure(
     study: optuna.Study, storage: BaseStorage, view: SweepView
 ) -> tuple[go.Figure, dict[str, list[tuple[float, float | None]]]]:
-    """Best feasible accuracy at each threshold, one line per group (best over its studies)."""
+    """Best feasible accuracy at each threshold, one line per group (best over its studies), and
+    a dashed line per stored baseline of `study` (`nasopt baselines`)."""
     import plotly.graph_objects as go
 
     from nasopt.study.sweep import sweep_from_study
@@ -58,6 +68,23 @@ def sweep_figure(
                 "best accuracy %{y:.4g}<extra></extra>",
             )
         )
+    stored = load_baselines(study)
+    if stored is not None:
+        for name, pts in baseline_sweep(stored, view.metric, thresholds).items():
+            if name == "dynamic-surgery":
+                continue  # at scale 1 it is the Neurosurgeon line
+            fig.add_trace(
+                go.Scatter(
+                    name=f"baseline: {name}",
+                    x=[p[0] for p in pts],
+                    y=[p[1] for p in pts],
+                    mode="lines+markers",
+                    line={"shape": "hv", "dash": "dash", "color": BASELINE_MARKERS[name][1]},
+                    marker={"symbol": BASELINE_MARKERS[name][0]},
+                    hovertemplate=f"baseline {name}<br>{view.metric} ≤ %{{x:.4g}}<br>"
+                    "best accuracy %{y:.4g}<extra></extra>",
+                )
+            )
     fig.update_layout(
         title=view.title or f"Best accuracy vs {view.metric} threshold (one line per {view.group_by})",
         xaxis={"title": f"{axis_label(view.metric)} threshold", "type": "log"},
