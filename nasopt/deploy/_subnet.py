@@ -156,7 +156,7 @@ def validation_accuracy(model: nn.Module, estimator: Any) -> float:
 # ------------------------------------------------------------------ files
 
 
-def _digest(state: dict[str, torch.Tensor]) -> str:
+def state_digest(state: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name].detach().contiguous().cpu()
@@ -173,7 +173,7 @@ def save_subnet(sub: Subnet, path: Path, meta: dict[str, Any] | None = None) -> 
     doc = {
         "format": FORMAT,
         "state": state,
-        "digest": _digest(state),
+        "digest": state_digest(state),
         "candidate": json.dumps(sub.candidate.to_dict()),
         "space": json.dumps(sub.spec.model_dump(mode="json")),
         "bn_keys": json.dumps(sub.bn_keys),
@@ -196,7 +196,7 @@ def load_subnet(path: Path) -> Subnet:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise SpecError("not a nasopt subnet file", file=str(path), allowed=FORMAT)
     state = doc["state"]
-    if _digest(state) != doc.get("digest"):
+    if state_digest(state) != doc.get("digest"):
         raise SpecError("corrupted subnet: weights do not match their digest", file=str(path))
     spec = parse_spec(SearchSpaceSpec, json.loads(doc["space"]), str(path))
     candidate = Candidate.from_dict(json.loads(doc["candidate"]))

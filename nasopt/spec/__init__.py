@@ -46,7 +46,7 @@ from nasopt.spec.search_space import (
     SplitSpec,
     StageSpec,
 )
-from nasopt.spec.study import SamplerSpec, StudySpec
+from nasopt.spec.study import RetrainSpec, SamplerSpec, StudySpec
 
 __all__ = [
     "KIND_FOLDERS",
@@ -69,6 +69,7 @@ __all__ = [
     "OpSpec",
     "ParetoView",
     "ResolvedStudy",
+    "RetrainSpec",
     "SamplerSpec",
     "SearchSpaceSpec",
     "SizeTermSpec",
