@@ -5,8 +5,9 @@ the search space (`SearchSpace`, `Candidate`), analytic costs (`compile_space`, 
 systems (`build_system`) and their evaluation (`evaluate`, `optimal_split`), accuracy
 (`AccuracyEstimator`, `ProxyAccuracy`), the study objective (`NasObjective`), storages and
 studies (`open_storage`, `create_or_resume`), the seeds' baselines of a study
-(`compute_baselines`, `ensure_baselines`, `store_baselines`, `load_baselines`) and the
-samplers (`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`).
+(`compute_baselines`, `ensure_baselines`, `store_baselines`, `load_baselines`), the samplers
+(`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`) and deployment (`extract`, `Subnet`,
+`export_parts`, `retrain`).
 
 Names that pull in Optuna are imported on first use, so `nasopt validate` and the analytic core
 start fast; torch is imported only by the supernet estimator.
@@ -36,7 +37,11 @@ from nasopt.presets import load_dashboard, load_objective, load_space, load_stud
 from nasopt.space import SearchSpace
 from nasopt.spec import DashboardSpec, ObjectiveSpec, ResolvedStudy, SamplerSpec, SearchSpaceSpec, StudySpec
 
-_LAZY = {  # these import optuna
+_LAZY = {  # these import optuna (and nasopt.deploy torch)
+    "Subnet": "nasopt.deploy",
+    "extract": "nasopt.deploy",
+    "export_parts": "nasopt.deploy.export",
+    "retrain": "nasopt.deploy.retrain",
     "NasObjective": "nasopt.study.objective",
     "open_storage": "nasopt.study.storage",
     "create_or_resume": "nasopt.study.lifecycle",
@@ -72,6 +77,7 @@ __all__ = [
     "SpecError",
     "SplitResult",
     "StudySpec",
+    "Subnet",
     "System",
     "build_network",
     "build_system",
@@ -80,6 +86,8 @@ __all__ = [
     "create_or_resume",
     "ensure_baselines",
     "evaluate",
+    "export_parts",
+    "extract",
     "load_baselines",
     "load_dashboard",
     "load_objective",
@@ -88,6 +96,7 @@ __all__ = [
     "open_storage",
     "optimal_split",
     "resolve",
+    "retrain",
     "store_baselines",
 ]
 __version__ = "0.1.0"

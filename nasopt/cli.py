@@ -171,7 +171,159 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help=_STORAGE_HELP)
     p.add_argument("--view", default="default", help="dashboard view preset name or path")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    _add_deploy_commands(sub)
     return parser
+
+
+# ---------------------------------------------------------------- deployment (nasopt.deploy)
+
+
+def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="a trial's subnet as a stand-alone PyTorch model (weights copied)")
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--trial", type=int, required=True, help="trial number")
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    p.add_argument("-o", "--output", default=None, help="file to write (default: STUDY-trialT.pt)")
+
+    p = sub.add_parser("export", help="a trial's subnet per device: ONNX + TorchScript + manifest.json")
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--trial", type=int, required=True, help="trial number")
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    p.add_argument("-o", "--output", required=True, help="folder to write the parts and manifest to")
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=16,
+        help="validation images the verification runs (default 16)",
+    )
+
+    p = sub.add_parser("retrain", help="fine-tune or train from scratch chosen trials per [retrain]")
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trials", default=None, help="comma-separated trial numbers, e.g. 3,7")
+    which.add_argument("--front", action="store_true", help="every trial of the feasible Pareto front")
+    p.add_argument("--spec", default=None, help="take the [retrain] table from this study file instead")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from nasopt.deploy import save_subnet, validation_accuracy
+    from nasopt.deploy.trials import study_trial
+    from nasopt.study.storage import open_storage
+
+    st = study_trial(open_storage(args.storage, must_exist=True), args.study_name, args.trial)
+    sub, est = st.extract(Path.cwd())
+    out = Path(args.output or f"{args.study_name}-trial{args.trial}.pt")
+    if not out.parent.is_dir():
+        raise SpecError("the output file's folder does not exist", field="-o", value=str(out))
+    acc = validation_accuracy(sub, est)
+    meta = {"study": args.study_name, "trial": args.trial, "accuracy:extracted": acc}
+    save_subnet(sub, out, meta)
+    params = sum(p.numel() for p in sub.parameters())
+    print(f"wrote {out} and {out.with_suffix('.json')} ({params:,} parameters, copied from the supernet)")
+    supernet = est.evaluate(st.candidate)
+    print(f"validation accuracy of the extracted model: {acc:.4f} (supernet, no packet loss: {supernet:.4f})")
+    stored = st.trial.user_attrs.get("accuracy")
+    if stored is not None:
+        print(f"stored trial accuracy (at the objective's loss rate): {stored:.4f}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from nasopt.deploy.export import export_parts
+    from nasopt.deploy.trials import study_trial
+    from nasopt.study.pareto import table
+    from nasopt.study.storage import open_storage
+
+    st = study_trial(open_storage(args.storage, must_exist=True), args.study_name, args.trial)
+    sub, est = st.extract(Path.cwd())
+    sample = est.data.val_x[: args.samples]
+    m = export_parts(sub, st.system, Path(args.output), sample, study=args.study_name, trial=args.trial)
+    parts = [
+        {
+            "device": p.device,
+            "role": p.role,
+            "onnx": p.onnx.path if p.onnx else "",
+            "inputs": " ".join(f"{i.name}:{i.dtype}" for i in p.inputs),
+            "outputs": " ".join(f"{o.name}:{o.dtype}" for o in p.outputs),
+            "compute_ms": p.predicted_compute_ms,
+        }
+        for p in m.parts
+    ]
+    print(table(parts, list(parts[0])))
+    if m.links:
+        links = [
+            {
+                "link": f"{link.name} ({link.src}->{link.dst})",
+                "bits": link.bits,
+                "bytes/sample": link.bytes_per_sample,
+                "predicted_bytes": link.predicted_bytes,
+                "transfer_ms": link.predicted_transfer_ms,
+            }
+            for link in m.links
+        ]
+        print()
+        print(table(links, list(links[0])))
+    v = m.verification
+    print(
+        f"\nverified: the parts run in order with onnxruntime reproduce the model on {v.samples} "
+        f"validation images, max |error| {v.max_abs_error:.2e} "
+        f"(TorchScript {v.torchscript_max_abs_error:.2e}) <= {v.tolerance:.2e}"
+    )
+    print(f"wrote {Path(args.output) / 'manifest.json'} (execution order: {' -> '.join(m.execution_order)})")
+    return 0
+
+
+def _retrain_numbers(text: str) -> list[int]:
+    try:
+        numbers = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        raise SpecError("must be comma-separated trial numbers", field="--trials", value=text) from None
+    if not numbers:
+        raise SpecError("no trial numbers given", field="--trials", value=text)
+    return numbers
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from nasopt.deploy.retrain import retrain, store_result
+    from nasopt.deploy.trials import study_trial
+    from nasopt.presets import load_study
+    from nasopt.spec import RetrainSpec
+    from nasopt.study.lifecycle import load
+    from nasopt.study.pareto import front
+    from nasopt.study.storage import open_storage
+
+    storage = open_storage(args.storage, must_exist=True)
+    study, resolved = load(storage, args.study_name)
+    source = load_study(args.spec) if args.spec else resolved.study
+    config = source.retrain or RetrainSpec()
+    numbers = [t.number for t in front(study)] if args.front else _retrain_numbers(args.trials)
+    if not numbers:
+        raise SpecError("the study has no feasible Pareto-optimal trial", field="--front")
+    trials = [study_trial(storage, args.study_name, n) for n in numbers]  # all checked before training
+    rows = []
+    for st in trials:
+        loss_rate = max((link.loss_rate for link in st.system.links.values()), default=0.0)
+        result = retrain(
+            st.estimator(Path.cwd()), st.candidate, config, loss_rate=loss_rate, progress=not args.no_progress
+        )
+        store_result(study, st.trial.number, result, config)
+        rows.append(
+            {
+                "trial": st.trial.number,
+                "accuracy:supernet": result.supernet_accuracy,
+                "accuracy:retrained": result.accuracy,
+                "mode": config.mode,
+                "epochs": config.epochs,
+                "seconds": result.seconds,
+                "reused": not result.trained,
+            }
+        )
+    from nasopt.study.pareto import table
+
+    print(table(rows, list(rows[0])))
+    return 0
 
 
 def _dashboard(args: argparse.Namespace) -> int:
@@ -652,6 +804,9 @@ _COMMANDS = {
     "report": _report,
     "front": _front,
     "storage-proxy": _storage_proxy,
+    "extract": _extract,
+    "export": _export,
+    "retrain": _retrain,
 }
 
 
@@ -678,6 +833,9 @@ def main(argv: list[str] | None = None) -> int:
         "report",
         "train-supernet",
         "storage-proxy",
+        "extract",
+        "export",
+        "retrain",
     ):
         _quiet_optuna()
     try:

@@ -24,6 +24,7 @@ LAYERS = [
     "accuracy",
     "samplers",
     "study",
+    "deploy",
     "views",
     "cli",
 ]

@@ -57,7 +57,7 @@ from nasopt.spec.search_space import (
     SplitSpec,
     StageSpec,
 )
-from nasopt.spec.study import SamplerSpec, StudySpec
+from nasopt.spec.study import RetrainSpec, SamplerSpec, StudySpec
 
 __all__ = [
     "DATASET_NAMES",
@@ -87,6 +87,7 @@ __all__ = [
     "ParetoView",
     "ProxyAccuracySpec",
     "ResolvedStudy",
+    "RetrainSpec",
     "SamplerSpec",
     "SearchSpaceSpec",
     "SizeTermPointSpec",

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from nasopt.spec._base import SafeName, _Spec
+from nasopt.spec._base import SafeDir, SafeName, _Spec
 from nasopt.spec.accuracy import AccuracySpec, ProxyAccuracySpec
 
 
@@ -47,5 +47,31 @@ class StudySpec(_Spec):
     accuracy: AccuracySpec = ProxyAccuracySpec()
     # "searched": cuts (and the fusion point) are search parameters; "optimal": the sampler
     # searches the architecture only and every trial is placed at its best cuts by `split_metric`
-    split: Literal["searched", "optimal"] = "searched"
-    split_metric: Literal["latency_ms", "energy_mj"] = "latency_ms"
+    # (both left out of the stored spec at their defaults, so older studies' fingerprints hold)
+    split: Literal["searched", "optimal"] = Field(default="searched", exclude_if=lambda v: v == "searched")
+    split_metric: Literal["latency_ms", "energy_mj"] = Field(
+        default="latency_ms", exclude_if=lambda v: v == "latency_ms"
+    )
+    # left out of the stored spec (and so of its fingerprint) when absent: older studies resume
+    retrain: RetrainSpec | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class RetrainSpec(_Spec):
+    """`[retrain]`: how `nasopt retrain` trains a chosen candidate on the study's data set.
+
+    `mode`: "fine-tune" starts from the supernet's weights, "scratch" from a fresh
+    initialisation; `loss_rate`: packet-loss dropout on the sent features while training and
+    scoring (None: the objective's largest link loss rate, as the supernet score uses);
+    `calibration_batches`: training batches the final BatchNorm statistics are computed on."""
+
+    mode: Literal["fine-tune", "scratch"] = "fine-tune"
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 3
+    batch_size: Annotated[int, Field(ge=2, le=65_536)] = 64
+    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 1e-4
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    loss_rate: Annotated[float, Field(ge=0, lt=1)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    calibration_batches: Annotated[int, Field(ge=1, le=100_000)] = 4
+    checkpoint_dir: SafeDir = ".nasopt/retrain"
+    checkpoint_every: Annotated[int, Field(ge=1, le=10_000_000)] = 20

@@ -48,6 +48,8 @@ def metric_names(study: optuna.Study) -> list[str]:
 
 def rows(study: optuna.Study, trials: list[FrozenTrial]) -> list[dict[str, Any]]:
     names = metric_names(study)
+    attrs = study.user_attrs
+    retrained = any(f"retrained:{t.number}" in attrs for t in trials)  # written by `nasopt retrain`
     out = []
     for t in trials:
         row: dict[str, Any] = {"trial": t.number}
@@ -55,6 +57,9 @@ def rows(study: optuna.Study, trials: list[FrozenTrial]) -> list[dict[str, Any]]
         for extra in ("accuracy", "latency_ms", "macs"):
             if extra not in row and extra in t.user_attrs:
                 row[extra] = t.user_attrs[extra]
+        if retrained:
+            record = attrs.get(f"retrained:{t.number}")
+            row["accuracy:retrained"] = record["accuracy"] if isinstance(record, dict) else ""
         row["feasible"] = is_feasible(t)
         row["split"] = t.user_attrs.get("split", "")
         row["arch"] = t.user_attrs.get("arch", "")

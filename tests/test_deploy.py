@@ -1,0 +1,263 @@
+"""Deployment: a candidate extracted from its supernet scores what the supernet scores, and its
+per-device export composes back to the whole model under onnxruntime and TorchScript for chain,
+mesh and multi-view tree placements (with and without bottleneck, 8-bit features)."""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasopt.accuracy.supernet import RunContext, Supernet, SupernetAccuracy
+from nasopt.core.candidate import Candidate
+from nasopt.core.system import System, build_system
+from nasopt.deploy import Subnet, extract, load_subnet, save_subnet, validation_accuracy
+from nasopt.deploy.export import ExportError, check_export, export_parts, run_export
+from nasopt.deploy.manifest import Manifest, read_manifest
+from nasopt.errors import SpecError
+from nasopt.presets import load_objective
+from nasopt.space import SearchSpace
+from nasopt.spec import SearchSpaceSpec, parse_spec
+from tests.conftest import chain_system, space_spec
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _spec() -> SearchSpaceSpec:
+    return space_spec(bottleneck={"widths": ["none", 4], "bits": [8]})
+
+
+def _fixture_space(name: str) -> SearchSpaceSpec:
+    data = tomllib.loads((FIXTURES / name).read_text())
+    data["input"] = {**data["input"], "height": 16, "width": 16}
+    return parse_spec(SearchSpaceSpec, data, name)
+
+
+def _calibrated(net: Supernet, cand: Candidate, x: torch.Tensor) -> Subnet:
+    """The candidate with BatchNorm statistics of one batch (an untrained supernet's)."""
+    collect: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        net(x, cand, RunContext(bn_collect=collect))
+    stats = {}
+    for key, rows in collect.items():
+        mean, sq = torch.stack(rows).mean(0)
+        stats[key] = (mean, (sq - mean * mean).clamp_min(0))
+    return Subnet(net, cand, stats).eval()
+
+
+# ------------------------------------------------------------------ extract
+
+
+def test_extracted_subnet_scores_what_the_supernet_scores(tmp_path: Path) -> None:
+    spec = _spec()
+    space = SearchSpace(spec, cuts=2)
+    options = {
+        "estimator": "supernet",
+        "limit": 320,
+        "epochs": 1,
+        "batch_size": 32,
+        "checkpoint_dir": str(tmp_path / "ck"),
+        "val_samples": 64,
+    }
+    est = SupernetAccuracy(space, options)
+    est.ensure_trained(progress=False)
+    net = est._loaded()
+    supernet_params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    rng = random.Random(3)
+    scores = []
+    for cand in [space.largest(), space.smallest(), *(space.sample(rng) for _ in range(3))]:
+        sub = extract(est, cand)
+        scores.append(est.evaluate(cand))
+        assert validation_accuracy(sub, est) == pytest.approx(scores[-1], abs=1e-5)
+        # copies, not views, and only what the candidate uses
+        assert all(p.untyped_storage().data_ptr() not in supernet_params for p in sub.parameters())
+        assert sum(p.numel() for p in sub.parameters()) == sum(
+            v.numel() for v in net.subnet_parameters(cand).values()
+        )
+    assert len(set(scores)) > 1  # the candidates differ, so the equality above means something
+    # changing the supernet leaves an extracted subnet alone
+    sub = extract(est, space.largest())
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        before = sub(x)
+        for p in net.parameters():
+            p.add_(1.0)
+        assert torch.equal(sub(x), before)
+    # file round trip, weights-only
+    path = save_subnet(sub, tmp_path / "sub.pt", {"trial": 3})
+    assert torch.load(path, weights_only=True)["format"] == "nasopt-subnet/1"
+    with torch.no_grad():
+        assert torch.equal(load_subnet(path)(x), before)
+    data = bytearray(path.read_bytes())
+    payload = torch.load(path, weights_only=True)
+    next(iter(payload["state"].values())).view(-1)[0] += 1.0
+    torch.save(payload, path)
+    with pytest.raises(SpecError, match="digest"):
+        load_subnet(path)
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(SpecError, match="cannot read"):
+        load_subnet(path)
+
+
+# ------------------------------------------------------------------ export
+
+
+def _check_composes(manifest: Manifest, out: Path, sub: Subnet, x: torch.Tensor) -> None:
+    assert manifest.verification.passed
+    assert manifest.verification.max_abs_error <= manifest.verification.tolerance
+    assert read_manifest(out / "manifest.json") == manifest  # the file validates against the schema
+    # another batch size than the one exported with: the batch axis is free
+    y = torch.from_numpy(run_export(out, x))
+    with torch.no_grad():
+        ref = sub(x)
+    assert torch.allclose(y, ref, atol=1e-3 * max(1.0, float(ref.abs().max())))
+
+
+@pytest.fixture(scope="module")
+def chain_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Subnet, System, Path, Manifest]:
+    spec = _spec()
+    system = chain_system([1e9, 2e9, 1e10], [1e6, 5e6])
+    torch.manual_seed(0)
+    net = Supernet(spec)
+    cand = Candidate(
+        ops=("conv3", "k3", "k5", "k3", "conv1", "gap", "classifier"),
+        widths=(8, 16, 24, 32),
+        cuts=(1, 4),
+        bits=8,
+    )
+    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    out = tmp_path_factory.mktemp("chain")
+    return sub, system, out, export_parts(sub, system, out, torch.randn(4, 3, 16, 16))
+
+
+def test_chain_export_composes_and_its_manifest_says_what_travels(
+    chain_export: tuple[Subnet, System, Path, Manifest],
+) -> None:
+    sub, _, out, manifest = chain_export
+    _check_composes(manifest, out, sub, torch.randn(3, 3, 16, 16))
+    assert manifest.execution_order == ["d0", "d1", "d2"]
+    assert [p.role for p in manifest.parts] == ["compute"] * 3
+    assert [link.name for link in manifest.links] == ["l0", "l1"]
+    d1 = manifest.parts[1]
+    assert [(t.name, t.dtype, t.source) for t in d1.inputs] == [
+        ("d0.q", "uint8", "d0"),
+        ("d0.lo", "float32", "d0"),
+        ("d0.scale", "float32", "d0"),
+    ]
+    assert d1.inputs[0].shape == ["batch", 16, 8, 8]
+    for link in manifest.links:  # 8-bit levels packed as the cost model counts them, + lo and scale
+        assert link.bits == 8
+        assert link.bytes_per_sample == link.predicted_bytes + 8.0
+    assert manifest.parts[2].outputs[0].name == "logits" and manifest.output_device == "d2"
+    assert sum(p.predicted_macs for p in manifest.parts) == sum(layer.macs for layer in _network(sub).layers)
+    assert manifest.predicted_latency_ms > 0
+    assert Manifest.model_json_schema()["title"] == "Manifest"
+
+
+def _network(sub: Subnet):  # type: ignore[no-untyped-def]
+    from nasopt.core.network import build_network
+
+    return build_network(sub.macro, sub.candidate)
+
+
+def test_a_changed_exported_file_is_refused(chain_export: tuple[Subnet, System, Path, Manifest]) -> None:
+    _, _, out, manifest = chain_export
+    path = out / manifest.parts[1].onnx.path  # type: ignore[union-attr]
+    good = path.read_bytes()
+    try:
+        path.write_bytes(good[:-10] + bytes(10))
+        with pytest.raises(ExportError, match="SHA-256"):
+            check_export(out)
+        with pytest.raises(ExportError, match="SHA-256"):
+            run_export(out, torch.randn(1, 3, 16, 16))
+    finally:
+        path.write_bytes(good)
+    check_export(out)
+
+
+def test_bottleneck_at_a_depthwise_tap_with_relay(tmp_path: Path) -> None:
+    """Two equal cuts at an MBConv's depthwise tap with a bottleneck: d0 runs the head and the
+    Conv-Reduce, d1 relays the 8-bit payload unchanged, d2 recovers and runs the tail."""
+    spec = _spec()
+    system = chain_system([1e9, 2e9, 1e10], [1e6, 5e6])
+    torch.manual_seed(1)
+    net = Supernet(spec)
+    cand = Candidate(
+        ops=("conv3", "k5", "skip", "tap", "conv1", "gap", "classifier"),
+        widths=(8, 8, 24, 32),
+        cuts=(3, 3),
+        bottleneck_width=4,
+        bits=8,
+    )
+    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    manifest = export_parts(sub, system, tmp_path, torch.randn(4, 3, 16, 16))
+    _check_composes(manifest, tmp_path, sub, torch.randn(2, 3, 16, 16))
+    assert [p.role for p in manifest.parts] == ["compute", "relay", "compute"]
+    assert manifest.parts[1].onnx is None
+    assert manifest.links[0].tensors == manifest.links[1].tensors == ["d0.q", "d0.lo", "d0.scale"]
+    assert manifest.parts[0].outputs[0].shape == ["batch", 4, 4, 4]  # the reduced width travels
+    for link in manifest.links:
+        assert link.bytes_per_sample == link.predicted_bytes + 8.0
+
+
+def test_export_refuses_to_finish_when_parts_do_not_reproduce_the_model(tmp_path: Path) -> None:
+    spec = _spec()
+    system = chain_system([1e9, 1e10], [1e6])
+    net = Supernet(spec)
+    cand = Candidate(
+        ops=("conv3", "k3", "k3", "k3", "conv1", "gap", "classifier"),
+        widths=(8, 8, 24, 32),
+        cuts=(2,),
+        bits=8,
+    )
+    sub = _calibrated(net, cand, torch.randn(8, 3, 16, 16))
+    with pytest.raises(ExportError, match="do not reproduce"):
+        export_parts(sub, system, tmp_path, torch.randn(2, 3, 16, 16), tolerance=0.0)
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_mesh_export_composes(tmp_path: Path) -> None:
+    """ue -> sbs (root) -> three branch devices -> cloud: the root sends the stage input to
+    every branch, the cloud merges the branch outputs."""
+    spec = _fixture_space("mesh_space.toml")
+    system = build_system(load_objective(str(FIXTURES / "mesh_obj.toml")))
+    torch.manual_seed(2)
+    net = Supernet(spec)
+    space = SearchSpace(spec, system)
+    cand = space.sample(random.Random(4))
+    cand = Candidate(cand.ops, cand.widths, cuts=(1,), bits=8)
+    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    manifest = export_parts(sub, system, tmp_path, torch.randn(4, 3, 16, 16))
+    _check_composes(manifest, tmp_path, sub, torch.randn(2, 3, 16, 16))
+    assert manifest.execution_order == ["ue", "sbs", "mbs0", "mbs1", "mbs2", "cloud"]
+    cloud = manifest.parts[-1]
+    assert [t.source for t in cloud.inputs] == ["mbs0", "mbs1", "mbs2"]
+    ue_sbs = manifest.links[0]
+    assert (ue_sbs.src, ue_sbs.dst, ue_sbs.bits) == ("ue", "sbs", 8)
+    assert ue_sbs.bytes_per_sample == ue_sbs.predicted_bytes + 8.0
+    assert {(link.src, link.dst) for link in manifest.links[1:4]} == {("sbs", f"mbs{i}") for i in range(3)}
+
+
+def test_multiview_tree_export_with_hub_composes(tmp_path: Path) -> None:
+    """Four cameras each run the per-view head on their own view and send 8-bit reduced
+    features; the hub forwards all four; the root fuses the views and runs the tail."""
+    spec = _fixture_space("mv_space.toml")
+    system = build_system(load_objective(str(FIXTURES / "tree_hub_obj.toml")))
+    torch.manual_seed(3)
+    net = Supernet(spec)
+    ops = ("conv3", "k3", "skip", "k3", "conv1", "gap", "classifier")
+    cand = Candidate(ops, (16, 24, 64), cuts=(2,), bottleneck_width=4, bits=8, fuse_after=2)
+    sub = _calibrated(net, cand, torch.randn(8, 4, 3, 16, 16))
+    manifest = export_parts(sub, system, tmp_path, torch.randn(3, 4, 3, 16, 16))
+    _check_composes(manifest, tmp_path, sub, torch.randn(2, 4, 3, 16, 16))
+    assert manifest.execution_order == ["cam0", "cam1", "cam2", "cam3", "hub", "root"]
+    assert [p.inputs[0].name for p in manifest.parts[:4]] == [f"input.view{v}" for v in range(4)]
+    assert manifest.parts[4].role == "relay"
+    hub_root = manifest.links[-1]
+    assert len(hub_root.tensors) == 12
+    assert hub_root.bytes_per_sample == hub_root.predicted_bytes + 4 * 8.0
+    for link in manifest.links[:4]:
+        assert link.bytes_per_sample == link.predicted_bytes + 8.0
