@@ -86,12 +86,16 @@ class SupernetConfig:
         for key in ints:
             if key in opts:
                 v = opts[key]
-                if not isinstance(v, int) or isinstance(v, bool) or v < minimum.get(key, 0):
+                if not isinstance(v, int) or isinstance(v, bool):
                     raise SpecError(
                         "must be an integer",
                         field=f"accuracy.{key}",
                         value=v,
-                        allowed=f">= {minimum.get(key, 0)}",
+                        allowed=f"an integer >= {minimum.get(key, 0)}",
+                    )
+                if v < minimum.get(key, 0):
+                    raise SpecError(
+                        f"must be at least {minimum.get(key, 0)}", field=f"accuracy.{key}", value=v
                     )
         for key in ("lr", "weight_decay", "val_fraction", "warmup_epochs", "loss_warmup_epochs"):
             if key in opts:
