@@ -68,6 +68,7 @@ def make_sampler(
             value=spec.name,
             allowed=list(samplers) + list(NASOPT_SAMPLERS),
         )
+    _check_options(spec, samplers[spec.name], fixed=("seed",))
     try:
         return samplers[spec.name](seed=seed, **spec.options)
     except TypeError as exc:
@@ -88,10 +89,40 @@ def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> o
         if hard:
             kwargs["feasibility"] = hard_constraint_check(objective)
     cls = getattr(nasopt_samplers, NASOPT_SAMPLERS[spec.name])
+    _check_options(spec, cls, fixed=("seed", "search_space", "feasibility"), extra=("hard_constraints",))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"bad sampler option: {exc}", field="sampler.options", value=spec.options) from None
+
+
+def _check_options(
+    spec: SamplerSpec, cls: Any, *, fixed: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> None:
+    """An unknown sampler option is named with the options the sampler takes (its keyword
+    arguments, less those nasopt sets itself)."""
+    import inspect
+
+    names: set[str] = set(extra)
+    takes_any = True
+    for klass in cls.__mro__:  # **kwargs passed on to the base class: its keywords count too
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        names |= {
+            n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+        }
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if not takes_any:
+            break
+    allowed = sorted(names - {"self", *fixed})
+    unknown = sorted(set(spec.options) - set(allowed))
+    if unknown and not takes_any:
+        raise SpecError(
+            f"unknown option of sampler {spec.name!r}",
+            field=f"sampler.options.{unknown[0]}",
+            allowed=allowed,
+        )
 
 
 def create_or_resume(
@@ -217,6 +248,9 @@ def _worker_entry(args: tuple) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from nasopt.study.interrupts import drop_interrupt_tracebacks
+
+    drop_interrupt_tracebacks()
     storage_url, study_name, n_trials, timeout_s, sampler_json, index, workers = args
     os.environ.setdefault("NASOPT_LOCAL_WORKERS", str(workers))  # the supernet shares the cores
     sampler = None if sampler_json is None else SamplerSpec.model_validate_json(sampler_json)

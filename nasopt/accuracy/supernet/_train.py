@@ -236,7 +236,10 @@ def train_supernet(
         batches = data.batches(config.batch_size, gen, start=step)
         if epoch > 0 or step > 0:  # a process started meanwhile (or ended): rebalance
             use_free_cores(running=steps_done > 0)
-        bar.set_description(f"supernet epoch {epoch + 1}/{config.epochs} ({torch.get_num_threads()} threads)")
+        threads = torch.get_num_threads()
+        bar.set_description(
+            f"supernet epoch {epoch + 1}/{config.epochs} ({threads} thread{'s' * (threads > 1)})"
+        )
         loss_sum = correct = seen = 0.0
         epoch_steps = 0
         for x, y in batches:
