@@ -96,16 +96,45 @@ def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> o
         raise SpecError(f"bad sampler option: {exc}", field="sampler.options", value=spec.options) from None
 
 
+def sampler_options(name: str) -> list[str]:
+    """The options (`[sampler] options` keys) sampler `name` takes."""
+    if name in NASOPT_SAMPLERS:
+        from nasopt import samplers as nasopt_samplers
+
+        cls = getattr(nasopt_samplers, NASOPT_SAMPLERS[name])
+        return _keywords(cls, fixed=("seed", "search_space", "feasibility"), extra=("hard_constraints",))[0]
+    cls = {
+        "tpe": optuna.samplers.TPESampler,
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "nsga3": optuna.samplers.NSGAIIISampler,
+        "gp": optuna.samplers.GPSampler,
+        "random": optuna.samplers.RandomSampler,
+    }[name]
+    return _keywords(cls, fixed=("seed",))[0]
+
+
 def _check_options(
     spec: SamplerSpec, cls: Any, *, fixed: tuple[str, ...], extra: tuple[str, ...] = ()
 ) -> None:
     """An unknown sampler option is named with the options the sampler takes (its keyword
     arguments, less those nasopt sets itself)."""
+    allowed, takes_any = _keywords(cls, fixed=fixed, extra=extra)
+    unknown = sorted(set(spec.options) - set(allowed))
+    if unknown and not takes_any:
+        raise SpecError(
+            f"unknown option of sampler {spec.name!r}",
+            field=f"sampler.options.{unknown[0]}",
+            allowed=allowed,
+        )
+
+
+def _keywords(cls: Any, *, fixed: tuple[str, ...], extra: tuple[str, ...] = ()) -> tuple[list[str], bool]:
+    """Keyword arguments of `cls` (through **kwargs passed on to base classes), less `fixed`."""
     import inspect
 
     names: set[str] = set(extra)
     takes_any = True
-    for klass in cls.__mro__:  # **kwargs passed on to the base class: its keywords count too
+    for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
             continue
         params = inspect.signature(klass.__init__).parameters
@@ -115,14 +144,7 @@ def _check_options(
         takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
         if not takes_any:
             break
-    allowed = sorted(names - {"self", *fixed})
-    unknown = sorted(set(spec.options) - set(allowed))
-    if unknown and not takes_any:
-        raise SpecError(
-            f"unknown option of sampler {spec.name!r}",
-            field=f"sampler.options.{unknown[0]}",
-            allowed=allowed,
-        )
+    return sorted(names - {"self", *fixed}), takes_any
 
 
 def create_or_resume(
