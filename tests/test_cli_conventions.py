@@ -291,3 +291,17 @@ def test_sweep_points_monotone_and_disagreement_note() -> None:
     assert any("no threshold binds" in n and "1.4" in n for n in notes)
     assert any("separate searches disagree" in n and "<= 10" in n and "0.9766" in n for n in notes)
     assert not any("disagree" in n for n in sweep_notes("latency_ms", pts, from_one_study=True))
+
+
+def test_quick_variant_is_a_small_separate_study() -> None:
+    from nasopt.cli import quick_variant, run_plan
+    from nasopt.presets import resolve
+
+    full = resolve("quickstart")
+    quick = quick_variant(full)
+    assert quick.study.name == "quickstart-quick" and quick.study.n_trials == 30
+    assert quick.study.accuracy["epochs"] == 4 and quick.study.accuracy["loss_warmup_epochs"] == 1
+    assert quick.fingerprint != full.fingerprint and quick.space == full.space
+    assert "--quick" in run_plan(full, quick=False) and "--quick" not in run_plan(quick, quick=True)
+    proxy = quick_variant(resolve("quickstart-proxy"))
+    assert proxy.study.accuracy == {"estimator": "analytic-proxy"} and proxy.study.n_trials == 30
