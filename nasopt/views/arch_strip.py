@@ -234,7 +234,8 @@ def arch_strip_figure(study: optuna.Study, resolved: ResolvedStudy, view: ArchSt
                 row=r,
                 col=1,
                 annotation_text=numbers,
-                annotation_position="top right" if k % 2 == 0 else "bottom right",
+                # at the bottom: the top is the device band's label, at the same x; neighbours alternate
+                annotation_position="bottom right" if k % 2 == 0 else "bottom left",
                 annotation_font_color="#d62728",
                 annotation_font_size=10,
             )
