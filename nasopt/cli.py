@@ -403,7 +403,7 @@ def _run(args: argparse.Namespace) -> int:
     resolved = resolve(args.study)
     if args.quick:
         resolved = quick_variant(resolved)
-    print(run_plan(resolved, quick=args.quick), file=sys.stderr, flush=True)
+    print(run_plan(resolved, quick=args.quick), flush=True)  # stdout: an error stays one stderr line
     sampler = _sampler_override(args.sampler, resolved.study.sampler)  # checked before training
     _prepare_accuracy(resolved, not args.no_progress)
     with no_empty_storage_left(args.storage):
