@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lint clean
+.PHONY: run quick test setup lint clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +17,9 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/nasopt run studies/quickstart.toml
+
+quick: $(STAMP)
+	$(VENV)/bin/nasopt run studies/quickstart.toml --quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

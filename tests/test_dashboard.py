@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import optuna
@@ -105,8 +106,39 @@ def test_arch_strip_marks_layers_and_cuts(
         layers, network, _ = arch_strip.arch_layers(resolved, trial)
         bars = [t for t in fig.data if t.meta and t.meta.get("trial") == trial.number]
         assert sum(len(b.x) for b in bars) == len(layers) == len(network.layers)
+        assert all(b.width == 0.8 for b in bars)  # one layer wide, however far apart a group's layers are
+        widths = {layer.width for layer in layers}
+        axis = next(
+            getattr(fig.layout, k)
+            for k in fig.layout
+            if k.startswith("yaxis")
+            and getattr(fig.layout, k).tickvals
+            and set(getattr(fig.layout, k).tickvals) <= widths
+        )
+        assert axis.type == "log" and list(axis.ticktext) == [str(v) for v in axis.tickvals]
+    # one dashed line (and one label) per distinct cut position: coinciding cuts share it
     cut_lines = [s for s in fig.layout.shapes if s.line.dash == "dash"]
-    assert len(cut_lines) == sum(len(arch_strip.arch_layers(resolved, t)[1].cut_after) for t in shown)
+    assert len(cut_lines) == sum(len(set(arch_strip.arch_layers(resolved, t)[1].cut_after)) for t in shown)
+    bands = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert bands and all(s.opacity >= 0.4 and s.fillcolor in arch_strip.BAND_COLORS for s in bands)
+    texts = [a.text for a in fig.layout.annotations]
+    assert not [t for t in texts if t.startswith("trial ") and re.search(r"accuracy 0\.\d{4}", t)]
+
+
+def test_threshold_sweep_marks_binding_thresholds(tiny_db: tuple[str, Path]) -> None:
+    url, _ = tiny_db
+    storage = open_storage(url)
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    spec = load_dashboard("default").threshold_sweep[0]
+    fig, lines = sweep_figure.sweep_figure(study, storage, spec)
+    for trace in fig.data:
+        accs = [a for a in trace.y if a is not None]
+        assert accs == sorted(accs)  # monotone by construction
+        best = max(accs)
+        for (threshold, acc), symbol in zip(lines[trace.name], trace.marker.symbol, strict=True):
+            # open marker: the threshold does not bind, the best accuracy is already reached
+            assert (symbol == "circle-open") == (acc == best), (threshold, acc, symbol)
+    assert any("binds" in a.text for a in fig.layout.annotations)
 
 
 def test_hypervolume_history_per_sampler(built: tuple[dict, optuna.Study]) -> None:

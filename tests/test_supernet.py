@@ -413,11 +413,14 @@ def test_run_trains_first_then_workers_score_with_the_shared_checkpoint(tmp_path
 def test_local_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
+    from nasopt.accuracy.supernet import _threads
     from nasopt.accuracy.supernet._estimator import use_available_cores
 
     before = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("NASOPT_THREADS", raising=False)
+    monkeypatch.setattr(_threads, "busy_elsewhere", lambda own: 0.0)  # an idle machine
     try:
         monkeypatch.setenv("NASOPT_LOCAL_WORKERS", "1")
         use_available_cores()
@@ -425,6 +428,33 @@ def test_local_workers_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("NASOPT_LOCAL_WORKERS", str(2 * cores))  # more workers than cores
         use_available_cores()
         assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_leave_busy_cores_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A core another process keeps busy gets no intra-op thread (benchmarks/threads.md: on 2
+    cores beside one busy loop, 2 threads spin-waited at every operator's barrier)."""
+    from nasopt.accuracy.supernet import _threads
+
+    assert _threads.choose_threads(2, 1, 0.0) == 2
+    assert _threads.choose_threads(2, 1, 1.0) == 1
+    assert _threads.choose_threads(2, 1, 5.0) == 1  # never fewer than one
+    assert _threads.choose_threads(8, 2, 2.0) == 3
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("NASOPT_THREADS", raising=False)
+    monkeypatch.setenv("NASOPT_LOCAL_WORKERS", "1")
+    monkeypatch.setattr(_threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    try:
+        # starting: all of the load is someone else's; running with 1 thread: 1 core is ours
+        assert _threads.use_free_cores() == 1
+        assert _threads.use_free_cores(running=True) == 1
+        monkeypatch.setattr(_threads.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+        assert _threads.use_free_cores(running=True) == 2  # the other process ended
+        monkeypatch.setenv("NASOPT_THREADS", "3")  # the user's setting wins
+        assert _threads.use_free_cores() == 3
     finally:
         torch.set_num_threads(before)
 

@@ -89,7 +89,10 @@ def test_sweep_cli_runs_one_study_per_threshold_and_refuses_unknown_keys(tmp_pat
             cwd=tmp_path,
         )
     ).stdout
-    studies = {line.split()[-1] for line in out.splitlines()[3:]}
+    lines = out.splitlines()
+    assert lines[0].startswith("accuracy: ")  # the estimator is named
+    table = lines[lines.index("best accuracy vs latency_ms:") + 3 :]
+    studies = {line.split()[-1] for line in table if line.split() and line.split()[0] in ("1", "1000")}
     assert studies == {"tiny.latency_ms=1", "tiny.latency_ms=1000"}
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))

@@ -73,6 +73,7 @@ def make_sampler(
             value=spec.name,
             allowed=list(samplers) + list(NASOPT_SAMPLERS),
         )
+    _check_options(spec, samplers[spec.name], fixed=("seed",))
     try:
         return samplers[spec.name](seed=seed, **spec.options)
     except TypeError as exc:
@@ -93,6 +94,7 @@ def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> o
         if hard:
             kwargs["feasibility"] = hard_constraint_check(objective)
     cls = getattr(nasopt_samplers, NASOPT_SAMPLERS[spec.name])
+    _check_options(spec, cls, fixed=("seed", "search_space", "feasibility"), extra=("hard_constraints",))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -128,6 +130,57 @@ def check_study(resolved: ResolvedStudy, sampler: SamplerSpec | None = None) -> 
                     file=f"objective {resolved.objective.name}",
                 )
     return objective
+
+
+def sampler_options(name: str) -> list[str]:
+    """The options (`[sampler] options` keys) sampler `name` takes."""
+    if name in NASOPT_SAMPLERS:
+        from nasopt import samplers as nasopt_samplers
+
+        cls = getattr(nasopt_samplers, NASOPT_SAMPLERS[name])
+        return _keywords(cls, fixed=("seed", "search_space", "feasibility"), extra=("hard_constraints",))[0]
+    cls = {
+        "tpe": optuna.samplers.TPESampler,
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "nsga3": optuna.samplers.NSGAIIISampler,
+        "gp": optuna.samplers.GPSampler,
+        "random": optuna.samplers.RandomSampler,
+    }[name]
+    return _keywords(cls, fixed=("seed",))[0]
+
+
+def _check_options(
+    spec: SamplerSpec, cls: Any, *, fixed: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> None:
+    """An unknown sampler option is named with the options the sampler takes (its keyword
+    arguments, less those nasopt sets itself)."""
+    allowed, takes_any = _keywords(cls, fixed=fixed, extra=extra)
+    unknown = sorted(set(spec.options) - set(allowed))
+    if unknown and not takes_any:
+        raise SpecError(
+            f"unknown option of sampler {spec.name!r}",
+            field=f"sampler.options.{unknown[0]}",
+            allowed=allowed,
+        )
+
+
+def _keywords(cls: Any, *, fixed: tuple[str, ...], extra: tuple[str, ...] = ()) -> tuple[list[str], bool]:
+    """Keyword arguments of `cls` (through **kwargs passed on to base classes), less `fixed`."""
+    import inspect
+
+    names: set[str] = set(extra)
+    takes_any = True
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        names |= {
+            n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+        }
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if not takes_any:
+            break
+    return sorted(names - {"self", *fixed}), takes_any
 
 
 def create_or_resume(
@@ -352,6 +405,9 @@ def _worker_entry(args: tuple) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from nasopt.study.interrupts import drop_interrupt_tracebacks
+
+    drop_interrupt_tracebacks()
     storage_url, study_name, n_trials, timeout_s, sampler_json, index, workers, budget = args
     os.environ.setdefault("NASOPT_LOCAL_WORKERS", str(workers))  # the supernet shares the cores
     sampler = None if sampler_json is None else SamplerSpec.model_validate_json(sampler_json)

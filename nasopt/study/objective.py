@@ -42,6 +42,16 @@ METRICS: dict[str, str] = {
 CONSTRAINTS_KEY = "constraints"  # Optuna's legacy list form, read by samplers and the dashboard
 
 
+def check_metrics(objective: ObjectiveSpec) -> None:
+    """Every `[[objectives]] name` is a metric nasopt computes (`nasopt validate` checks an
+    objective file on its own with this, so it does not first fail inside a study)."""
+    for i, metric in enumerate(objective.objectives):
+        if metric.name not in METRICS:
+            raise SpecError(
+                "unknown metric", field=f"objectives[{i}].name", value=metric.name, allowed=list(METRICS)
+            )
+
+
 @dataclass
 class TrialResult:
     """Everything the objective computed for one candidate."""
@@ -74,11 +84,7 @@ class NasObjective:
         self._batch_evaluator: BatchEvaluator | None = None
         if self.optimal_split:
             self._batch()  # a system the batched model cannot place is refused here, not mid-study
-        for i, metric in enumerate(objective.objectives):
-            if metric.name not in METRICS:
-                raise SpecError(
-                    "unknown metric", field=f"objectives[{i}].name", value=metric.name, allowed=list(METRICS)
-                )
+        check_metrics(objective)
         self.metric_names = [m.name for m in objective.objectives]
         self.directions = [m.direction for m in objective.objectives]
         self.loss_rate = max((link.loss_rate for link in self.system.links.values()), default=0.0)

@@ -46,10 +46,41 @@ def metric_names(study: optuna.Study) -> list[str]:
     return list(names) if names else [f"value{i}" for i in range(len(study.directions))]
 
 
-def rows(study: optuna.Study, trials: list[FrozenTrial]) -> list[dict[str, Any]]:
+ESTIMATOR_ATTR = "nasopt:accuracy_estimator"
+
+
+def estimator_name(study_spec: Any) -> str:
+    """The accuracy estimator a study spec asks for (`[accuracy] estimator`)."""
+    return str(study_spec.accuracy.get("estimator", "analytic-proxy"))
+
+
+def study_estimator(study: optuna.Study) -> str:
+    """The accuracy estimator a stored nasopt study was created with."""
+    return str(study.user_attrs.get(ESTIMATOR_ATTR, "unknown"))
+
+
+def accuracy_note(estimator: str) -> str:
+    """One line naming where the accuracies come from; the proxy is never a measured accuracy."""
+    if estimator == "analytic-proxy":
+        return (
+            "accuracy: analytic proxy (a deterministic estimate from the architecture's size, "
+            "NOT a measured accuracy)"
+        )
+    if estimator == "supernet":
+        return (
+            "accuracy: supernet (weight-sharing subnet scored on held-out data; "
+            "rank with it, then retrain the finalists)"
+        )
+    return f"accuracy: {estimator}"
+
+
+def rows(study: optuna.Study, trials: list[FrozenTrial], *, detail: bool = False) -> list[dict[str, Any]]:
+    """One row per trial: objectives, accuracy/latency/MACs, feasibility, split and arch; with
+    `detail` also the accuracy estimator, every parameter (`params`) and the candidate."""
     names = metric_names(study)
     attrs = study.user_attrs
     retrained = any(f"retrained:{t.number}" in attrs for t in trials)  # written by `nasopt retrain`
+    estimator = study_estimator(study)
     out = []
     for t in trials:
         row: dict[str, Any] = {"trial": t.number}
@@ -63,7 +94,27 @@ def rows(study: optuna.Study, trials: list[FrozenTrial]) -> list[dict[str, Any]]
         row["feasible"] = is_feasible(t)
         row["split"] = t.user_attrs.get("split", "")
         row["arch"] = t.user_attrs.get("arch", "")
+        if detail:
+            row["accuracy_estimator"] = estimator
+            row["params"] = dict(t.params)
+            row["candidate"] = t.user_attrs.get("candidate", {})
         out.append(row)
+    return out
+
+
+def _flat(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CSV rows: `params` spread into one `param:NAME` column each, the candidate as JSON."""
+    out = []
+    for row in data:
+        flat: dict[str, Any] = {}
+        for key, value in row.items():
+            if key == "params" and isinstance(value, dict):
+                flat.update({f"param:{k}": v for k, v in value.items()})
+            elif isinstance(value, (dict, list)):
+                flat[key] = json.dumps(value, separators=(",", ":"))
+            else:
+                flat[key] = value
+        out.append(flat)
     return out
 
 
@@ -72,14 +123,39 @@ def render(data: list[dict[str, Any]], fmt: str) -> str:
         return json.dumps(data, indent=2)
     if not data:
         return ""
-    columns = list(data[0])
     if fmt == "csv":
+        flat = _flat(data)
+        columns = list(dict.fromkeys(k for row in flat for k in row))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(data)
+        writer.writerows(flat)
         return buf.getvalue().rstrip("\n")
-    return table(data, columns)
+    return table(data, list(data[0]))
+
+
+ARCH_COLUMN_CHARS = 60
+
+
+def short_arch(arch: str, limit: int = ARCH_COLUMN_CHARS) -> str:
+    """The table's `arch` cell: repeated ops run-length coded (`k3_e6 x3`), cut to `limit`
+    characters with an ellipsis (CSV and JSON keep the full line).
+
+    >>> short_arch("skip skip skip k3_e6 | w=8 | cut@2 | 8b")
+    'skip x3 k3_e6 | w=8 | cut@2 | 8b'
+    """
+    ops, sep, rest = arch.partition(" | ")
+    words = ops.split()
+    runs: list[str] = []
+    i = 0
+    while i < len(words):
+        j = i
+        while j < len(words) and words[j] == words[i]:
+            j += 1
+        runs.append(words[i] if j - i == 1 else f"{words[i]} x{j - i}")
+        i = j
+    text = " ".join(runs) + sep + rest
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _cell(value: Any) -> str:
@@ -93,9 +169,13 @@ def _cell(value: Any) -> str:
 
 
 def table(data: list[dict[str, Any]], columns: list[str]) -> str:
-    """A fixed-width text table; the long `split` column is left out (see the JSON/CSV forms)."""
-    columns = [c for c in columns if c != "split"]
-    cells = [[_cell(row.get(c, "")) for c in columns] for row in data]
+    """A fixed-width text table; the long `split` column is left out and `arch` shortened (see
+    the JSON/CSV forms)."""
+    columns = [c for c in columns if c not in ("split", "params", "candidate")]
+    cells = [
+        [short_arch(str(row.get(c, ""))) if c == "arch" else _cell(row.get(c, "")) for c in columns]
+        for row in data
+    ]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))

@@ -7,6 +7,7 @@ candidate analytically when `--set` changed the system (e.g. a link's bandwidth)
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,11 @@ class SweepPoint:
     latency_ms: float | None
     trials: int
     study_name: str
+    # whether the threshold excluded a more accurate trial (one meeting the other constraints);
+    # False: the answer is the same without the threshold
+    binds: bool | None = None
+    # the swept metric of the most accurate trial without the threshold (None: no such trial)
+    free_metric: float | None = None
 
 
 def parse_threshold(text: str) -> tuple[str, list[float]]:
@@ -103,17 +109,32 @@ def best_feasible(trials: list[tuple[int, float, float, bool]]) -> tuple[int, fl
     return max(ok, key=lambda t: (t[1], -t[2]))
 
 
-def study_point(study: optuna.Study, threshold: float) -> SweepPoint:
-    """The best feasible trial of a constrained sweep study."""
-    rows = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        feasible = all(v <= 0 for v in t.constraints.values())
-        rows.append((t.number, float(t.user_attrs["accuracy"]), float(t.user_attrs["latency_ms"]), feasible))
-    best = best_feasible(rows)
-    n = len(study.trials)
+def _point(
+    scored: list[tuple[int, float, float, float, bool]], value: float, trials: int, study_name: str
+) -> SweepPoint:
+    """The best trial with metric <= `value` among `scored` (number, accuracy, latency_ms,
+    metric, other constraints met), and whether the threshold binds."""
+    free = best_feasible([(n, acc, lat, ok) for n, acc, lat, _, ok in scored])
+    free_metric = None
+    if free is not None:
+        free_metric = next(m for n, _, _, m, _ in scored if n == free[0])
+    best = best_feasible([(n, acc, lat, ok and metric <= value) for n, acc, lat, metric, ok in scored])
+    binds = None if free_metric is None else free_metric > value
     if best is None:
-        return SweepPoint(threshold, None, None, None, n, study.study_name)
-    return SweepPoint(threshold, best[1], best[0], best[2], n, study.study_name)
+        return SweepPoint(value, None, None, None, trials, study_name, binds, free_metric)
+    return SweepPoint(value, best[1], best[0], best[2], trials, study_name, binds, free_metric)
+
+
+def study_point(study: optuna.Study, threshold: float, key: str = "latency_ms") -> SweepPoint:
+    """The best feasible trial of a constrained sweep study (its own search for `threshold`)."""
+    scored = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        a = t.user_attrs
+        others_ok = all(
+            v <= 0 for n, v in a.items() if n.startswith("violation:") and n != f"violation:{key}"
+        )
+        scored.append((t.number, float(a["accuracy"]), float(a["latency_ms"]), float(a[key]), others_ok))
+    return _point(scored, threshold, len(study.trials), study.study_name)
 
 
 def sweep_from_study(
@@ -145,14 +166,37 @@ def sweep_from_study(
                 v <= 0 for n, v in a.items() if n.startswith("violation:") and n != f"violation:{key}"
             )
             scored.append((t.number, float(a["accuracy"]), float(a["latency_ms"]), float(a[key]), others_ok))
-    points = []
-    for value in values:
-        best = best_feasible([(n, acc, lat, ok and metric <= value) for n, acc, lat, metric, ok in scored])
-        if best is None:
-            points.append(SweepPoint(value, None, None, None, len(complete), study.study_name))
-        else:
-            points.append(SweepPoint(value, best[1], best[0], best[2], len(complete), study.study_name))
-    return points
+    # one set of trials, nested feasible sets: best accuracy never falls as the threshold rises
+    return [_point(scored, value, len(complete), study.study_name) for value in values]
+
+
+def sweep_notes(key: str, points: list[SweepPoint], *, from_one_study: bool) -> list[str]:
+    """Lines under a sweep table: which thresholds bind, and (separate searches only) where a
+    looser threshold found a less accurate best than a tighter one."""
+    notes = []
+    binding = [p.threshold for p in points if p.binds]
+    free = [p.free_metric for p in points if p.free_metric is not None]
+    if points and not binding:
+        where = f" ({key} {max(free):.4g})" if free else ""
+        notes.append(
+            f"note: no threshold binds: the most accurate trial{where} meets every threshold, "
+            "so the sweep cannot show a trade-off; try smaller values"
+        )
+    elif binding:
+        notes.append(f"binding thresholds ({key} <=): {', '.join(f'{v:g}' for v in binding)}")
+    if not from_one_study:
+        ordered = sorted(points, key=lambda p: p.threshold)
+        for lo, hi in itertools.pairwise(ordered):
+            if lo.accuracy is not None and (hi.accuracy is None or hi.accuracy < lo.accuracy):
+                notes.append(
+                    f"note: separate searches disagree: best accuracy at {key} <= {hi.threshold:g} "
+                    f"({'none' if hi.accuracy is None else f'{hi.accuracy:.4f}'}) is below that at "
+                    f"<= {lo.threshold:g} ({lo.accuracy:.4f}); each threshold ran its own search, so "
+                    "this is search noise, not the threshold. `nasopt sweep --from-front` re-scores "
+                    "one set of trials and is monotone by construction"
+                )
+                break
+    return notes
 
 
 def render_points(key: str, points: list[SweepPoint]) -> str:
@@ -164,6 +208,7 @@ def render_points(key: str, points: list[SweepPoint]) -> str:
             "best accuracy": "none feasible" if p.accuracy is None else round(p.accuracy, 4),
             "latency_ms": "-" if p.latency_ms is None else round(p.latency_ms, 4),
             "trial": "-" if p.trial is None else p.trial,
+            "binds": "-" if p.binds is None else ("yes" if p.binds else "no"),
             "trials": p.trials,
             "study": p.study_name,
         }

@@ -15,7 +15,7 @@ from nasopt.spec import (
     ResolvedStudy,
 )
 from nasopt.study.pareto import front
-from nasopt.views.fields import DEVICE_SHADES, complete_trials, fmt
+from nasopt.views.fields import complete_trials, fmt
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -95,6 +95,36 @@ def strip_trials(study: optuna.Study, view: ArchStripView) -> list[FrozenTrial]:
 
 
 _KERNEL_COLORS = {1: "#9ecae1", 3: "#4292c6", 5: "#2171b5", 7: "#08306b"}
+# device bands behind the bars: light but clearly distinct from the white background and the bars
+BAND_COLORS = ("#fdae6b", "#a1d99b", "#bcbddc", "#fc9272", "#bdbdbd", "#fdd0a2")
+
+
+def cut_labels(cut_after: list[int] | tuple[int, ...]) -> list[tuple[int, str]]:
+    """One label per cut position: coinciding cuts (a device left empty, relaying) share one.
+
+    >>> cut_labels([3, 3, 9])
+    [(3, 'cuts 1+2'), (9, 'cut 3')]
+    """
+    at: dict[int, list[int]] = {}
+    for c, cut in enumerate(cut_after):
+        at.setdefault(cut, []).append(c + 1)
+    return [
+        (cut, f"cut {n[0]}" if len(n) == 1 else "cuts " + "+".join(map(str, n)))
+        for cut, n in sorted(at.items())
+    ]
+
+
+def thin_ticks(values: list[int], max_ticks: int = 6) -> list[int]:
+    """The widths to label on the log axis: the ones present, at most `max_ticks`, spread out.
+
+    >>> thin_ticks([8, 16, 24, 32, 48, 64, 96, 1280])
+    [8, 24, 48, 96, 1280]
+    """
+    if len(values) <= max_ticks:
+        return values
+    step = -(-len(values) // (max_ticks - 1))
+    picked = values[::step]
+    return picked if picked[-1] == values[-1] else [*picked, values[-1]]
 
 
 def arch_strip_figure(study: optuna.Study, resolved: ResolvedStudy, view: ArchStripView) -> go.Figure:
@@ -106,8 +136,8 @@ def arch_strip_figure(study: optuna.Study, resolved: ResolvedStudy, view: ArchSt
     trials = strip_trials(study, view)
     rows = max(1, len(trials))
     titles = [
-        f"trial {t.number}: accuracy {float(t.user_attrs['accuracy']):.4f}, "
-        f"latency {float(t.user_attrs['latency_ms']):.4g} ms"
+        f"trial {t.number}: accuracy {float(t.user_attrs['accuracy']):.3f}, "
+        f"latency {float(t.user_attrs['latency_ms']):.3g} ms"
         for t in trials
     ] or ["no feasible Pareto-optimal trial"]
     fig = make_subplots(rows=rows, cols=1, subplot_titles=titles, vertical_spacing=0.12 / rows + 0.04)
@@ -116,7 +146,7 @@ def arch_strip_figure(study: optuna.Study, resolved: ResolvedStudy, view: ArchSt
     for r, trial in enumerate(trials, start=1):
         layers, network, _ = arch_layers(resolved, trial)
         for layer in layers:
-            device_colors.setdefault(layer.device, DEVICE_SHADES[len(device_colors) % len(DEVICE_SHADES)])
+            device_colors.setdefault(layer.device, BAND_COLORS[len(device_colors) % len(BAND_COLORS)])
         # device spans as shaded backgrounds
         start = 0
         for i in range(1, len(layers) + 1):
@@ -125,8 +155,10 @@ def arch_strip_figure(study: optuna.Study, resolved: ResolvedStudy, view: ArchSt
                     x0=start - 0.5,
                     x1=i - 0.5,
                     fillcolor=device_colors[layers[start].device],
-                    opacity=1,
+                    opacity=0.45,
                     layer="below",
+                    # drawn before the bars: plotly would skip a shape on a still empty subplot
+                    exclude_empty_subplots=False,
                     line_width=0,
                     row=r,
                     col=1,
@@ -166,6 +198,7 @@ def arch_strip_figure(study: optuna.Study, resolved: ResolvedStudy, view: ArchSt
                     showlegend=key not in legend_done,
                     x=[m.index for m in members],
                     y=[m.width for m in members],
+                    width=0.8,  # one layer wide: plotly would size a bar by the trace's x gaps
                     marker={
                         "color": color,
                         "pattern": {"shape": ["/" if m.stride == 2 else "" for m in members]},
@@ -194,13 +227,15 @@ def arch_strip_figure(study: optuna.Study, resolved: ResolvedStudy, view: ArchSt
                 col=1,
             )
             legend_done.add(key)
-        for c, cut in enumerate(network.cut_after):
+        for k, (cut, numbers) in enumerate(cut_labels(network.cut_after)):
             fig.add_vline(
                 x=cut + 0.5,
                 line={"color": "#d62728", "width": 2, "dash": "dash"},
                 row=r,
                 col=1,
-                annotation_text=f"cut {c + 1}",
+                annotation_text=numbers,
+                # at the bottom: the top is the device band's label, at the same x; neighbours alternate
+                annotation_position="bottom right" if k % 2 == 0 else "bottom left",
                 annotation_font_color="#d62728",
                 annotation_font_size=10,
             )
@@ -213,7 +248,15 @@ def arch_strip_figure(study: optuna.Study, resolved: ResolvedStudy, view: ArchSt
                 annotation_text="fusion",
                 annotation_font_color="#9467bd",
             )
-        fig.update_yaxes(title_text="width", type="log", row=r, col=1)
+        ticks = sorted({layer.width for layer in layers})
+        fig.update_yaxes(
+            title_text="width",
+            type="log",
+            tickvals=thin_ticks(ticks),
+            ticktext=[str(t) for t in thin_ticks(ticks)],
+            row=r,
+            col=1,
+        )
     fig.update_xaxes(title_text="layer", row=rows, col=1)
     fig.update_layout(
         title=view.title or "Architectures (bar height: output width; colour: kernel; hatched: stride 2)",

@@ -12,7 +12,7 @@ from nasopt.spec import (
     ResolvedStudy,
 )
 from nasopt.study.pareto import front
-from nasopt.views.fields import PALETTE, axis_label, fmt, hover_keys, trial_fields
+from nasopt.views.fields import PALETTE, axis_label, fmt, hover_keys, tick_format, trial_fields
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -116,7 +116,13 @@ def breakdown_figure(
         barmode="stack",
         xaxis={"title": "Pareto-optimal trial (sorted by latency)", "type": "category"},
         yaxis={"title": "latency (ms)"},
-        yaxis2={"title": axis_label(view.y2 or ""), "overlaying": "y", "side": "right", "showgrid": False},
+        yaxis2={
+            "title": axis_label(view.y2 or ""),
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            **tick_format(view.y2 or ""),
+        },
         legend={"orientation": "h", "y": -0.2},
         template="plotly_white",
         height=520,

@@ -23,32 +23,55 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
 
-def register(storage: BaseStorage, study_name: str, view: str | DashboardSpec = "default") -> list[str]:
-    """Store the view's figures, the study note and per-trial notes for optuna-dashboard."""
+NOTED_TRIALS = 50  # Pareto-optimal trials that get a note each
+
+
+def register(
+    storage: BaseStorage, study_name: str, view: str | DashboardSpec = "default", *, bar: Any = None
+) -> list[str]:
+    """Store the view's figures, the study note and per-trial notes for optuna-dashboard.
+    `bar` (a tqdm bar) advances once per figure and once per note."""
     from optuna_dashboard import save_note, save_plotly_graph_object
 
-    figures, study, resolved = build(storage, study_name, view)
+    def step(_: str = "") -> None:
+        if bar is not None:
+            bar.update(1)
+
+    figures, study, resolved = build(storage, study_name, view, on_figure=step)
     ids = []
     for f in figures:
         f.figure.update_layout(width=1100)  # the dashboard's card would otherwise stretch it off-screen
         ids.append(save_plotly_graph_object(study, f.figure, graph_object_id=f.id))
     save_note(study, summary_markdown(study, resolved))
-    for trial in front(study, feasible_only=True)[:50]:
+    step()
+    for trial in front(study, feasible_only=True)[:NOTED_TRIALS]:
         save_trial_note(study, trial, trial_note(resolved, trial))
+        step()
     return ids
 
 
-def register_all(storage: BaseStorage, view: str | DashboardSpec = "default") -> list[str]:
-    """Register the view for every nasopt study with completed trials; returns their names."""
-    from nasopt.study.storage import study_names
+def register_all(
+    storage: BaseStorage, view: str | DashboardSpec = "default", *, progress: bool = False
+) -> list[str]:
+    """Register the view for every nasopt study with completed trials; returns their names.
+    With `progress`, a bar on stderr counts figures and notes over all studies, with an ETA."""
+    from tqdm import tqdm
 
-    done = []
+    from nasopt.study.storage import study_names
+    from nasopt.views.figures import figure_count
+
+    todo = []
     for name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         if SPEC_ATTR in study.user_attrs and complete_trials(study):
-            register(storage, name, view)
-            done.append(name)
-    return done
+            todo.append((name, len(front(study, feasible_only=True)[:NOTED_TRIALS])))
+    per_study = figure_count(view) + 1  # the figures and the study note
+    total = sum(per_study + notes for _, notes in todo)
+    with tqdm(total=total, desc="registering figures", unit="item", disable=not progress) as bar:
+        for i, (name, _) in enumerate(todo, start=1):
+            bar.set_description(f"registering figures: study {i}/{len(todo)} {name}")
+            register(storage, name, view, bar=bar)
+    return [name for name, _ in todo]
 
 
 # ------------------------------------------------------------------ the HTML report

@@ -51,6 +51,11 @@ BASELINE_MARKERS = {
 }
 
 
+def tick_format(metric: str) -> dict[str, str]:
+    """Axis ticks of accuracy-like metrics with 3 decimals (not 0.94256)."""
+    return {"tickformat": ".3f"} if metric in ("accuracy", "error") else {}
+
+
 DEVICE_SHADES = ("#dbe9f8", "#fde3c8", "#d9f0d9", "#f8d9d9", "#e6dcf3", "#eadfdb")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +42,23 @@ def resolve_view(view: str | DashboardSpec) -> tuple[DashboardSpec, str]:
     return load_dashboard(str(path)), str(path)
 
 
+def figure_count(view: str | DashboardSpec) -> int:
+    """How many figures `view` declares (progress bars count them)."""
+    spec, _ = resolve_view(view)
+    return sum(
+        len(x) for x in (spec.pareto, spec.latency_breakdown, spec.threshold_sweep, spec.arch_strip)
+    ) + len(spec.hypervolume)
+
+
 def build(
-    storage: BaseStorage, study_name: str, view: str | DashboardSpec = "default"
+    storage: BaseStorage,
+    study_name: str,
+    view: str | DashboardSpec = "default",
+    *,
+    on_figure: Callable[[str], None] | None = None,
 ) -> tuple[list[BuiltFigure], optuna.Study, ResolvedStudy]:
-    """Every figure of `view` for the study; SpecError for a field the study lacks."""
+    """Every figure of `view` for the study; SpecError for a field the study lacks.
+    `on_figure(kind)` is called after each figure is built (progress)."""
     spec, file = resolve_view(view)
     study, resolved = load(storage, study_name)
     fields = StudyFields.of(study, complete_trials(study))
@@ -54,6 +68,8 @@ def build(
     def add(kind: str, i: int, fig: Any) -> None:
         title = fig.layout.title.text or kind
         out.append(BuiltFigure(f"{FIGURE_PREFIX}{kind}-{i}", kind, title, fig))
+        if on_figure is not None:
+            on_figure(kind)
 
     try:
         for i, v in enumerate(spec.pareto):

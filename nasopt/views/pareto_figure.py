@@ -21,6 +21,7 @@ from nasopt.views.fields import (
     fmt,
     hover_keys,
     is_numeric,
+    tick_format,
     trial_fields,
 )
 
@@ -138,8 +139,8 @@ def pareto_figure(study: optuna.Study, view: ParetoView, every: list[str]) -> go
     title += f" — {study.study_name}: {len(trials)} trials, {len(best)} on the front, {n_inf} infeasible"
     fig.update_layout(
         title=title,
-        xaxis={"title": axis_label(view.x), "type": "log" if view.log_x else "linear"},
-        yaxis={"title": axis_label(view.y), "type": "log" if view.log_y else "linear"},
+        xaxis={"title": axis_label(view.x), "type": "log" if view.log_x else "linear", **tick_format(view.x)},
+        yaxis={"title": axis_label(view.y), "type": "log" if view.log_y else "linear", **tick_format(view.y)},
         legend={"orientation": "h", "y": -0.18},
         template="plotly_white",
         height=520,

@@ -69,11 +69,19 @@ padding:3px 6px;text-align:left} .figure{margin:18px 0}
 """
 
 
-def report_html(storage: BaseStorage, study_name: str, view: str | DashboardSpec = "default") -> str:
-    """One self-contained HTML page: summary, front table and every figure (plotly.js inlined)."""
+def report_html(
+    storage: BaseStorage, study_name: str, view: str | DashboardSpec = "default", *, progress: bool = False
+) -> str:
+    """One self-contained HTML page: summary, front table and every figure (plotly.js inlined).
+    With `progress`, a bar on stderr counts the figures built, with an ETA."""
     from plotly.offline import get_plotlyjs
+    from tqdm import tqdm
 
-    figures, study, resolved = build(storage, study_name, view)
+    from nasopt.views.figures import figure_count
+
+    total = figure_count(view)
+    with tqdm(total=total, desc="building report figures", unit="figure", disable=not progress) as bar:
+        figures, study, resolved = build(storage, study_name, view, on_figure=lambda _: bar.update(1))
     sections = summary_sections(study, resolved)
     cards = "".join(
         f"<div class='card'><h3>{html.escape(h)}</h3><ul>"

@@ -46,13 +46,18 @@ def sweep_figure(
         hi = max(hi, lo * 1.0001)
         thresholds = [lo * (hi / lo) ** (i / (view.points - 1)) for i in range(view.points)]
     thresholds = sorted(thresholds)
+    # each study's stored trials re-scored at every threshold: nested feasible sets, so every
+    # line is monotone by construction (a group's line is the best of its studies', also monotone)
     lines: dict[str, list[tuple[float, float | None]]] = {}
+    binds: dict[str, list[bool]] = {}
     for s, resolved in pairs:
         label = group_label(s, resolved, view.group_by)
         points = sweep_from_study(s, resolved, view.metric, thresholds, reevaluate=False)
         current = lines.setdefault(label, [(th, None) for th in thresholds])
+        bound = binds.setdefault(label, [False] * len(thresholds))
         for i, p in enumerate(points):
             best = current[i][1]
+            bound[i] = bound[i] or bool(p.binds)
             if p.accuracy is not None and (best is None or p.accuracy > best):
                 current[i] = (p.threshold, p.accuracy)
     fig = go.Figure()
@@ -64,8 +69,10 @@ def sweep_figure(
                 y=[p[1] for p in pts],
                 mode="lines+markers",
                 line={"shape": "hv", "color": PALETTE[i % len(PALETTE)]},
-                hovertemplate=f"{label}<br>{view.metric} ≤ %{{x:.4g}}<br>"
-                "best accuracy %{y:.4g}<extra></extra>",
+                marker={"symbol": ["circle" if b else "circle-open" for b in binds[label]], "size": 9},
+                customdata=["binds" if b else "does not bind" for b in binds[label]],
+                hovertemplate=f"{label}<br>{view.metric} ≤ %{{x:.4g}} (%{{customdata}})<br>"
+                "best accuracy %{y:.4f}<extra></extra>",
             )
         )
     stored = load_baselines(study)
@@ -85,10 +92,26 @@ def sweep_figure(
                     "best accuracy %{y:.4g}<extra></extra>",
                 )
             )
+    binding = sorted({th for label in binds for th, b in zip(thresholds, binds[label], strict=True) if b})
+    note = (
+        f"filled: the threshold binds ({len(binding)} of {len(thresholds)}); "
+        "open: the most accurate trial meets it"
+        if binding
+        else "no threshold binds: the most accurate trial meets every one (open markers)"
+    )
+    fig.add_annotation(
+        text=note,
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=1.06,
+        showarrow=False,
+        font={"size": 11, "color": "#555"},
+    )
     fig.update_layout(
         title=view.title or f"Best accuracy vs {view.metric} threshold (one line per {view.group_by})",
         xaxis={"title": f"{axis_label(view.metric)} threshold", "type": "log"},
-        yaxis={"title": "best feasible accuracy"},
+        yaxis={"title": "best feasible accuracy", "tickformat": ".3f"},
         legend={"title": {"text": view.group_by}},
         template="plotly_white",
         height=460,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from nasopt.accuracy.data import Dataset, load_dataset
 from nasopt.accuracy.supernet._config import SupernetConfig, content_hash
 from nasopt.accuracy.supernet._net import Supernet
 from nasopt.accuracy.supernet._ops import RunContext
+from nasopt.accuracy.supernet._threads import use_free_cores
 from nasopt.accuracy.supernet._train import CheckpointError, TrainResult, load_checkpoint, train_supernet
 from nasopt.core.candidate import Candidate
 from nasopt.core.network import Network
@@ -31,18 +31,8 @@ from nasopt.spec import SupernetSpec
 
 
 def use_available_cores() -> None:
-    """One intra-op thread per core this process may run on (containers often allow fewer
-    than the machine has), split between the local workers of `nasopt run --workers N`, unless
-    OMP_NUM_THREADS says otherwise: more threads than cores makes PyTorch many times slower."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    n = max(1, n // max(1, int(os.environ.get("NASOPT_LOCAL_WORKERS", "1"))))
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+    """PyTorch's intra-op threads: one per free core (`nasopt.accuracy.supernet._threads`)."""
+    use_free_cores()
 
 
 def checkpoint_file(root: Path, name: str) -> Path:

@@ -26,6 +26,7 @@ from nasopt.accuracy.data import Dataset
 from nasopt.accuracy.supernet._config import FORMAT, SupernetConfig
 from nasopt.accuracy.supernet._net import Supernet
 from nasopt.accuracy.supernet._ops import RunContext
+from nasopt.accuracy.supernet._threads import use_free_cores
 from nasopt.core.candidate import Candidate
 from nasopt.errors import SpecError
 from nasopt.space import SearchSpace
@@ -94,6 +95,13 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
+ESTIMATE_AFTER_STEPS = 5  # the up-front time estimate is measured over this many steps
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def _step_seed(seed: int, epoch: int, step: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + step) % (2**31)
 
@@ -117,6 +125,42 @@ def lr_schedule(
         return 0.5 * (1 + math.cos(math.pi * min(s - warm, total - warm) / (total - warm)))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+
+
+def train_step(
+    net: Supernet,
+    space: SearchSpace,
+    config: SupernetConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    packet_loss: bool,
+    opt: torch.optim.Optimizer,
+) -> tuple[float, int]:
+    """One optimiser step on one batch (seeded): the sandwich's subnets, or one uniform subnet,
+    each forward + backward, then `opt.step()`. Returns (summed loss, correct predictions of the
+    first subnet)."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    opt.zero_grad(set_to_none=True)
+    teacher: torch.Tensor | None = None
+    step_loss = 0.0
+    correct = 0
+    for k, cand in enumerate(_sample_subnets(space, config, rng)):
+        rate = rng.choice(config.loss_rates)
+        ctx = RunContext(loss_rate=rate if packet_loss else 0.0)
+        logits = net(x, cand, ctx)
+        if teacher is None or config.sampling == "uniform":
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            if k == 0:
+                teacher = logits.detach()
+                correct = int((logits.argmax(1) == y).sum().item())
+        else:  # in-place distillation from the largest subnet (BigNAS / OFA)
+            loss = F.kl_div(F.log_softmax(logits, 1), F.softmax(teacher, 1), reduction="batchmean")
+        loss.backward()
+        step_loss += loss.item()
+    opt.step()
+    return step_loss, correct
 
 
 def train_supernet(
@@ -177,48 +221,48 @@ def train_supernet(
 
     net.train()
     steps_done = 0
+    total_steps = config.epochs * steps_per_epoch
+    # one bar over the whole training, so its ETA is the time left to the last epoch
+    bar = tqdm(
+        desc="supernet training",
+        unit="step",
+        initial=epoch * steps_per_epoch + step,
+        total=total_steps,
+        disable=not progress,
+        leave=True,
+    )
     while epoch < config.epochs:
         gen = torch.Generator().manual_seed(_step_seed(config.seed, epoch, -1))
         batches = data.batches(config.batch_size, gen, start=step)
-        bar = tqdm(
-            batches,
-            desc=f"supernet epoch {epoch + 1}/{config.epochs}",
-            unit="step",
-            initial=step,
-            total=steps_per_epoch,
-            disable=not progress,
-            leave=True,
+        if epoch > 0 or step > 0:  # a process started meanwhile (or ended): rebalance
+            use_free_cores(running=steps_done > 0)
+        threads = torch.get_num_threads()
+        bar.set_description(
+            f"supernet epoch {epoch + 1}/{config.epochs} ({threads} thread{'s' * (threads > 1)})"
         )
         loss_sum = correct = seen = 0.0
         epoch_steps = 0
-        for x, y in bar:
+        for x, y in batches:
             seed = _step_seed(config.seed, epoch, step)
-            torch.manual_seed(seed)
-            rng = random.Random(seed)
-            opt.zero_grad(set_to_none=True)
-            teacher: torch.Tensor | None = None
-            step_loss = 0.0
             global_step = epoch * steps_per_epoch + step
-            for k, cand in enumerate(_sample_subnets(space, config, rng)):
-                rate = rng.choice(config.loss_rates)
-                ctx = RunContext(loss_rate=rate if global_step >= quiet else 0.0)
-                logits = net(x, cand, ctx)
-                if teacher is None or config.sampling == "uniform":
-                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-                    if k == 0:
-                        teacher = logits.detach()
-                        correct += (logits.argmax(1) == y).sum().item()
-                        seen += len(y)
-                else:  # in-place distillation from the largest subnet (BigNAS / OFA)
-                    loss = F.kl_div(F.log_softmax(logits, 1), F.softmax(teacher, 1), reduction="batchmean")
-                loss.backward()
-                step_loss += loss.item()
-            opt.step()
+            step_loss, step_correct = train_step(net, space, config, x, y, seed, global_step >= quiet, opt)
+            correct += step_correct
+            seen += len(y)
             sched.step()
             step += 1
             steps_done += 1
             epoch_steps += 1
             loss_sum += step_loss
+            bar.update(1)
+            if steps_done == ESTIMATE_AFTER_STEPS and progress:
+                left = total_steps - (epoch * steps_per_epoch + step)
+                per_step = (time.perf_counter() - t0) / steps_done
+                bar.write(
+                    f"supernet: {per_step:.2f} s per step measured over the first {steps_done} steps; "
+                    f"about {_duration(per_step * left)} for the remaining {left} "
+                    f"({torch.get_num_threads()} intra-op thread(s)); Ctrl-C stops, and the same "
+                    "command resumes from the last checkpoint"
+                )
             bar.set_postfix(loss=f"{step_loss:.3f}", acc=f"{correct / max(seen, 1):.3f}")
             if step % config.checkpoint_every == 0:
                 save_checkpoint(partial, snapshot(False))
@@ -226,13 +270,13 @@ def train_supernet(
                 bar.close()
                 save_checkpoint(partial, snapshot(False))
                 return TrainResult(partial, True, time.perf_counter() - t0, epoch, history)
-        bar.close()
         n = max(epoch_steps, 1)
         history.append({"epoch": epoch + 1, "loss": loss_sum / n, "train_acc": correct / max(seen, 1)})
         epoch += 1
         step = 0
         if epoch < config.epochs:
             save_checkpoint(partial, snapshot(False))
+    bar.close()
     save_checkpoint(path, snapshot(True))
     partial.unlink(missing_ok=True)
     return TrainResult(path, True, elapsed + time.perf_counter() - t0, config.epochs, history)
