@@ -929,7 +929,6 @@ def quick_variant(resolved: ResolvedStudy) -> ResolvedStudy:
     """`nasopt run STUDY --quick`: the same study with a short supernet training and a small
     budget, under the name NAME-quick (its own checkpoint and study, so the full run is kept)."""
     from nasopt.spec import SupernetSpec
-
     from nasopt.study.sweep import apply_sets
 
     r = resolved

@@ -11,8 +11,6 @@ without a description.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import json
 import sys
 import tomllib
@@ -141,42 +139,13 @@ def missing_descriptions() -> list[str]:
             for name in prose.get(m.__name__, {}):
                 if name not in m.model_fields:
                     out.append(f"{m.__name__}.{name}: described in {FIELDS.name} but not a field")
-    for section, names in _accuracy_keys().items():
-        for name in names:
-            if not prose.get(section, {}).get(name, "").strip():
-                out.append(f"{section}.{name}: no description in {FIELDS.name}")
-        for name in prose.get(section, {}):
-            if name not in names:
-                out.append(f"{section}.{name}: described in {FIELDS.name} but not an option")
     for section in prose:
-        if section not in seen_models and section not in _accuracy_keys():
+        if section not in seen_models:
             out.append(f"[{section}] in {FIELDS.name} is no model")
     return out
 
 
-def _accuracy_keys() -> dict[str, dict[str, tuple[str, str]]]:
-    """[accuracy] options per estimator: name -> (type, default)."""
-    from nasopt.accuracy.proxy import ProxyAccuracy
-    from nasopt.accuracy.supernet import SupernetConfig
-
-    supernet = {}
-    for f in dataclasses.fields(SupernetConfig):
-        if f.name == "extra":
-            continue
-        default = f.default
-        words = {"str": "string", "int": "integer", "float": "number", "tuple[float, ...]": "list of number"}
-        kind = str(f.type).removesuffix(" | None")
-        supernet[f.name] = (words.get(kind, kind), json.dumps(default))
-    proxy = {}
-    for name, p in inspect.signature(ProxyAccuracy.__init__).parameters.items():
-        if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and name not in ("self", "space")):
-            proxy[name] = ("number", json.dumps(p.default))
-    return {"accuracy-supernet": supernet, "accuracy-analytic-proxy": proxy}
-
-
 def render() -> str:
-    from nasopt.accuracy.data import DATASETS
-    from nasopt.accuracy.supernet._config import SAMPLING
     from nasopt.study.lifecycle import NASOPT_SAMPLERS, OPTUNA_SAMPLERS, sampler_options
     from nasopt.study.objective import METRICS
 
@@ -219,24 +188,10 @@ def render() -> str:
         "nasopt's samplers (asng, evolution, reinforce) are described in the README; Optuna's take",
         "the keyword arguments of their Optuna classes.",
         "",
-        "## Accuracy options (`[accuracy]` of a study)",
-        "",
-        '`estimator = "supernet"` or `"analytic-proxy"` (the default), plus that estimator\'s keys:',
+        "The `[accuracy]` table of a study is a ProxyAccuracySpec or a SupernetSpec (above), chosen",
+        'by its `estimator` key ("analytic-proxy", the default, or "supernet").',
         "",
     ]
-    allowed = {
-        "dataset": " \\| ".join(f'"{d}"' for d in DATASETS),
-        "sampling": " \\| ".join(f'"{s}"' for s in SAMPLING),
-    }
-    for section, keys in _accuracy_keys().items():
-        lines += [f'### estimator = "{section.removeprefix("accuracy-")}"', ""]
-        lines += ["| key | type | default | description |", "|---|---|---|---|"]
-        for name, (t, default) in keys.items():
-            lines.append(
-                f"| `{name}` | {allowed.get(name, t)} | `{default}` | "
-                f"{prose.get(section, {}).get(name, '')} |"
-            )
-        lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 

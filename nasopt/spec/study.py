@@ -37,25 +37,6 @@ class SamplerSpec(_Spec):
         return options
 
 
-class StudySpec(_Spec):
-    name: SafeName
-    description: str = ""
-    space: Annotated[str, Field(min_length=1, max_length=4096)]
-    objective: Annotated[str, Field(min_length=1, max_length=4096)]
-    sampler: SamplerSpec = SamplerSpec()
-    n_trials: Annotated[int, Field(ge=1, le=10_000_000)] = 100
-    accuracy: AccuracySpec = ProxyAccuracySpec()
-    # "searched": cuts (and the fusion point) are search parameters; "optimal": the sampler
-    # searches the architecture only and every trial is placed at its best cuts by `split_metric`
-    # (both left out of the stored spec at their defaults, so older studies' fingerprints hold)
-    split: Literal["searched", "optimal"] = Field(default="searched", exclude_if=lambda v: v == "searched")
-    split_metric: Literal["latency_ms", "energy_mj"] = Field(
-        default="latency_ms", exclude_if=lambda v: v == "latency_ms"
-    )
-    # left out of the stored spec (and so of its fingerprint) when absent: older studies resume
-    retrain: RetrainSpec | None = Field(default=None, exclude_if=lambda v: v is None)
-
-
 class RetrainSpec(_Spec):
     """`[retrain]`: how `nasopt retrain` trains a chosen candidate on the study's data set.
 
@@ -75,3 +56,22 @@ class RetrainSpec(_Spec):
     calibration_batches: Annotated[int, Field(ge=1, le=100_000)] = 4
     checkpoint_dir: SafeDir = ".nasopt/retrain"
     checkpoint_every: Annotated[int, Field(ge=1, le=10_000_000)] = 20
+
+
+class StudySpec(_Spec):
+    name: SafeName
+    description: str = ""
+    space: Annotated[str, Field(min_length=1, max_length=4096)]
+    objective: Annotated[str, Field(min_length=1, max_length=4096)]
+    sampler: SamplerSpec = SamplerSpec()
+    n_trials: Annotated[int, Field(ge=1, le=10_000_000)] = 100
+    accuracy: AccuracySpec = ProxyAccuracySpec()
+    # "searched": cuts (and the fusion point) are search parameters; "optimal": the sampler
+    # searches the architecture only and every trial is placed at its best cuts by `split_metric`
+    # (both left out of the stored spec at their defaults, so older studies' fingerprints hold)
+    split: Literal["searched", "optimal"] = Field(default="searched", exclude_if=lambda v: v == "searched")
+    split_metric: Literal["latency_ms", "energy_mj"] = Field(
+        default="latency_ms", exclude_if=lambda v: v == "latency_ms"
+    )
+    # left out of the stored spec (and so of its fingerprint) when absent: older studies resume
+    retrain: RetrainSpec | None = Field(default=None, exclude_if=lambda v: v is None)
