@@ -350,6 +350,7 @@ class SearchSpace:
 
     def sample_batch(self, rng: np.random.Generator, n: int) -> CandidateBatch:
         """`n` candidates drawn as `sample` draws one (each parameter uniform, cuts sorted)."""
+        self._batchable()
         ops = np.zeros((len(self.macro.layers), n), dtype=np.intp)
         for index, p in self._layer_params:
             ops[index] = rng.integers(len(p.choices), size=n)
@@ -379,14 +380,25 @@ class SearchSpace:
             fuse_after=fuse,
         )
 
+    def _batchable(self) -> None:
+        if self._placement is not None and "aggregator" in self._placement.choices:
+            raise SpecError(
+                "populations of an all-on-aggregator multi-view space are not built yet (the"
+                " scalar path covers it)",
+                field="fusion.placement",
+                value=list(self._placement.choices),
+                allowed="['sensors']",
+            )
+
     def placement_names(self) -> tuple[str, ...]:
-        """The parameters that place a candidate on the devices: its cuts (and fusion point)."""
-        names = [p.name for p in self.params() if p.name.startswith("split") or p.name == "fuse.after"]
+        """The parameters that place a candidate on the devices: its cuts (or fusion point and placement)."""
+        names = [p.name for p in self.params() if p.name.startswith(("split", "fuse."))]
         return tuple(names)
 
     def placements(self, candidate: Candidate) -> CandidateBatch:
         """Every placement of `candidate`'s architecture: all cut combinations (or fusion
         points), ops, widths, bottleneck and bits kept."""
+        self._batchable()
         if self._fuse is not None:
             rows = np.asarray(self._fuse.choices, dtype=np.int64)[None, :]
             fuse: np.ndarray | None = rows[0]
@@ -412,6 +424,7 @@ class SearchSpace:
     def enumerate_batches(self, chunk: int = 200_000) -> Iterator[CandidateBatch]:
         """Every distinct candidate (the set `enumerate` yields), `chunk` at a time, in the
         mixed-radix order of its axes: no limit, the caller bounds the time."""
+        self._batchable()
         axes: list[tuple[str, Any, np.ndarray]] = []
         for index, p in self._layer_params:
             axes.append(("op", index, np.arange(len(p.choices))))

@@ -35,6 +35,21 @@ class PartPlan:
 
 def plan_parts(sub: Subnet, system: System) -> list[PartPlan]:
     """One `PartPlan` per device that takes part, in execution order."""
+    fusion = sub.spec.fusion
+    if fusion is not None and fusion.merge != "concat":
+        raise SpecError(
+            "export splits multi-view networks fused by concatenation only (View-Pool not yet)",
+            field="fusion.merge",
+            value=fusion.merge,
+            allowed="concat",
+        )
+    if fusion is not None and sub.candidate.cuts == (-1,):
+        raise SpecError(
+            "export of an all-on-aggregator multi-view candidate is not supported yet",
+            field="fuse.placement",
+            value="aggregator",
+            allowed="sensors",
+        )
     events = cut_events(sub)
     by_ordinal: dict[int, CutEvent] = {}
     for e in events:

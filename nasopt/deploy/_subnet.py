@@ -48,6 +48,7 @@ class Subnet(nn.Module):
         self.spec = net.spec
         self.macro = net.macro
         self.views = net.views
+        self.fusion_merge = net.fusion_merge  # the supernet's forward, which this runs, reads it
         self.candidate = candidate
         used = net.subnet_parameters(candidate)  # supernet name -> view of the slice used
         blocks: dict[str, nn.Module] = {}
