@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, cast
@@ -151,13 +152,22 @@ def _open(
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=interval,
-            grace_period=grace,
-            heartbeat_stale_trial_callback=retry,
-        )
+        for attempt in range(3):
+            try:
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=interval,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=retry,
+                )
+            except optuna.exceptions.StorageInternalError:
+                # workers starting at once race on Optuna's schema/version rows; the loser's
+                # commit fails, and the next attempt finds them written
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
     except SpecError:
         raise
     except ImportError as exc:
