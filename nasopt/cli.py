@@ -134,7 +134,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-nas-then-split", action="store_true", help="skip the NAS-then-split search")
     p.add_argument("--recompute", action="store_true", help="recompute even if baselines are stored")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="output form (default: table)"
+    )
 
     p = sub.add_parser("sweep", help="best accuracy versus a latency/energy threshold")
     p.add_argument("study", nargs="?", help="study preset (omit with --from-front)")
@@ -169,7 +171,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chunk", type=_positive_int, default=200_000, help="candidates per batch (bounds memory)"
     )
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output form (default: table)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("dashboard", help="serve optuna-dashboard with nasopt's figures and notes")
@@ -201,13 +205,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="a trial's subnet as a stand-alone PyTorch model (weights copied)")
-    p.add_argument("--study-name", required=True)
+    p.add_argument("--study-name", required=True, help="name of the study the trial belongs to")
     p.add_argument("--trial", type=int, required=True, help="trial number")
     p.add_argument("--storage", default=None, help=_STORAGE_HELP)
     p.add_argument("-o", "--output", default=None, help="file to write (default: STUDY-trialT.pt)")
 
     p = sub.add_parser("export", help="a trial's subnet per device: ONNX + TorchScript + manifest.json")
-    p.add_argument("--study-name", required=True)
+    p.add_argument("--study-name", required=True, help="name of the study the trial belongs to")
     p.add_argument("--trial", type=int, required=True, help="trial number")
     p.add_argument("--storage", default=None, help=_STORAGE_HELP)
     p.add_argument("-o", "--output", required=True, help="folder to write the parts and manifest to")
@@ -219,13 +223,13 @@ def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     )
 
     p = sub.add_parser("retrain", help="fine-tune or train from scratch chosen trials per [retrain]")
-    p.add_argument("--study-name", required=True)
+    p.add_argument("--study-name", required=True, help="name of the study whose trials to retrain")
     p.add_argument("--storage", default=None, help=_STORAGE_HELP)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--trials", default=None, help="comma-separated trial numbers, e.g. 3,7")
     which.add_argument("--front", action="store_true", help="every trial of the feasible Pareto front")
     p.add_argument("--spec", default=None, help="take the [retrain] table from this study file instead")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _extract(args: argparse.Namespace) -> int:

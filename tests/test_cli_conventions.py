@@ -77,9 +77,11 @@ def test_accuracy_integer_range_message() -> None:
     from nasopt.accuracy.supernet import SupernetConfig
     from nasopt.errors import SpecError
 
-    with pytest.raises(SpecError, match=r"accuracy.epochs: must be at least 1 \(got 0\)$"):
+    with pytest.raises(
+        SpecError, match=r"accuracy.epochs: .*greater than or equal to 1 \(got 0\); allowed: 1 <= x"
+    ):
         SupernetConfig.from_options({"epochs": 0})
-    with pytest.raises(SpecError, match=r"accuracy.epochs: must be an integer \(got 2.5\)"):
+    with pytest.raises(SpecError, match=r"accuracy.epochs: .*valid integer.* \(got 2.5\); allowed: 1 <= x"):
         SupernetConfig.from_options({"epochs": 2.5})
 
 
