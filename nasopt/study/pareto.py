@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nasopt.core.pareto import nondominated
+from nasopt.spec import StudySpec
 
 
 def is_feasible(trial: FrozenTrial) -> bool:
@@ -49,9 +50,9 @@ def metric_names(study: optuna.Study) -> list[str]:
 ESTIMATOR_ATTR = "nasopt:accuracy_estimator"
 
 
-def estimator_name(study_spec: Any) -> str:
+def estimator_name(study_spec: StudySpec) -> str:
     """The accuracy estimator a study spec asks for (`[accuracy] estimator`)."""
-    return str(study_spec.accuracy.get("estimator", "analytic-proxy"))
+    return study_spec.accuracy.estimator
 
 
 def study_estimator(study: optuna.Study) -> str:
