@@ -54,11 +54,14 @@ def test_one_instance_under_four_threads_ends_with_a_fresh_replays_state(name: s
     assert len(learned) == len(set(learned))  # the learning order lists each trial once
     fresh = SAMPLERS[name](0)
     assert _state(name, sampler, study) == _state(name, fresh, study)
-    if name == "evolution":  # every finished trial counted once
-        assert _state(name, sampler, study)[0] == 200
+    # a trial is listed when a later one starts: the last few to finish under 4 threads may be
+    # unlisted yet, so a count lies between the listed trials and all of them, never above
+    assert 200 - 4 <= len(learned) <= 200
+    if name == "evolution":  # every finished trial counted at most once
+        assert len(learned) <= _state(name, sampler, study)[0] <= 200
     elif name == "reinforce":
         reused = sum(len(t.system_attrs.get("nasopt:reinforce", {}).get("reused", [])) for t in study.trials)
-        assert _state(name, sampler, study)[0] == 200 + reused
+        assert len(learned) + reused <= _state(name, sampler, study)[0] <= 200 + reused
 
 
 def _late_mean(study: optuna.Study, n: int = 50) -> float:
