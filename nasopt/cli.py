@@ -387,21 +387,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    import hashlib
-
     from nasopt.presets import resolve
-    from nasopt.study.lifecycle import create_or_resume, load, remaining_budget, run_workers
-    from nasopt.study.objective import NasObjective
+    from nasopt.study.lifecycle import load
     from nasopt.study.pareto import accuracy_note, estimator_name
     from nasopt.study.storage import open_storage
     from nasopt.study.sweep import (
         apply_sets,
         parse_threshold,
         render_points,
-        study_point,
+        run_threshold_sweep,
         sweep_from_study,
         sweep_notes,
-        with_threshold,
+        threshold_studies,
     )
 
     key, values = parse_threshold(args.threshold)
@@ -421,24 +418,17 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.study is None:
         raise SpecError("give a study preset, or --from-front --study-name N", field="study")
     base = apply_sets(resolve(args.study), args.set)
-    suffix = ""
-    if args.set:
-        suffix = "." + hashlib.sha256("|".join(args.set).encode()).hexdigest()[:6]
-    targets = []
-    for value in values:
-        resolved = with_threshold(base, key, value)
-        NasObjective(resolved.study, resolved.space, resolved.objective)  # validate before writing
-        targets.append((value, resolved, f"{base.study.name}.{key}={value:g}{suffix}"))
-    storage = open_storage(args.storage)
-    points = []
+    studies = threshold_studies(base, key, values, args.set)  # all checked before anything is written
     print(accuracy_note(estimator_name(base.study)))
-    for value, resolved, name in targets:
-        _prepare_accuracy(resolved, not args.no_progress)
-        study = create_or_resume(resolved, storage, name)
-        n = args.n_trials if args.n_trials is not None else remaining_budget(study, resolved)
-        if n:
-            run_workers(args.storage, name, n, args.workers, show_progress=not args.no_progress)
-        points.append(study_point(study, value, key))
+    points = run_threshold_sweep(
+        args.storage,
+        studies,
+        key,
+        n_trials=args.n_trials,
+        workers=args.workers,
+        show_progress=not args.no_progress,
+        prepare=lambda resolved: _prepare_accuracy(resolved, not args.no_progress),
+    )
     print(f"best accuracy vs {key}:")
     print(render_points(key, points))
     for line in sweep_notes(key, points, from_one_study=False):

@@ -215,3 +215,48 @@ def render_points(key: str, points: list[SweepPoint]) -> str:
         for p in points
     ]
     return table(data, list(data[0]))
+
+
+def threshold_studies(
+    base: ResolvedStudy, key: str, values: list[float], sets: list[str]
+) -> list[tuple[float, ResolvedStudy, str]]:
+    """One study per threshold value: (value, its resolved spec, its study name), every spec
+    checked by building its objective, so a bad value fails before anything is written. `sets`
+    (the `--set` overrides already applied to `base`) give the names a suffix of their own."""
+    import hashlib
+
+    suffix = "." + hashlib.sha256("|".join(sets).encode()).hexdigest()[:6] if sets else ""
+    out = []
+    for value in values:
+        resolved = with_threshold(base, key, value)
+        NasObjective(resolved.study, resolved.space, resolved.objective)
+        out.append((value, resolved, f"{base.study.name}.{key}={value:g}{suffix}"))
+    return out
+
+
+def run_threshold_sweep(
+    storage_url: str | None,
+    studies: list[tuple[float, ResolvedStudy, str]],
+    key: str,
+    *,
+    n_trials: int | None = None,
+    workers: int = 1,
+    show_progress: bool = True,
+    prepare: Any = None,
+) -> list[SweepPoint]:
+    """Create or resume each threshold's study, run it to its budget (or `n_trials` more) and
+    return one point per threshold; `prepare(resolved)` runs first (e.g. trains the supernet)."""
+    from nasopt.study.lifecycle import create_or_resume, remaining_budget, run_workers
+    from nasopt.study.storage import open_storage
+
+    storage = open_storage(storage_url)
+    points = []
+    for value, resolved, name in studies:
+        if prepare is not None:
+            prepare(resolved)
+        study = create_or_resume(resolved, storage, name)
+        n = n_trials if n_trials is not None else remaining_budget(study, resolved)
+        if n:
+            run_workers(storage_url, name, n, workers, show_progress=show_progress)
+        points.append(study_point(study, value, key))
+    return points
