@@ -29,7 +29,7 @@ import numpy as np
 
 from nasopt.core.candidate import Candidate
 from nasopt.core.compute import ComputeModel
-from nasopt.core.macro import Macro, MacroLayer
+from nasopt.core.macro import Macro, fuse_domain
 from nasopt.core.memory import activation_elements
 from nasopt.core.network import build_network, layer_of, tap_layers_of
 from nasopt.core.ops import LayerCost, OpSpec, Shape, layer_cost, merge_cost, shape_elems
@@ -167,9 +167,9 @@ class _Table:
         self.out_pixels.append(cost.out_shape[1] * cost.out_shape[2] if cost else 0)
         self.out_gid.append(gid)
 
-    def add_invalid(self, n_models: int) -> None:
-        for k in range(n_models):
-            self.times[k].append(np.nan)
+    def add_invalid(self) -> None:
+        for column in self.times:
+            column.append(np.nan)
         for col in (self.params, self.macs, *self.live, self.out_elems, self.out_pixels):
             col.append(0)
         self.out_gid.append(0)
@@ -255,7 +255,6 @@ class BatchEvaluator:
                     allowed="bottleneck widths ['none'], split_tap 'output'",
                 )
         self.macro = macro
-        self.macro = macro
         self.system = system
         if system.kind == "chain":
             devices = system.chain
@@ -305,11 +304,8 @@ class BatchEvaluator:
         views = macro.views
         fusable = set()
         if spec.fusion is not None:
-            from nasopt.core.macro import fuse_domain
-
             fusable = set(fuse_domain(macro))
         # reachable input shapes of every layer (a superset: widths are treated as independent)
-        reach: list[set[int]] = []
         current = {self._input_gid}
         per_layer: list[dict[tuple[int, int, int], LayerCost | Exception]] = []
         fused_of: dict[tuple[int, int], tuple[int, LayerCost | None, LayerCost]] = {}
@@ -322,7 +318,6 @@ class BatchEvaluator:
                 stage_in, branch_out = set(current), []
             if par is not None and layer.index in par.branch_first:
                 current = set(stage_in)
-            reach.append(set(current))
             stage = macro.stages[layer.stage]
             costs: dict[tuple[int, int, int], LayerCost | Exception] = {}
             nxt: set[int] = set()
@@ -353,7 +348,6 @@ class BatchEvaluator:
                     merged = merge_cost(par.merge, [shapes[g] for g in outs], f"{par.name}.merge")
                     merges[outs] = merged
                     current.add(gid(merged.out_shape))
-        self._shapes = shapes
         n_shapes = self._radix = len(shapes)  # shape ids flowing between layers are below this
         # one concatenated table: layer i's entry for (gid, op, width) at
         # offset[i] + (gid * n_ops + op) * n_widths + width
@@ -376,9 +370,9 @@ class BatchEvaluator:
                     for w, width in enumerate(stage.widths):
                         entry = costs.get((g, o, w))
                         if not isinstance(entry, LayerCost):  # unreachable, or the scalar path raises
-                            main.add_invalid(n_models)
-                            head.add_invalid(n_models)
-                            tail.add_invalid(n_models)
+                            main.add_invalid()
+                            head.add_invalid()
+                            tail.add_invalid()
                             tap_flag.append(False)
                             continue
                         main.add(entry, models, gid_of[entry.out_shape])
@@ -396,7 +390,6 @@ class BatchEvaluator:
         self._tap = np.asarray(tap_flag, dtype=bool)
         # bottleneck tables by (shape at the cut, neck width index): Conv-Reduce, Conv-Recover
         n_shapes = len(shapes)  # head shapes may have added some
-        self._shapes = shapes
         self._pixels = np.asarray([h * w for _, h, w in shapes], dtype=np.int64)
         reduce_t, recover_t = _Table(n_models, self._memory_models), _Table(n_models, self._memory_models)
         num_classes = spec.num_classes
@@ -1076,4 +1069,4 @@ def _peak_memory(
     return weights, weights + np.floor(np.maximum(live * activation_bits / 8.0, buffered)).astype(np.int64)
 
 
-__all__ = ["BatchEvaluation", "BatchEvaluator", "CandidateBatch", "MacroLayer"]
+__all__ = ["BatchEvaluation", "BatchEvaluator", "CandidateBatch"]

@@ -143,7 +143,8 @@ class NasObjective:
         """The candidate a trial's parameters stand for (placed optimally when the study says so)."""
         if not self.optimal_split:
             return self.space.candidate(params)
-        first = {p.name: p.choices[0] for p in self.space.params() if p.name in self.space.placement_names()}
+        placement = self.space.placement_names()
+        first = {p.name: p.choices[0] for p in self.space.params() if p.name in placement}
         return self.place(self.space.candidate({**first, **params}))
 
     def place(self, candidate: Candidate) -> Candidate:
