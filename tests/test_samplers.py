@@ -398,3 +398,68 @@ def test_new_options_are_validated() -> None:
             make_sampler(SamplerSpec(name=name, options=options))
     sampler = make_sampler(SamplerSpec(name="asng", seed=0, options={"redraw": 0, "sweep_generations": 0}))
     assert isinstance(sampler, ASNGSampler) and sampler.redraw == 0
+
+
+@pytest.mark.parametrize("name", ["asng", "evolution", "reinforce"])
+def test_batched_screening_chooses_what_one_by_one_screening_chooses(name: str) -> None:
+    """A tight latency threshold rejects most proposals: the batched check (`many`, a few calls
+    per trial) picks exactly the candidate the scalar check, proposal by proposal, picks."""
+    from nasopt.study.feasibility import hard_constraint_check
+
+    space, objective_spec = load_space("fbnet-nasc"), load_objective("nasc-raspi-edgegpu")
+    limits = objective_spec.constraints.model_copy(update={"latency_ms": 26.0})  # ~1 % of uniform draws
+    tight = objective_spec.model_copy(update={"constraints": limits})
+    objective = NasObjective(StudySpec(name="t", space=space.name, objective=tight.name), space, tight)
+    check = hard_constraint_check(objective)
+    assert check is not None
+    calls = {"many": 0, "one": 0}
+
+    def many(params_list: list[dict[str, Any]]) -> np.ndarray:
+        calls["many"] += 1
+        return check.many(params_list)
+
+    batched = type("Batched", (), {"__call__": lambda self, p: check(p), "many": staticmethod(many)})()
+
+    def one(params: dict[str, Any]) -> bool:
+        calls["one"] += 1
+        return check(params)
+
+    runs: dict[str, list[Any]] = {}
+    for label, feasibility in [("batched", batched), ("scalar", one)]:
+        sampler = SAMPLERS[name](
+            0, search_space=objective.distributions(), feasibility=feasibility, max_retries=200
+        )
+        study = optuna.create_study(directions=objective.directions, sampler=sampler)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study.optimize(objective, n_trials=8)
+        record = sampler.record_attr
+        runs[label] = [
+            (t.params, t.system_attrs.get(record, {}).get("rejected_infeasible", 0)) for t in study.trials
+        ]
+    assert runs["batched"] == runs["scalar"]
+    rejected = sum(r for _, r in runs["scalar"])
+    assert rejected > 8 * 5  # the threshold does reject most proposals
+    assert calls["one"] == rejected + 8 - sum(r == 200 for _, r in runs["scalar"])
+    assert calls["many"] < rejected / 4
+    at = objective.constraint_names.index("latency_ms")
+    for t, (_, r) in zip(study.trials, runs["scalar"], strict=True):  # a feasible one found: it is
+        assert r == 200 or t.system_attrs["constraints"][at] <= 0
+
+
+def test_hard_constraint_check_batched_equals_scalar_on_random_candidates() -> None:
+    """`many` and the one-by-one check agree on a memory-capped space (the batched model)."""
+    from nasopt.study.feasibility import hard_constraint_check
+
+    space, objective_spec = load_space("splitnets-single-32"), load_objective("splitnets-hmd-4")
+    objective = NasObjective(
+        StudySpec(name="t", space=space.name, objective=objective_spec.name), space, objective_spec
+    )
+    check = hard_constraint_check(objective)
+    assert check is not None
+    rng = np.random.default_rng(0)
+    dists = objective.distributions()
+    params_list = [{n: d.choices[rng.integers(len(d.choices))] for n, d in dists.items()} for _ in range(200)]
+    ok = check.many(params_list)
+    assert ok.dtype == bool and 0 < ok.sum() < len(ok)
+    assert ok.tolist() == [check(p) for p in params_list]

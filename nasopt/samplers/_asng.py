@@ -75,6 +75,10 @@ class ASNGState:
         """One step of Algorithm 1 (lines 7-12) from λ samples: `a` (choice indices), `z`
         (λ × numeric dimensions, unit coordinates) and utilities `u`; returns False when the
         natural gradient vanishes (no update)."""
+        if (
+            self.n_theta == 0
+        ):  # nothing modelled (e.g. the space of a study whose only trial has no parameters)
+            return False
         lam = len(u)
         delta_theta = self.delta0 / self.Delta  # line 7: δ_θ = δ_θ^0 / Δ
         beta = delta_theta / math.sqrt(self.n_theta)  # β = δ_θ / n_θ^{1/2}

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 Feasibility = Callable[[dict[str, Any]], bool]
 MAX_CHOICES = 1000  # an int/stepped-float parameter with more values is not a list of choices
+SCREEN_CHUNK = 8  # proposals screened per batched feasibility call after a first rejection (x4 each time)
 LEARNED_ATTR = "nasopt:learned"  # finished trials first listed when this trial started
 
 
@@ -250,7 +251,8 @@ class LearningSampler(BaseSampler):
         self._feasibility = feasibility
         self._max_retries = max_retries
         self._independent = independent_sampler or RandomSampler(seed=seed)
-        self._intersection = IntersectionSearchSpace(include_pruned=True)
+        # over complete trials only: a trial PRUNED as over budget has no parameters
+        self._intersection = IntersectionSearchSpace()
         self._lock = threading.RLock()
         self._cache: ReplayCache | None = None
 
@@ -318,12 +320,7 @@ class LearningSampler(BaseSampler):
             with self._lock:
                 state = self.replayed(study, space)
                 rng = self.trial_rng(trial.number)
-                rejected = 0
-                for _ in range(max(1, self._max_retries)):
-                    params, record = self._propose(study, trial, space, state, rng)
-                    if self._feasibility is None or self._feasibility(params):
-                        break
-                    rejected += 1
+                params, record, rejected = self._screened(study, trial, space, state, rng)
                 if rejected:
                     record = {**(record or {}), "rejected_infeasible": rejected}
                 if record is not None:
@@ -338,6 +335,38 @@ class LearningSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
         return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def _screened(
+        self, study: Study, trial: FrozenTrial, space: Space, state: Any, rng: np.random.Generator
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
+        """The first feasible of up to `max_retries` proposals (the last one if none is), with
+        the number rejected before it.
+
+        A check with a batched form (`many`) screens proposals in growing chunks, one call per
+        chunk, so a tightly constrained space costs a few batched calls per trial rather than
+        one scalar evaluation per rejected proposal. Proposals do not change the state, so the
+        chosen one is the one a proposal-by-proposal check would choose."""
+        check = self._feasibility
+        limit = max(1, self._max_retries)
+        params, record = self._propose(study, trial, space, state, rng)
+        if check is None or check(params):
+            return params, record, 0
+        many: Callable[[Sequence[dict[str, Any]]], np.ndarray] | None = getattr(check, "many", None)
+        chunk, grow = (SCREEN_CHUNK, 4) if many is not None else (1, 1)
+        rejected = 1
+        while rejected < limit:
+            proposals = [
+                self._propose(study, trial, space, state, rng) for _ in range(min(chunk, limit - rejected))
+            ]
+            ok = many([p for p, _ in proposals]) if many is not None else np.array([check(proposals[0][0])])
+            if ok.any():
+                first = int(np.argmax(ok))
+                params, record = proposals[first]
+                return params, record, rejected + first
+            params, record = proposals[-1]
+            rejected += len(proposals)
+            chunk *= grow
+        return params, record, rejected
 
     # ------------------------------------------------------------------ replay
 

@@ -83,7 +83,7 @@ class NasObjective:
         self.estimator = estimator or make_estimator(study, self.space)
         self._batch_evaluator: BatchEvaluator | None = None
         if self.optimal_split:
-            self._batch()  # a system the batched model cannot place is refused here, not mid-study
+            self.batch_evaluator()  # a system the batched model cannot place is refused here, not mid-study
         check_metrics(objective)
         self.metric_names = [m.name for m in objective.objectives]
         self.directions = [m.direction for m in objective.objectives]
@@ -151,13 +151,15 @@ class NasObjective:
         """`candidate` at its best placement by `split_metric` among those meeting every memory
         cap (all placements if none does), scored with the batched analytic model."""
         batch = self.space.placements(candidate)
-        ev = self._batch().evaluate(batch)
+        ev = self.batch_evaluator().evaluate(batch)
         metric = ev.latency_s if self.study_spec.split_metric == "latency_ms" else ev.energy_j
         ok = ev.feasible()
         pool = np.flatnonzero(ok) if ok.any() else np.arange(len(batch))
         return batch.candidate(self.space.macro, int(pool[np.argmin(metric[pool])]))
 
-    def _batch(self) -> BatchEvaluator:
+    def batch_evaluator(self) -> BatchEvaluator:
+        """The batched analytic model of this space on this system (tables built once, on first
+        use); SpecError where only the scalar model covers the space."""
         if self._batch_evaluator is None:
             self._batch_evaluator = BatchEvaluator(self.space.macro, self.system)
         return self._batch_evaluator
@@ -175,7 +177,7 @@ class NasObjective:
                 value=self.estimator.name,
                 allowed="analytic-proxy",
             )
-        ev = self._batch().evaluate(batch)
+        ev = self.batch_evaluator().evaluate(batch)
         acc = accuracy_batch(ev, self.loss_rate)
         zero = np.zeros(len(batch))
         metrics = {
