@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 Feasibility = Callable[[dict[str, Any]], bool]
 MAX_CHOICES = 1000  # an int/stepped-float parameter with more values is not a list of choices
-SCREEN_CHUNK = 8  # proposals screened per batched feasibility call after a first rejection (x4 each time)
+SCREEN_CHUNK = 32  # proposals per batched feasibility call after a first rejection (x4 each call)
 LEARNED_ATTR = "nasopt:learned"  # finished trials first listed when this trial started
 
 
@@ -340,32 +340,42 @@ class LearningSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, space: Space, state: Any, rng: np.random.Generator
     ) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
         """The first feasible of up to `max_retries` proposals (the last one if none is), with
-        the number rejected before it.
+        the number found infeasible before it.
 
-        A check with a batched form (`many`) screens proposals in growing chunks, one call per
-        chunk, so a tightly constrained space costs a few batched calls per trial rather than
-        one scalar evaluation per rejected proposal. Proposals do not change the state, so the
-        chosen one is the one a proposal-by-proposal check would choose."""
+        After a first rejection, a check with a batched form (`many`) screens proposals drawn
+        together (`_propose_many`) in growing chunks, one batched call per chunk, so a tightly
+        constrained space costs a few vectorised draws and calls per trial instead of one
+        scalar evaluation per rejected proposal. Where a sampler does not override
+        `_propose_many`, the chosen proposal is the one a one-by-one check would choose (the
+        proposals do not change the state)."""
         check = self._feasibility
         limit = max(1, self._max_retries)
         params, record = self._propose(study, trial, space, state, rng)
         if check is None or check(params):
             return params, record, 0
         many: Callable[[Sequence[dict[str, Any]]], np.ndarray] | None = getattr(check, "many", None)
-        chunk, grow = (SCREEN_CHUNK, 4) if many is not None else (1, 1)
-        rejected = 1
-        while rejected < limit:
-            proposals = [
-                self._propose(study, trial, space, state, rng) for _ in range(min(chunk, limit - rejected))
-            ]
-            ok = many([p for p, _ in proposals]) if many is not None else np.array([check(proposals[0][0])])
+        drawn, rejected, chunk = 1, 1, SCREEN_CHUNK
+        while drawn < limit:
+            if many is None:  # one proposal, one check, as proposed
+                params, record = self._propose(study, trial, space, state, rng)
+                drawn += 1
+                if check(params):
+                    return params, record, rejected
+                rejected += 1
+                continue
+            n = min(chunk, limit - drawn)
+            proposals = self._propose_many(study, trial, space, state, rng, n)
+            drawn += n
+            chunk *= 4
+            if not proposals:
+                continue
+            ok = many([p for p, _ in proposals])
             if ok.any():
                 first = int(np.argmax(ok))
                 params, record = proposals[first]
                 return params, record, rejected + first
             params, record = proposals[-1]
             rejected += len(proposals)
-            chunk *= grow
         return params, record, rejected
 
     # ------------------------------------------------------------------ replay
@@ -397,6 +407,13 @@ class LearningSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, space: Space, state: Any, rng: np.random.Generator
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         raise NotImplementedError
+
+    def _propose_many(
+        self, study: Study, trial: FrozenTrial, space: Space, state: Any, rng: np.random.Generator, n: int
+    ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """Up to `n` proposals for the batched screening (fewer where a sampler drops repeats);
+        samplers that can draw a population at once override this loop."""
+        return [self._propose(study, trial, space, state, rng) for _ in range(n)]
 
 
 def genes(trial: FrozenTrial, space: Space) -> list[Any] | None:
