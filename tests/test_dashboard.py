@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -147,6 +148,41 @@ def test_hypervolume_history_per_sampler(built: tuple[dict, optuna.Study]) -> No
     assert {t.name for t in traces} == {"random", "tpe"}
     for t in traces:
         assert list(t.y) == sorted(t.y) and t.y[-1] > 0
+
+
+def test_hypervolume_view_draws_the_exact_front_the_studies_approach(
+    tiny_db: tuple[str, Path], tmp_path: Path
+) -> None:
+    """`exact_front` (a `nasopt front --exact -o` file): a line at the true front's hypervolume
+    above every study's history, each history's hover giving its fraction of it; a front of
+    other objectives is refused naming the field."""
+    from nasopt.study.exact_front import ExactFront
+
+    url, folder = tiny_db
+    check_ok(
+        nasopt(
+            "front", "--exact", "study.toml", "-o", str(tmp_path / "front.json"), "--no-progress", cwd=folder
+        )
+    )
+    exact = ExactFront.load(tmp_path / "front.json")
+    view = tmp_path / "hv.toml"
+    view.write_text(f'name = "hv"\n[[hypervolume]]\nexact_front = "{tmp_path / "front.json"}"\n')
+    figures, _, _ = view_figures.build(open_storage(url), "tiny", str(view))
+    fig = figures[0].figure
+    (line,) = [s for s in fig.layout.shapes if s.type == "line"]
+    traces = fig.data
+    assert {t.name for t in traces} == {"random", "tpe"}
+    assert line.y0 == line.y1 > 0
+    assert any(f"{exact.n_candidates:,} candidates" in a.text for a in fig.layout.annotations)
+    for t in traces:  # the exact front dominates every feasible trial of the analytic study
+        assert 0 < t.y[-1] <= line.y0 * (1 + 1e-9)
+        assert list(t.customdata) == pytest.approx([y / line.y0 for y in t.y])
+    other = exact.to_json() | {"metrics": ["error", "energy_mj"]}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    view.write_text(f'name = "hv"\n[[hypervolume]]\nexact_front = "{tmp_path / "other.json"}"\n')
+    with pytest.raises(SpecError, match="exact front has objectives") as info:
+        view_figures.build(open_storage(url), "tiny", str(view))
+    assert info.value.field == "hypervolume.exact_front"
 
 
 def test_register_stores_figures_and_notes(tiny_db: tuple[str, Path]) -> None:

@@ -456,7 +456,7 @@ def test_batched_screening_chooses_what_one_by_one_screening_chooses() -> None:
     assert runs["batched"] == runs["scalar"]
     rejected = sum(r for _, r, _ in runs["scalar"])
     assert rejected > 8 * 5  # the threshold does reject most proposals
-    assert batched.calls["many"] <= 3 * 8 and batched.calls["one"] == 8
+    assert batched.calls["many"] <= 3 * 8 and batched.calls["one"] <= 8 * 5  # 4 retries one by one
 
 
 @pytest.mark.parametrize("name", ["asng", "reinforce"])

@@ -442,6 +442,8 @@ class ASNGSampler(LearningSampler):
         )
         return params_from(sample, space), self._record(sim[0].asng.t, reused, sample, space)
 
+    scalar_retries = 0  # retries are drawn as populations (`_propose_many`): screened batched
+
     def _propose_many(
         self, study: Study, trial: FrozenTrial, space: Space, rs: _Replay, rng: np.random.Generator, n: int
     ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:

@@ -236,6 +236,9 @@ class LearningSampler(BaseSampler):
     _salt = 0  # distinguishes the random streams of different sampler classes
     numeric = False  # integer/float parameters modelled (True) or left to the independent sampler
     record_attr = "nasopt:sampler"
+    # retries screened one by one before batched screening starts: a batched call costs about
+    # as much as 15 scalar checks, worth it where proposals are drawn as a population
+    scalar_retries = 4
 
     def __init__(
         self,
@@ -342,12 +345,12 @@ class LearningSampler(BaseSampler):
         """The first feasible of up to `max_retries` proposals (the last one if none is), with
         the number found infeasible before it.
 
-        After a first rejection, a check with a batched form (`many`) screens proposals drawn
-        together (`_propose_many`) in growing chunks, one batched call per chunk, so a tightly
-        constrained space costs a few vectorised draws and calls per trial instead of one
-        scalar evaluation per rejected proposal. Where a sampler does not override
-        `_propose_many`, the chosen proposal is the one a one-by-one check would choose (the
-        proposals do not change the state)."""
+        After the first `scalar_retries` rejections, a check with a batched form (`many`)
+        screens proposals drawn together (`_propose_many`) in growing chunks, one batched call
+        per chunk, so a tightly constrained space costs a few vectorised draws and calls per
+        trial instead of one scalar evaluation per rejected proposal. Where a sampler does not
+        override `_propose_many`, the chosen proposal is the one a one-by-one check would
+        choose (the proposals do not change the state)."""
         check = self._feasibility
         limit = max(1, self._max_retries)
         params, record = self._propose(study, trial, space, state, rng)
@@ -356,7 +359,7 @@ class LearningSampler(BaseSampler):
         many: Callable[[Sequence[dict[str, Any]]], np.ndarray] | None = getattr(check, "many", None)
         drawn, rejected, chunk = 1, 1, SCREEN_CHUNK
         while drawn < limit:
-            if many is None:  # one proposal, one check, as proposed
+            if many is None or drawn <= self.scalar_retries:  # one proposal, one check
                 params, record = self._propose(study, trial, space, state, rng)
                 drawn += 1
                 if check(params):

@@ -225,6 +225,8 @@ class ReinforceSampler(LearningSampler):
         a, reused = redraw_repeats(lambda: self._draw(sim[0], space, rng), st["seen"], self.redraw, replay)
         return params_of(a, space), {"episode": sim[0]["t"], "reused": reused}
 
+    scalar_retries = 0  # retries are drawn as populations (`_propose_many`): screened batched
+
     def _propose_many(
         self,
         study: Study,
