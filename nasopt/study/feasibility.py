@@ -52,9 +52,7 @@ class HardConstraintCheck:
         evaluator = self._evaluator()
         if evaluator is not None:
             macro = self.objective.space.macro
-            batch = CandidateBatch.from_candidates(
-                macro, [self.objective.candidate_of(p) for p in params_list]
-            )
+            batch = CandidateBatch.from_candidates(macro, self.objective.candidates_of(list(params_list)))
             ev = evaluator.evaluate(batch)
             ok = ev.feasible() if self.memory else np.ones(len(batch), dtype=bool)
             if self.latency_ms is not None:
