@@ -443,6 +443,7 @@ class ASNGSampler(LearningSampler):
         return params_from(sample, space), self._record(sim[0].asng.t, reused, sample, space)
 
     scalar_retries = 0  # retries are drawn as populations (`_propose_many`): screened batched
+    screen_chunk = 32
 
     def _propose_many(
         self, study: Study, trial: FrozenTrial, space: Space, rs: _Replay, rng: np.random.Generator, n: int

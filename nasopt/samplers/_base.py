@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 Feasibility = Callable[[dict[str, Any]], bool]
 MAX_CHOICES = 1000  # an int/stepped-float parameter with more values is not a list of choices
-SCREEN_CHUNK = 32  # proposals per batched feasibility call after a first rejection (x4 each call)
 LEARNED_ATTR = "nasopt:learned"  # finished trials first listed when this trial started
 
 
@@ -239,6 +238,7 @@ class LearningSampler(BaseSampler):
     # retries screened one by one before batched screening starts: a batched call costs about
     # as much as 15 scalar checks, worth it where proposals are drawn as a population
     scalar_retries = 4
+    screen_chunk = 8  # proposals in the first batched call (x4 each further call)
 
     def __init__(
         self,
@@ -357,7 +357,7 @@ class LearningSampler(BaseSampler):
         if check is None or check(params):
             return params, record, 0
         many: Callable[[Sequence[dict[str, Any]]], np.ndarray] | None = getattr(check, "many", None)
-        drawn, rejected, chunk = 1, 1, SCREEN_CHUNK
+        drawn, rejected, chunk = 1, 1, self.screen_chunk
         while drawn < limit:
             if many is None or drawn <= self.scalar_retries:  # one proposal, one check
                 params, record = self._propose(study, trial, space, state, rng)

@@ -226,6 +226,7 @@ class ReinforceSampler(LearningSampler):
         return params_of(a, space), {"episode": sim[0]["t"], "reused": reused}
 
     scalar_retries = 0  # retries are drawn as populations (`_propose_many`): screened batched
+    screen_chunk = 32
 
     def _propose_many(
         self,
