@@ -175,6 +175,31 @@ def test_frames_are_checksummed_and_levels_travel_packed_at_their_bits() -> None
     b.close()
 
 
+def test_a_part_served_by_hand_on_a_given_address_joins_the_run(chain_export: Export, tmp_path: Path) -> None:
+    """`nasopt serve-part --listen HOST:PORT` started by the user, `--device d1=HOST:PORT` to the runner."""
+    sub, out, _ = chain_export
+    cmd = [sys.executable, "-m", "nasopt", "serve-part", str(out), "--device", "d1"]
+    cmd += ["--listen", "127.0.0.1:0"]
+    server = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("nasopt serve-part: d1 listening on 127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1])
+        x = np.random.default_rng(2).standard_normal((2, 3, 16, 16)).astype(np.float32)
+        with SplitRunner(out, remote={"d1": ("127.0.0.1", port)}) as runner:
+            assert sorted(runner.processes) == ["d0", "d2"]
+            y = runner.infer(x)
+        with torch.no_grad():
+            ref = sub(torch.from_numpy(x))
+        assert np.abs(y - ref.numpy()).max() <= _tolerance(ref)
+        assert server.wait(timeout=30) == 0  # one run, then it exits
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
 def _corrupted_copy(src: Path, dst: Path, device: str) -> Path:
     shutil.copytree(src, dst)
     path = dst / f"{device}.onnx"
