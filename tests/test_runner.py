@@ -1,7 +1,8 @@
 """Running an exported split for real: one `serve-part` process per device over loopback TCP.
 
 The bytes each link carries equal the manifest's, the composed logits equal the whole model's
-within the export tolerance (chain and multi-view tree with a relaying hub), a changed part
+within the export tolerance (an 8-bit chain, a 4-bit chain whose levels travel packed two to a
+byte, a multi-view tree with a relaying hub), a changed part
 file is refused, the rate limiter holds a transfer to the set bandwidth, and no part process
 outlives a failed, interrupted or killed runner."""
 
@@ -39,7 +40,7 @@ from nasopt.deploy.serve_protocol import (
     unpack_levels,
 )
 from nasopt.presets import load_objective
-from tests.conftest import chain_system
+from tests.conftest import chain_system, space_spec
 from tests.services import cli_env, nasopt
 from tests.test_deploy import FIXTURES, _calibrated, _fixture_space, _spec
 
@@ -65,6 +66,20 @@ def chain_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
 
 
 @pytest.fixture(scope="module")
+def bits4_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
+    """4-bit levels: exported as uint8, sent packed two to a byte, as the manifest counts them."""
+    from nasopt.accuracy.supernet import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet(space_spec(bottleneck={"widths": ["none", 4], "bits": [4]}))
+    ops = ("conv3", "k3", "k5", "k3", "conv1", "gap", "classifier")
+    cand = Candidate(ops=ops, widths=(8, 16, 24, 32), cuts=(2,), bits=4)
+    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    out = tmp_path_factory.mktemp("bits4")
+    return sub, out, export_parts(sub, chain_system([1e9, 1e10], [1e6]), out, torch.randn(2, 3, 16, 16))
+
+
+@pytest.fixture(scope="module")
 def tree_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
     """Four cameras, a hub that relays, a root that fuses: 12 tensors on the hub's link."""
     from nasopt.accuracy.supernet import Supernet
@@ -84,11 +99,13 @@ def _tolerance(ref: torch.Tensor) -> float:
     return 1e-3 * max(1.0, float(ref.abs().max()))  # the export's TOLERANCE rule
 
 
-@pytest.mark.parametrize("which", ["chain_export", "tree_export"])
+@pytest.mark.parametrize("which", ["chain_export", "bits4_export", "tree_export"])
 def test_loopback_split_sends_the_manifests_bytes_and_reproduces_the_model(
     which: str, request: pytest.FixtureRequest
 ) -> None:
     sub, out, manifest = request.getfixturevalue(which)
+    if which == "bits4_export":
+        assert manifest.links[0].bits == 4 and manifest.parts[0].outputs[0].dtype == "uint8"
     x = np.random.default_rng(1).standard_normal((3, *manifest.input.shape[1:])).astype(np.float32)
     with torch.no_grad():
         ref = sub(torch.from_numpy(x))
