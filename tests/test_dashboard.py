@@ -185,6 +185,25 @@ def test_hypervolume_view_draws_the_exact_front_the_studies_approach(
     assert info.value.field == "hypervolume.exact_front"
 
 
+def test_pareto_figure_shows_retrained_accuracy_beside_the_estimate(tmp_path: Path) -> None:
+    """A trial `nasopt retrain` recorded (`retrained:<n>`) gets a star at its retrained
+    accuracy, joined to its estimated point, in the Pareto figure the report and dashboard use."""
+    study_file = write_tiny_study(tmp_path, n_trials=6)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    create_or_resume(resolve(str(study_file)), open_storage(url))
+    optimize(url, "tiny", 6)
+    study = optuna.load_study(study_name="tiny", storage=url)
+    trial = study.trials[2]
+    study.set_user_attr(f"retrained:{trial.number}", {"accuracy": 0.25, "mode": "finetune"})
+    figures, _, _ = view_figures.build(open_storage(url), "tiny", "default")
+    pareto = next(f.figure for f in figures if f.kind == "pareto")
+    (stars,) = [t for t in pareto.data if t.name == "retrained (nasopt retrain)"]
+    assert list(stars.y) == [0.25] and list(stars.x) == [trial.user_attrs["latency_ms"]]
+    assert stars.customdata[0][0] == trial.number
+    (segment,) = [t for t in pareto.data if t.mode == "lines" and t.name is None]
+    assert list(segment.y)[:2] == [trial.user_attrs["accuracy"], 0.25]
+
+
 def test_register_stores_figures_and_notes(tiny_db: tuple[str, Path]) -> None:
     from optuna_dashboard._custom_plot_data import list_graph_object_ids
 
