@@ -40,7 +40,7 @@ from nasopt.core.pareto import hypervolume, nondominated
 from nasopt.presets import load_objective, load_space
 from nasopt.samplers import ASNGSampler, EvolutionSampler, ReinforceSampler
 from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, StudySpec
-from nasopt.study.exact_front import exact_front
+from nasopt.study.exact_front import ExactFront, exact_front
 from nasopt.study.feasibility import hard_constraint_check
 from nasopt.study.objective import NasObjective
 
@@ -111,7 +111,7 @@ class Problem:
     """A problem's exact front (batched enumeration, nasopt.study.exact_front), its hypervolume,
     and the objectives a study calls: the split searched, or solved inside the objective."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, fronts: Path | None = None) -> None:
         space_spec, objective_spec = PROBLEMS[name]()
         self.name = name
         self.objectives = {
@@ -125,7 +125,16 @@ class Problem:
         self.objective = self.objectives["searched"]
         self.space = self.objective.space
         self.names = [p.name for p in self.space.params()]
-        front = exact_front(self.objective)
+        cached = fronts / f"{name}.json" if fronts is not None else None
+        if cached is not None and cached.is_file():
+            front = ExactFront.load(cached)
+            if (front.space, front.objective) != (space_spec.name, objective_spec.name):
+                raise SystemExit(f"{cached} is the front of another problem; remove it")
+        else:
+            front = exact_front(self.objective)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                front.save(cached)
         self.enumerate_s = front.seconds
         self.n_feasible = front.n_feasible
         self.front = front.losses()
@@ -228,7 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--samplers", default="asng,evolution,reinforce,random,tpe,nsga2")
     parser.add_argument("--problems", default=",".join(PROBLEMS))
-    parser.add_argument("--json", type=Path, default=None, help="write raw results here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write raw results here, after every run; an existing file"
+        " of the same --trials is resumed (its runs are kept and not rerun)",
+    )
+    parser.add_argument(
+        "--fronts", type=Path, default=None, help="keep the exact fronts here (reused when present)"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="write the result tables here")
     parser.add_argument(
         "--render", type=Path, nargs="+", default=None, help="only merge these --json files into --markdown"
@@ -255,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = args.problems.split(",")
     info = {}
     for name in problems:
-        p = _PROBLEMS[name] = Problem(name)  # enumerated once, shared with the forked workers
+        p = _PROBLEMS[name] = Problem(name, args.fronts)  # once, shared with the forked workers
         info[name] = {
             "size": p.space.size(),
             "params": len(p.names),
@@ -280,26 +298,42 @@ def main(argv: list[str] | None = None) -> int:
         for pr in problems
         for seed in range(args.seeds)
     ]
-    results = []
+    command = "python benchmarks/search_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    run_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results: list[dict[str, Any]] = []
+    earlier_s = 0.0
+    if args.json and args.json.is_file():
+        old = json.loads(args.json.read_text())
+        if old["args"]["trials"] == args.trials:
+            results = [r for r in old["results"] if r["problem"] in problems and r["sampler"] in samplers]
+            earlier_s = float(old["total_s"])
+            done = {(r["problem"], r["sampler"], r["seed"]) for r in results}
+            tasks = [t for t in tasks if t[:3] not in done]
+            print(f"resuming {args.json}: {len(results)} runs kept, {len(tasks)} to go", flush=True)
     start = time.perf_counter()
+
+    def save() -> None:
+        if args.json:
+            doc = {
+                "info": info,
+                "results": results,
+                "total_s": earlier_s + time.perf_counter() - start,
+                "command": command.strip(),
+                "args": run_args,
+            }
+            args.json.write_text(json.dumps(doc, indent=1, default=str))
+
     with multiprocessing.get_context("fork").Pool(args.processes) as pool:
         for r in pool.imap_unordered(run_one, tasks):
             results.append(r)
+            save()
             print(
                 f"{r['problem']} {r['sampler']} seed {r['seed']}: {r['hv']} {r['seconds']:.1f} s", flush=True
             )
-    total = time.perf_counter() - start
-    command = "python benchmarks/search_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    run_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    if args.json:
-        doc = {
-            "info": info,
-            "results": results,
-            "total_s": total,
-            "command": command.strip(),
-            "args": run_args,
-        }
-        args.json.write_text(json.dumps(doc, indent=1, default=str))
+    save()
+    total = earlier_s + time.perf_counter() - start
+    for r in results:
+        r["hv"] = {int(k): v for k, v in r["hv"].items()}
     text = report(info, results, samplers, command.strip(), total, run_args)
     print(text)
     if args.markdown:
@@ -322,7 +356,7 @@ def report(
         "",
         "Metric: hypervolume of the feasible trials so far / hypervolume of the exact feasible front "
         f"(objectives normalised by the feasible candidates' min-max, reference point {REFERENCE}); "
-        f"median over {args['seeds']} seeds (seeds 0..{args['seeds'] - 1}), min-max in brackets.",
+        f"median over the seeds of each row (seeds 0..{args['seeds'] - 1} asked), min-max in brackets.",
         "",
     ]
     for name, i in info.items():
@@ -338,8 +372,8 @@ def report(
             "",
             "| sampler | "
             + " | ".join(f"HV @ {b}" for b in BUDGETS)
-            + " | s / run | infeasible trials | distinct candidates |",
-            "|---|" + "---:|" * (len(BUDGETS) + 3),
+            + " | s / run | infeasible trials | distinct candidates | seeds |",
+            "|---|" + "---:|" * (len(BUDGETS) + 4),
         ]
         for s in samplers:
             rs = [r for r in results if r["problem"] == name and r["sampler"] == s]
@@ -354,7 +388,7 @@ def report(
             sec = statistics.median(r["seconds"] for r in rs)
             inf = statistics.median(r["infeasible"] for r in rs)
             dis = statistics.median(r["distinct"] for r in rs)
-            lines.append(f"| {s} | " + " | ".join(cells) + f" | {sec:.1f} | {inf:g} | {dis:g} |")
+            lines.append(f"| {s} | " + " | ".join(cells) + f" | {sec:.1f} | {inf:g} | {dis:g} | {len(rs)} |")
         lines.append("")
     lines += verdict(info, results, samplers)
     return "\n".join(lines) + "\n"
