@@ -448,15 +448,21 @@ class ASNGSampler(LearningSampler):
     def _propose_many(
         self, study: Study, trial: FrozenTrial, space: Space, rs: _Replay, rng: np.random.Generator, n: int
     ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-        """`n` draws from θ at once (the screening's retries); repeats of evaluated candidates
-        are dropped rather than re-drawn (and so not fed), unless θ has converged."""
-        skip_repeats = self.redraw > 0 and not rs.asng.converged()
+        """`n` draws from θ at once (the screening's retries). A repeat of an evaluated
+        candidate is no proposal: it is recorded as reused on the next proposal drawn (up to
+        `redraw` in a row, unless θ has converged), whose replay feeds it to the update as a
+        one-by-one re-draw would; θ itself does not move within the population."""
+        skip = self.redraw > 0 and not rs.asng.converged()
         out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        reused: list[int] = []
         for sample in rs.asng.draw_many(rng, n):
             params = params_from(sample, space)
-            if skip_repeats and candidate_key(params, space) in rs.seen:
+            seen = rs.seen.get(candidate_key(params, space)) if skip else None
+            if seen is not None and len(reused) < self.redraw:
+                reused.append(seen)
                 continue
-            out.append((params, self._record(rs.asng.t, [], sample, space)))
+            out.append((params, self._record(rs.asng.t, reused, sample, space)))
+            reused = []
         return out
 
     @staticmethod

@@ -237,19 +237,25 @@ class ReinforceSampler(LearningSampler):
         rng: np.random.Generator,
         n: int,
     ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-        """`n` draws from π at once (the screening's retries); repeats of evaluated candidates
-        are dropped rather than re-drawn (and so not replayed)."""
+        """`n` draws from π at once (the screening's retries). A repeat of an evaluated
+        candidate is no proposal: it is recorded as reused on the next proposal drawn (up to
+        `redraw` in a row), whose replay applies its episode as a one-by-one re-draw would; π
+        itself does not move within the population."""
         u = rng.random((n, len(space.dims)))
         columns = [
             np.minimum(np.searchsorted(np.cumsum(pi), u[:, d], side="right"), len(pi) - 1)
             for d, pi in enumerate(self._policy_now(st, space))
         ]
         out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        reused: list[int] = []
         for i in range(n):
             a = [int(c[i]) for c in columns]
-            if self.redraw and tuple(a) in st["seen"]:
+            seen = st["seen"].get(tuple(a)) if self.redraw else None
+            if seen is not None and len(reused) < self.redraw:
+                reused.append(seen)
                 continue
-            out.append((params_of(a, space), {"episode": st["t"], "reused": []}))
+            out.append((params_of(a, space), {"episode": st["t"], "reused": reused}))
+            reused = []
         return out
 
     def _draw(self, st: dict[str, Any], space: Space, rng: np.random.Generator) -> list[int]:
