@@ -705,6 +705,7 @@ PAIRS = [
         for level in ("4g", "wifi")
         for mobility in ("static", "slow", "fast")
     ),
+    ("vgg11-compress", "edge-cloud-4g-weak-slow"),
     ("mbconv-jmsnas", "jmsnas-chain-fluctuating"),
 ]
 

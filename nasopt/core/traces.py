@@ -18,10 +18,11 @@ HEADER = ("time_s", "bandwidth_bps")
 # an ASSUMPTION: Wang et al. (seed 002, Fig. 1) record 4G and WiFi traces on a Xiaomi MI 6X but
 # print no figures, only that "the bandwidth changes drastically even within a small time window
 # like 1s" when moving. 4G: 8 Mb/s, the LTE uplink objectives/edge-cloud-4g already assumes;
+# 4g-weak: 1 Mb/s, an ASSUMED weak-signal indoor LTE uplink (Wang's "4G (weak) indoor" rows);
 # WiFi: 30 Mb/s, an ASSUMED 802.11n indoor uplink (a few times the LTE one). The log-bandwidth is
 # an Ornstein-Uhlenbeck process around the level: coherence time tau_s and spread sigma (of the
 # natural log) per mobility; static = a phone on a desk, slow = walking, fast = in a vehicle.
-LEVELS_BPS = {"4g": 8e6, "wifi": 30e6}
+LEVELS_BPS = {"4g": 8e6, "4g-weak": 1e6, "wifi": 30e6}
 MOBILITY = {"static": (10.0, 0.15), "slow": (2.0, 0.45), "fast": (0.3, 0.8)}  # (tau_s, sigma)
 FLOOR_BPS = 1e5  # a connected link keeps at least 100 kb/s (ASSUMPTION)
 
