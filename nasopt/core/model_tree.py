@@ -334,3 +334,21 @@ def shared_blocks(layout: TreeLayout, tree: ModelTree) -> list[list[list[str]]]:
             groups.setdefault(key, []).append(name)
         out.append(list(groups.values()))
     return out
+
+
+def sharing_figure(layout: TreeLayout, tree: ModelTree) -> str:
+    """A text figure of the tree: one row per block, one column per context, the node each
+    context takes there (same label: a shared node; `^` marks a node that offloads)."""
+    names = list(layout.contexts)
+    width = max(8, *(len(n) + 2 for n in names))
+    lines = [f"{'block':<12}" + "".join(f"{n:<{width}}" for n in names)]
+    for j, (block, groups) in enumerate(zip(layout.blocks, shared_blocks(layout, tree), strict=True)):
+        label = {}
+        for g, members in enumerate(groups):
+            for name in members:
+                label[name] = f"{chr(65 + j % 26)}{g + 1}"
+        row = f"{block.name:<12}"
+        for k, name in enumerate(names):
+            row += f"{label[name] + ('^' if tree.offload[j][k] else ''):<{width}}"
+        lines.append(row)
+    return "\n".join(lines)

@@ -268,6 +268,7 @@ class Comparison:
     scores: dict[str, TreeScore]
     tree: ModelTree
     branches: list[ModelTree]  # optimal branch per context
+    switched: dict[str, list[Candidate]]  # the baselines' networks, one per context (or one)
 
 
 def compare(
@@ -292,15 +293,14 @@ def compare(
         ((branch, _),) = sub.score(t).replay.branches[:1]
         return branch_candidate(sub.layout, t, branch)
 
-    scores = {
-        "dynamic surgery": problem.score_switched(dynamic_surgery(problem)),
-        "best single (expected context)": problem.score_switched([whole(single, nominal)]),
-        "optimal branch": problem.score_switched(
-            [whole(b, sub) for b, sub in zip(branches, per, strict=True)]
-        ),
-        "model tree": tree_score,
+    switched = {
+        "dynamic surgery": dynamic_surgery(problem),
+        "best single (expected context)": [whole(single, nominal)],
+        "optimal branch": [whole(b, sub) for b, sub in zip(branches, per, strict=True)],
     }
-    return Comparison(scores, tree, branches)
+    scores = {name: problem.score_switched(cands) for name, cands in switched.items()}
+    scores["model tree"] = tree_score
+    return Comparison(scores, tree, branches, switched)
 
 
 def latency_array(score: TreeScore) -> np.ndarray:
