@@ -211,3 +211,47 @@ def test_a_model_tree_refuses_systems_it_cannot_fork_on() -> None:
     space = SearchSpace(load_space("mbconv-jmsnas"), system)
     with pytest.raises(SpecError, match="two devices"):
         tree_layout(space.macro, system, space.largest())
+
+
+def test_with_cloud_base_the_cloud_runs_the_uncompressed_rest() -> None:
+    """Wang et al.'s rule: after an offload the cloud runs the base network's layers."""
+    system = _system(TWO_CONTEXTS)
+    space = _space(system)
+    layout = tree_layout(space.macro, system, space.largest())
+    tree = replace(_hand_tree(space), cloud_base=True)
+    base = space.largest().ops
+    candidate, path = compose(layout, tree, (0, 0, 0))
+    assert candidate.ops[:3] == ("c3", "dw", base[2]) and candidate.cuts == (1,) and path == (0, 0, 0)
+    candidate, path = compose(layout, tree, (1, 1, 0))
+    assert candidate.ops[:3] == ("c5", base[1], base[2]) and candidate.cuts == (0,) and path == (1, 1)
+    rep = replay(space.macro, system, layout, tree)
+    link = system.links["up"]
+    assert link.variation is not None
+    for k in (0, 1):
+        candidate, _ = compose(layout, tree, [k] * 3)
+        fixed = with_contexts(system, {"up": link.variation.contexts[k]})
+        assert rep.latency_s[k] == pytest.approx(
+            evaluate(space.network(candidate), fixed).latency_s, rel=1e-12
+        )
+
+
+def test_alg3_reinforce_explores_fairly_boosts_and_keeps_the_best_tree() -> None:
+    from nasopt.study.model_tree import reinforce_tree
+
+    system = _system(TWO_CONTEXTS)
+    space = _space(system)
+    problem = TreeProblem(space, system, ProxyAccuracy(space), samples=64)
+    # fair exploration at full strength: a block at depth n is kept on the edge with
+    # probability (N - n) / N, so block 0 never offloads
+    fair = reinforce_tree(problem, 12, seed=1, fair_alpha=1.0, fair_episodes=10**6)
+    assert all(not any(t.offload[0]) for t in fair.trees)
+    assert len(fair.rewards) == 12
+    assert fair.score.reward == pytest.approx(max(fair.rewards))
+    assert problem.score(fair.tree).reward == pytest.approx(fair.score.reward)
+    # optimal-branch boosting: the boosted tree's choices dominate the first episode's draws
+    boosted = _hand_tree(space)
+    run = reinforce_tree(problem, 30, seed=2, fair_alpha=0.0, boost=[boosted], boost_logit=8.0)
+    want = problem.params_of(boosted)
+    got = problem.params_of(run.trees[0])
+    assert sum(want[n] == got[n] for n in want) >= len(want) - 1
+    assert run.score.reward == pytest.approx(max(run.rewards))

@@ -2,9 +2,8 @@
 network context, a compression choice (the op of every searched layer) and whether to offload
 to the cloud before that block. At run time (Alg. 2) the device observes the context before each
 block and takes that context's branch: it runs the block as that context says or, if it says
-offload, sends the block's input and the cloud runs the rest of that context's branch (Wang et
-al. keep the cloud part uncompressed: the base network's ops, the first choice of every
-`layerNN.ctxK.op`; a search that compresses a cloud layer only loses accuracy).
+offload, sends the block's input and the cloud runs the rest: of that context's branch, or, with
+`cloud_base` (Wang et al.'s rule), of the base network, uncompressed.
 
 The tree here keys each node by (block, context), so branches that see the same context at a
 block share that block. Evaluation replays the link's contexts between blocks (discrete: one
@@ -59,6 +58,9 @@ class ModelTree:
 
     offload: tuple[tuple[bool, ...], ...]
     ops: tuple[tuple[str, ...], ...]
+    # True: after an offload the cloud runs the base network's ops (Wang et al.: the cloud part
+    # is not compressed); False: the rest of the offloading context's branch
+    cloud_base: bool = False
 
     @classmethod
     def of_candidate(cls, layout: TreeLayout, candidate: Candidate) -> ModelTree:
@@ -135,9 +137,10 @@ def compose(
         k = observed[j]
         path.append(k)
         if tree.offload[j][k]:
+            rest = layout.base.ops if tree.cloud_base else tree.ops[k]
             for block in layout.blocks[j:]:
                 for i in block.layers:
-                    ops[i] = tree.ops[k][i]
+                    ops[i] = rest[i]
             break
         for i in layout.blocks[j].layers:
             ops[i] = tree.ops[k][i]
@@ -173,6 +176,10 @@ def tree_costs(macro: Macro, system: System, layout: TreeLayout, tree: ModelTree
             cloud[j, c] = ev.compute_s.get(layout.cloud, 0.0)
             payload[j] = ev.sent_bytes.get(layout.link.name, 0.0)  # shapes kept: the same for all
         edge[:, c] = np.diff(prefix)
+    if tree.cloud_base:
+        for j in range(n + 1):
+            ev = evaluate(build_network(macro, replace(layout.base, cuts=(layout.position_cut(j),))), system)
+            cloud[j, :] = ev.compute_s.get(layout.cloud, 0.0)
     return TreeCosts(edge, payload, cloud)
 
 
@@ -184,6 +191,7 @@ class TreeReplay:
     latency_s: np.ndarray
     weights: np.ndarray
     branches: tuple[tuple[tuple[int, ...], float], ...]  # (contexts taken, share)
+    branch_index: np.ndarray  # per inference, the index of its branch in `branches`
     exact: bool
 
 
@@ -251,18 +259,22 @@ def replay_tree(
             run = ~done
             clock[run] += costs.edge_block_s[j, k[run]]
             taken[run, j] = k[run]
-    return TreeReplay(latency, draws.weights, _shares(taken, position, draws.weights), draws.exact)
+    return TreeReplay(latency, draws.weights, *_shares(taken, position, draws.weights), exact=draws.exact)
 
 
 def _shares(
     taken: np.ndarray, position: np.ndarray, weights: np.ndarray
-) -> tuple[tuple[tuple[int, ...], float], ...]:
+) -> tuple[tuple[tuple[tuple[int, ...], float], ...], np.ndarray]:
+    """The distinct paths with their shares, and each inference's path index."""
     codes: dict[tuple[int, ...], float] = {}
-    for row, pos, w in zip(taken, position, weights, strict=True):
+    index = np.zeros(len(weights), dtype=int)
+    order: dict[tuple[int, ...], int] = {}
+    for i, (row, pos, w) in enumerate(zip(taken, position, weights, strict=True)):
         key = tuple(int(x) for x in row[:pos])
         codes[key] = codes.get(key, 0.0) + float(w)
+        index[i] = order.setdefault(key, len(order))
     total = float(weights.sum())
-    return tuple((key, share / total) for key, share in codes.items())
+    return tuple((key, share / total) for key, share in codes.items()), index
 
 
 def replay(
@@ -316,7 +328,7 @@ def replay_switched(
             latency[go] = draws.finish(layout, clock, go, sent) + cloud
     taken = k0[:, None]
     return TreeReplay(
-        latency, draws.weights, _shares(taken, np.ones(m, dtype=int), draws.weights), draws.exact
+        latency, draws.weights, *_shares(taken, np.ones(m, dtype=int), draws.weights), exact=draws.exact
     )
 
 

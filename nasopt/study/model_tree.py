@@ -73,6 +73,7 @@ class TreeProblem:
         deadline_ms: float | None = None,
         loss_rate: float | None = None,
         accuracy_floor: float | None = None,
+        cloud_base: bool = False,
     ) -> None:
         self.space = space
         self.system = system
@@ -83,6 +84,7 @@ class TreeProblem:
         self.loss_rate = self.layout.link.loss_rate if loss_rate is None else loss_rate
         # None: maximise Wang's reward; a floor: minimise the mean latency at accuracy >= floor
         self.accuracy_floor = accuracy_floor
+        self.cloud_base = cloud_base  # the cloud runs the base network after an offload (Wang)
         self._accuracy: dict[Candidate, float] = {}
 
     # -- parameters ------------------------------------------------------------------------
@@ -118,7 +120,7 @@ class TreeProblem:
                 for i in block.searched:
                     row[i] = params.get(f"{macro.layers[i].name}.ctx{k}.op", row[i])
             ops.append(tuple(row))
-        return ModelTree(offload, tuple(ops))
+        return ModelTree(offload, tuple(ops), self.cloud_base)
 
     def params_of(self, tree: ModelTree) -> dict[str, Any]:
         macro = self.space.macro
@@ -167,9 +169,12 @@ class TreeProblem:
     def goal(self, s: TreeScore) -> float:
         """What the search maximises: Wang's reward, or minus the mean latency (ms) less a
         penalty of 1e4 ms per unit of accuracy under the floor."""
+        return self.goal_of(s.accuracy, s.latency["latency_mean_ms"])
+
+    def goal_of(self, accuracy: float, latency_mean_ms: float) -> float:
         if self.accuracy_floor is None:
-            return s.reward
-        return -s.latency["latency_mean_ms"] - 1e4 * max(0.0, self.accuracy_floor - s.accuracy)
+            return wang_reward(accuracy, latency_mean_ms)
+        return -latency_mean_ms - 1e4 * max(0.0, self.accuracy_floor - accuracy)
 
     def search(
         self,
@@ -211,7 +216,7 @@ def uniform_trees(problem: TreeProblem) -> list[ModelTree]:
     for ops in (layout.base.ops, problem.space.smallest().ops):
         for j in range(n + 1):
             offload = tuple((i == j,) * k for i in range(n))
-            out.append(ModelTree(offload, (ops,) * k))
+            out.append(ModelTree(offload, (ops,) * k, problem.cloud_base))
     return out
 
 
@@ -219,7 +224,7 @@ def with_tree(layout: TreeLayout, per_context: Sequence[ModelTree]) -> ModelTree
     """The tree whose context k follows the one-context tree `per_context[k]`."""
     n = len(layout.blocks)
     offload = tuple(tuple(t.offload[j][0] for t in per_context) for j in range(n))
-    return ModelTree(offload, tuple(t.ops[0] for t in per_context))
+    return ModelTree(offload, tuple(t.ops[0] for t in per_context), per_context[0].cloud_base)
 
 
 def fixed_context_problems(problem: TreeProblem) -> tuple[list[TreeProblem], TreeProblem]:
@@ -246,6 +251,7 @@ def _sub_problem(problem: TreeProblem, system: System) -> TreeProblem:
         deadline_ms=problem.deadline_ms,
         loss_rate=problem.loss_rate,
         accuracy_floor=problem.accuracy_floor,
+        cloud_base=problem.cloud_base,
     )
 
 
@@ -269,14 +275,21 @@ class Comparison:
     tree: ModelTree
     branches: list[ModelTree]  # optimal branch per context
     switched: dict[str, list[Candidate]]  # the baselines' networks, one per context (or one)
+    alg3_tree: ModelTree | None = None  # the tree Alg. 3's REINFORCE found (if run)
 
 
 def compare(
-    problem: TreeProblem, n_trials: int, *, seed: int = 0, branch_trials: int | None = None
+    problem: TreeProblem,
+    n_trials: int,
+    *,
+    seed: int = 0,
+    branch_trials: int | None = None,
+    alg3_episodes: int = 0,
 ) -> Comparison:
     """Search the optimal branch per context and for the expected context (`branch_trials`
-    each), then the model tree (`n_trials`, boosted by the optimal branches), and score all of
-    them and dynamic surgery on the problem's replayed inferences."""
+    each), then the model tree (`n_trials` of TPE, boosted by the optimal branches; and, with
+    `alg3_episodes`, Alg. 3's REINFORCE boosted the same way), and score all of them and
+    dynamic surgery on the problem's replayed inferences."""
     per, nominal = fixed_context_problems(problem)
     m = branch_trials or n_trials
     branches = [sub.search(m, seed=seed + 1 + k, boost=uniform_trees(sub))[0] for k, sub in enumerate(per)]
@@ -300,8 +313,113 @@ def compare(
     }
     scores = {name: problem.score_switched(cands) for name, cands in switched.items()}
     scores["model tree"] = tree_score
-    return Comparison(scores, tree, branches, switched)
+    alg3 = None
+    if alg3_episodes:
+        alg3 = reinforce_tree(problem, alg3_episodes, seed=seed, boost=boost[:1]).tree
+        scores["model tree (Alg. 3)"] = problem.score(alg3)
+    return Comparison(scores, tree, branches, switched, alg3)
 
 
 def latency_array(score: TreeScore) -> np.ndarray:
     return np.asarray(score.replay.latency_s) * 1e3
+
+
+@dataclass
+class TreeSearchResult:
+    """Alg. 3's outcome: the best tree seen, its score, and the reward of every episode."""
+
+    tree: ModelTree
+    score: TreeScore
+    rewards: list[float]
+    trees: list[ModelTree]  # every episode's tree
+
+
+def reinforce_tree(
+    problem: TreeProblem,
+    episodes: int,
+    *,
+    seed: int = 0,
+    learning_rate: float = 0.1,
+    baseline_decay: float = 0.9,
+    fair_alpha: float = 1.0,
+    fair_episodes: int = 50,
+    boost: Sequence[ModelTree] = (),
+    boost_logit: float = 2.0,
+) -> TreeSearchResult:
+    """Wang et al.'s Alg. 3 on the (block, context) tree: a softmax policy per node for the
+    offload action and per node and layer for the op. Forward generation: sample every node
+    (BFS order), the partition first; with probability alpha * (N - n) / N a node at depth n is
+    forced not to offload (fair exploration, alpha decaying to 0 over `fair_episodes`). The
+    tree is replayed; each branch's reward (`problem.goal` of that branch's latency and
+    accuracy) is assigned to its leaf. Backward estimation: a node's reward is the
+    share-weighted mean of the branches through it; each node's choices take a REINFORCE step
+    with that reward minus an EMA baseline. `boost` trees (optimal-branch boosting) raise the
+    logits of their choices by `boost_logit` before the first episode."""
+    rng = np.random.default_rng(seed)
+    choices = problem.choices()
+    names = list(choices)
+    logits = {n: np.zeros(len(choices[n])) for n in names}
+    for tree in boost:
+        for n, v in problem.params_of(tree).items():
+            logits[n][choices[n].index(v)] += boost_logit
+    layout = problem.layout
+    n_blocks = len(layout.blocks)
+    macro = problem.space.macro
+    node_of: dict[str, tuple[int, int]] = {}
+    for k in range(len(layout.contexts)):
+        for j, block in enumerate(layout.blocks):
+            node_of[f"block{j:02d}.ctx{k}.action"] = (j, k)
+            for i in block.searched:
+                node_of[f"{macro.layers[i].name}.ctx{k}.op"] = (j, k)
+    baseline: float | None = None
+    best: tuple[float, ModelTree, TreeScore] | None = None
+    rewards: list[float] = []
+    trees: list[ModelTree] = []
+    for t in range(episodes):
+        alpha = fair_alpha * max(0.0, 1.0 - t / max(1, fair_episodes))
+        params: dict[str, Any] = {}
+        for n in names:  # BFS: blocks in order, the action before the ops
+            z = logits[n]
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            if n.endswith(".action") and rng.random() < alpha * (n_blocks - node_of[n][0]) / n_blocks:
+                params[n] = "edge"
+            else:
+                params[n] = choices[n][int(rng.choice(len(p), p=p))]
+        tree = problem.tree(params)
+        score = problem.score(tree)
+        total = problem.goal(score)
+        rewards.append(total)
+        trees.append(tree)
+        if best is None or total > best[0]:
+            best = (total, tree, score)
+        # leaf rewards per branch, then node rewards as share-weighted means over branches
+        branch_reward = []
+        for b, (path, _share) in enumerate(score.replay.branches):
+            mask = score.replay.branch_index == b
+            w = score.replay.weights[mask]
+            lat_ms = float(np.dot(w, score.replay.latency_s[mask]) / w.sum()) * 1e3
+            cand = branch_candidate(layout, tree, path)
+            branch_reward.append(problem.goal_of(problem.accuracy_of(cand), lat_ms))
+        node_sum: dict[tuple[int, int], float] = {}
+        node_w: dict[tuple[int, int], float] = {}
+        for (path, share), r in zip(score.replay.branches, branch_reward, strict=True):
+            for j, k in enumerate(path):
+                node_sum[(j, k)] = node_sum.get((j, k), 0.0) + share * r
+                node_w[(j, k)] = node_w.get((j, k), 0.0) + share
+        if baseline is None:
+            baseline = total
+        for n in names:
+            node = node_of[n]
+            if node not in node_w:  # not visited by any inference: no reward for it
+                continue
+            advantage = node_sum[node] / node_w[node] - baseline
+            z = logits[n]
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            onehot = np.zeros(len(p))
+            onehot[choices[n].index(params[n])] = 1.0
+            logits[n] = z + learning_rate * advantage * (onehot - p) / max(1.0, abs(baseline))
+        baseline = baseline_decay * baseline + (1 - baseline_decay) * total
+    assert best is not None
+    return TreeSearchResult(best[1], best[2], rewards, trees)
