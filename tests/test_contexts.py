@@ -264,3 +264,18 @@ def test_varying_presets_load_and_replay(name: str) -> None:
     net = space.network(space.sample(random.Random(0)))
     m = latency_distribution(net, system, samples=300).summary(None)
     assert m["latency_worst_ms"] >= m["latency_p95_ms"] >= evaluate(net, system).latency_ms * 0.2
+
+
+def test_baselines_run_on_a_discrete_context_objective() -> None:
+    """Baselines placed on other systems (one device alone, the input's path) score their robust
+    metrics on those systems, not on the study's (whose cut count they do not have)."""
+    from nasopt.study.baselines import fixed_network_baselines
+
+    objective = _objective(TWO, objectives=[{"name": "latency_mean_ms", "direction": "minimize"}])
+    study = StudySpec(name="s", space="x", objective="two-context", accuracy={"estimator": "analytic-proxy"})
+    obj = NasObjective(study, space_spec(), objective)
+    points, _ = fixed_network_baselines(obj, obj.space.largest(), (0.5, 1.0))
+    by_name = {p.baseline: p for p in points}
+    assert {"all-on-first", "all-on-last", "neurosurgeon", "dynamic-surgery"} <= set(by_name)
+    alone = by_name["all-on-first"].fields
+    assert alone["latency_ms"] > 0  # one device alone: no link, the latency is every context's

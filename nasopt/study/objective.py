@@ -121,10 +121,17 @@ class NasObjective:
         return self.score(candidate, network, evaluate(network, self.system))
 
     def score(
-        self, candidate: Candidate, network: Network, ev: Evaluation, *, loss_rate: float | None = None
+        self,
+        candidate: Candidate,
+        network: Network,
+        ev: Evaluation,
+        *,
+        loss_rate: float | None = None,
+        system: System | None = None,
     ) -> TrialResult:
         """Accuracy, metrics and constraints of `candidate` placed as `ev` (which may come from
-        another system than the study's, e.g. one device alone for a baseline)."""
+        another system than the study's, e.g. one device alone for a baseline: pass it as
+        `system` so the robust metrics replay that system's links)."""
         loss = self.loss_rate if loss_rate is None else loss_rate
         acc = self.estimator.accuracy(candidate, network, loss)
         metrics = {
@@ -137,15 +144,18 @@ class NasObjective:
             "sent_bytes": float(sum(ev.sent_bytes.values())),
             "memory_bytes": float(max(ev.memory_bytes.values(), default=0)),
         }
-        metrics.update(self.robust_metrics(network, ev))
+        metrics.update(self.robust_metrics(network, ev, system))
         constraints = self._constraint_values(metrics, ev.memory_bytes)
         return TrialResult(candidate, network, ev, acc, metrics, constraints)
 
-    def robust_metrics(self, network: Network, ev: Evaluation) -> dict[str, float]:
-        """Mean, p95 and worst latency and the deadline misses over the links' contexts
-        (without varying links: the latency itself)."""
+    def robust_metrics(
+        self, network: Network, ev: Evaluation, system: System | None = None
+    ) -> dict[str, float]:
+        """Mean, p95 and worst latency and the deadline misses over the links' contexts of
+        `system` (default the study's; without varying links: the latency itself)."""
         r = self.objective_spec.robust
-        dist = latency_distribution(network, self.system, samples=r.samples, seed=r.seed, ev=ev)
+        on = self.system if system is None else system
+        dist = latency_distribution(network, on, samples=r.samples, seed=r.seed, ev=ev)
         return dist.summary(r.deadline_ms)
 
     @property
