@@ -104,6 +104,9 @@ def robust_report(
                 for c, p in zip(var.contexts, var.probabilities, strict=True)
             ],
         }
+    summary: dict[str, float | None] = dict(dist.summary(r.deadline_ms))
+    if r.deadline_ms is None:
+        summary["deadline_miss"] = None  # JSON has no NaN
     combos = []
     if dist.exact:
         for label, lat, w in zip(dist.labels, dist.latency_s, dist.weights, strict=True):
@@ -113,7 +116,7 @@ def robust_report(
         "deadline_ms": r.deadline_ms,
         "links": links,
         "combinations": combos,
-        **dist.summary(r.deadline_ms),
+        **summary,
     }
 
 

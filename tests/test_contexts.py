@@ -3,6 +3,7 @@ metrics (exact on discrete contexts, replayed otherwise)."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,8 @@ def test_describe_shows_the_contexts_and_the_robust_latency() -> None:
     assert "latency mean" in render_table(doc)
     exact = describe(space_spec(), _objective(TWO), "largest")
     assert [c["contexts"] for c in exact["robust"]["combinations"]] == ["up=good", "up=bad"]
+    assert exact["robust"]["deadline_miss"] is None  # no deadline: null, not NaN, in JSON
+    json.loads(json.dumps(exact, allow_nan=False))
 
 
 @pytest.mark.parametrize("name", ["edge-cloud-4g-static", "edge-cloud-wifi-fast", "jmsnas-chain-fluctuating"])

@@ -255,3 +255,51 @@ def test_alg3_reinforce_explores_fairly_boosts_and_keeps_the_best_tree() -> None
     got = problem.params_of(run.trees[0])
     assert sum(want[n] == got[n] for n in want) >= len(want) - 1
     assert run.score.reward == pytest.approx(max(run.rewards))
+
+
+def test_replay_on_a_trace_matches_the_scalar_model_of_each_mixed_branch() -> None:
+    """On a fast-mobility trace the context changes between blocks; every replayed inference's
+    latency equals the scalar evaluation of the branch it composed (edge compute, then the
+    transfer through the trace from that moment, then the cloud's compute), and the contexts of
+    its path are those observed at each block's start."""
+    from nasopt.core.model_tree import branch_candidate, context_draws, tree_costs
+    from nasopt.core.robust import LinkReplay
+
+    system = build_system(load_objective("edge-cloud-4g-fast"))
+    space = SearchSpace(load_space("vgg11-compress"), system)
+    layout = tree_layout(space.macro, system, space.largest())
+    small = space.smallest().ops
+    base = space.largest().ops
+    # weak: all compressed on the phone; normal: offload before block 3; good: offload at once
+    tree = ModelTree(
+        offload=tuple((False, j == 3, j == 0) for j in range(len(layout.blocks))),
+        ops=(small, base, base),
+        cloud_base=True,
+    )
+    draws = context_draws(layout, samples=300, seed=5)
+    rep = replay(space.macro, system, layout, tree, samples=300, seed=5)
+    costs = tree_costs(space.macro, system, layout, tree)
+    assert draws.link is not None
+    mixed = 0
+    for i in range(300):
+        path, _ = rep.branches[rep.branch_index[i]]
+        mixed += len(set(path)) > 1
+        cand = branch_candidate(layout, tree, path)
+        one = LinkReplay(draws.link.link, draws.link.timeline, draws.link.start_s[i : i + 1])
+        ev = evaluate(space.network(cand), system)
+        clock = 0.0
+        for j, k in enumerate(path):  # the context each block saw at its start
+            seen = int(
+                type(draws.link)(
+                    draws.link.link, draws.link.timeline, draws.link.start_s[i : i + 1]
+                ).context_at(np.array([clock]))[0]
+            )
+            assert seen == k, (i, j)
+            if not tree.offload[j][k]:
+                clock += costs.edge_block_s[j, k]
+        edge = ev.compute_s.get("phone", 0.0)
+        assert clock == pytest.approx(edge, rel=1e-9, abs=1e-12)
+        sent = ev.sent_bytes.get("uplink", 0.0)
+        want = float(one.finish(np.array([edge]), sent)[0]) + ev.compute_s.get("cloud", 0.0)
+        assert rep.latency_s[i] == pytest.approx(want, rel=1e-9), i
+    assert mixed > 0  # some inferences did change context between blocks
