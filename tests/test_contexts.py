@@ -282,3 +282,21 @@ def test_baselines_run_on_a_discrete_context_objective() -> None:
     assert {"all-on-first", "all-on-last", "neurosurgeon", "dynamic-surgery"} <= set(by_name)
     alone = by_name["all-on-first"].fields
     assert alone["latency_ms"] > 0  # one device alone: no link, the latency is every context's
+
+
+def test_robust_thresholds_are_hard_constraints_for_nasopt_samplers() -> None:
+    from nasopt.study.feasibility import hard_constraint_check
+
+    objective = _objective(TWO, constraints={"latency_worst_ms": 1e9, "memory": False})
+    study = StudySpec(name="s", space="x", objective="two-context", accuracy={"estimator": "analytic-proxy"})
+    loose = NasObjective(study, space_spec(), objective)
+    check = hard_constraint_check(loose)
+    assert check is not None
+    params = loose.space.values(loose.space.largest())
+    assert check(params)
+    worst = loose.evaluate(loose.space.largest()).metrics["latency_worst_ms"]
+    tight = NasObjective(
+        study, space_spec(), _objective(TWO, constraints={"latency_worst_ms": 0.5 * worst, "memory": False})
+    )
+    check = hard_constraint_check(tight)
+    assert check is not None and not check(params)
