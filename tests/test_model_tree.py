@@ -303,3 +303,15 @@ def test_replay_on_a_trace_matches_the_scalar_model_of_each_mixed_branch() -> No
         want = float(one.finish(np.array([edge]), sent)[0]) + ev.compute_s.get("cloud", 0.0)
         assert rep.latency_s[i] == pytest.approx(want, rel=1e-9), i
     assert mixed > 0  # some inferences did change context between blocks
+
+
+def test_compare_on_a_fixed_link_has_one_context_everywhere() -> None:
+    system = _system(None)
+    space = _space(system)
+    problem = TreeProblem(space, system, ProxyAccuracy(space))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    result = compare(problem, 5, branch_trials=5)
+    assert result.branches == []
+    assert result.switched["optimal branch"] == result.switched["best single (expected context)"]
+    for score in result.scores.values():
+        assert score.replay.exact and len(score.replay.latency_s) == 1

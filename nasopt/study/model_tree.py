@@ -257,7 +257,8 @@ def _sub_problem(problem: TreeProblem, system: System) -> TreeProblem:
 
 def dynamic_surgery(problem: TreeProblem) -> list[Candidate]:
     """The base network at its latency-optimal cut (any layer) for each context's bandwidth."""
-    per, _ = fixed_context_problems(problem)
+    per, nominal = fixed_context_problems(problem)
+    per = per or [nominal]  # a fixed link: one context
     base = problem.layout.base
     points = tuple(split_point_domain(problem.space.macro))
     out = []
@@ -309,7 +310,9 @@ def compare(
     switched = {
         "dynamic surgery": dynamic_surgery(problem),
         "best single (expected context)": [whole(single, nominal)],
-        "optimal branch": [whole(b, sub) for b, sub in zip(branches, per, strict=True)],
+        # a fixed link has one context: its optimal branch is the best single network
+        "optimal branch": [whole(b, sub) for b, sub in zip(branches, per, strict=True)]
+        or [whole(single, nominal)],
     }
     scores = {name: problem.score_switched(cands) for name, cands in switched.items()}
     scores["model tree"] = tree_score
