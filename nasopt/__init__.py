@@ -7,8 +7,8 @@ systems (`build_system`) and their evaluation (`evaluate`, `optimal_split`), acc
 studies (`open_storage`, `create_or_resume`), the seeds' baselines of a study
 (`compute_baselines`, `ensure_baselines`, `store_baselines`, `load_baselines`), the samplers
 (`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`) and deployment (`extract`, `Subnet`,
-`export_parts`, `retrain`); varying links (`latency_distribution`) and Wang et al.'s model tree
-(`ModelTree`, `tree_layout`, `compose`, `TreeProblem`).
+`export_parts`, `retrain`, `run_split`, `SplitRunner`); varying links (`latency_distribution`) and
+Wang et al.'s model tree (`ModelTree`, `tree_layout`, `compose`, `TreeProblem`).
 
 Names that pull in Optuna are imported on first use, so `nasopt validate` and the analytic core
 start fast; torch is imported only by the supernet estimator.
@@ -56,6 +56,8 @@ _LAZY = {  # these import optuna (and nasopt.deploy torch)
     "ensure_baselines": "nasopt.study.baselines",
     "load_baselines": "nasopt.study.baselines",
     "store_baselines": "nasopt.study.baselines",
+    "SplitRunner": "nasopt.deploy.runner",
+    "run_split": "nasopt.deploy.runner",
     "TreeProblem": "nasopt.study.model_tree",
 }
 
@@ -82,6 +84,7 @@ __all__ = [
     "SearchSpaceSpec",
     "SpecError",
     "SplitResult",
+    "SplitRunner",
     "StudySpec",
     "Subnet",
     "System",
@@ -106,6 +109,7 @@ __all__ = [
     "optimal_split",
     "resolve",
     "retrain",
+    "run_split",
     "store_baselines",
     "tree_layout",
 ]
