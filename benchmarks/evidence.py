@@ -26,6 +26,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from analytic import machine
+from model_tree_evidence import model_tree
 
 from nasopt.core.evaluation import evaluate
 from nasopt.core.network import build_network
@@ -580,7 +581,7 @@ def _nasopt_version() -> str:
     return f"commit {commit}" + (" with uncommitted changes in nasopt/" if dirty else "")
 
 
-SECTIONS = {"nasc": nasc, "splitnets": splitnets, "jmsnas": jmsnas, "wang": wang}
+SECTIONS = {"nasc": nasc, "splitnets": splitnets, "jmsnas": jmsnas, "wang": wang, "wang-tree": model_tree}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@ systems (`build_system`) and their evaluation (`evaluate`, `optimal_split`), acc
 studies (`open_storage`, `create_or_resume`), the seeds' baselines of a study
 (`compute_baselines`, `ensure_baselines`, `store_baselines`, `load_baselines`), the samplers
 (`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`) and deployment (`extract`, `Subnet`,
-`export_parts`, `retrain`, `run_split`, `SplitRunner`).
+`export_parts`, `retrain`, `run_split`, `SplitRunner`); varying links (`latency_distribution`) and
+Wang et al.'s model tree (`ModelTree`, `tree_layout`, `compose`, `TreeProblem`).
 
 Names that pull in Optuna are imported on first use, so `nasopt validate` and the analytic core
 start fast; torch is imported only by the supernet estimator.
@@ -31,6 +32,8 @@ from nasopt.core import (
     compile_space,
     evaluate,
 )
+from nasopt.core.model_tree import ModelTree, compose, tree_layout
+from nasopt.core.robust import LatencyDistribution, latency_distribution
 from nasopt.core.split import SplitResult, optimal_split
 from nasopt.errors import SpecError
 from nasopt.presets import load_dashboard, load_objective, load_space, load_study, resolve
@@ -55,6 +58,7 @@ _LAZY = {  # these import optuna (and nasopt.deploy torch)
     "store_baselines": "nasopt.study.baselines",
     "SplitRunner": "nasopt.deploy.runner",
     "run_split": "nasopt.deploy.runner",
+    "TreeProblem": "nasopt.study.model_tree",
 }
 
 __all__ = [
@@ -65,8 +69,10 @@ __all__ = [
     "DashboardSpec",
     "Evaluation",
     "EvolutionSampler",
+    "LatencyDistribution",
     "LayerCost",
     "Macro",
+    "ModelTree",
     "NasObjective",
     "Network",
     "ObjectiveSpec",
@@ -82,15 +88,18 @@ __all__ = [
     "StudySpec",
     "Subnet",
     "System",
+    "TreeProblem",
     "build_network",
     "build_system",
     "compile_space",
+    "compose",
     "compute_baselines",
     "create_or_resume",
     "ensure_baselines",
     "evaluate",
     "export_parts",
     "extract",
+    "latency_distribution",
     "load_baselines",
     "load_dashboard",
     "load_objective",
@@ -102,6 +111,7 @@ __all__ = [
     "retrain",
     "run_split",
     "store_baselines",
+    "tree_layout",
 ]
 __version__ = "0.1.0"
 

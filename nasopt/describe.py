@@ -15,6 +15,7 @@ from nasopt.core.candidate import Candidate
 from nasopt.core.evaluation import Evaluation, evaluate
 from nasopt.core.memory import payload_bytes
 from nasopt.core.network import Network
+from nasopt.core.robust import latency_distribution, varying_links
 from nasopt.core.system import System, build_system
 from nasopt.errors import SpecError
 from nasopt.space import SearchSpace
@@ -73,7 +74,50 @@ def describe(space_spec: SearchSpaceSpec, objective: ObjectiveSpec, how: str = "
     candidate = pick_candidate(space, how)
     network = space.network(candidate)
     ev = evaluate(network, system)
-    return report(space, system, candidate, network, ev)
+    doc = report(space, system, candidate, network, ev)
+    if varying_links(system):
+        doc["robust"] = robust_report(network, system, ev, objective)
+    return doc
+
+
+def robust_report(
+    network: Network, system: System, ev: Evaluation, objective: ObjectiveSpec
+) -> dict[str, Any]:
+    """The latency over the varying links' contexts: each link's contexts with their shares,
+    exact per-combination latencies (discrete contexts) and the robust metrics."""
+    r = objective.robust
+    dist = latency_distribution(network, system, samples=r.samples, seed=r.seed, ev=ev)
+    links = {}
+    for link in varying_links(system):
+        var = link.variation
+        assert var is not None
+        links[link.name] = {
+            "kind": var.kind,
+            "expected_bandwidth_bps": link.bandwidth_bps,
+            "contexts": [
+                {
+                    "name": c.name,
+                    "bandwidth_bps": c.bandwidth_bps,
+                    "latency_s": c.latency_s,
+                    "share": float(p),
+                }
+                for c, p in zip(var.contexts, var.probabilities, strict=True)
+            ],
+        }
+    summary: dict[str, float | None] = dict(dist.summary(r.deadline_ms))
+    if r.deadline_ms is None:
+        summary["deadline_miss"] = None  # JSON has no NaN
+    combos = []
+    if dist.exact:
+        for label, lat, w in zip(dist.labels, dist.latency_s, dist.weights, strict=True):
+            combos.append({"contexts": label, "probability": float(w), "latency_ms": float(lat) * 1e3})
+    return {
+        "method": "exact" if dist.exact else f"replay of {r.samples} inferences, seed {r.seed}",
+        "deadline_ms": r.deadline_ms,
+        "links": links,
+        "combinations": combos,
+        **summary,
+    }
 
 
 def report(
@@ -187,4 +231,28 @@ def render_table(doc: dict[str, Any]) -> str:
         f"total latency {t['latency_ms']:.4f} ms | {t['macs']:,} MACs | {t['params']:,} params"
         f" | energy {t['energy_mj']:.4g} mJ | memory {'ok' if t['feasible_memory'] else 'OVER CAP'}"
     )
+    if "robust" in doc:
+        lines += ["", *_robust_lines(doc["robust"])]
     return "\n".join(lines)
+
+
+def _robust_lines(rob: dict[str, Any]) -> list[str]:
+    lines = [f"network contexts ({rob['method']}; latency_ms above is at the expected context)"]
+    for name, lk in rob["links"].items():
+        ctx = ", ".join(
+            f"{c['name']} {c['bandwidth_bps'] / 1e6:.4g} Mb/s ({100 * c['share']:.1f} %)"
+            for c in lk["contexts"]
+        )
+        lines.append(f"  {name}: {lk['kind']}, expected {lk['expected_bandwidth_bps'] / 1e6:.4g} Mb/s; {ctx}")
+    for c in rob["combinations"]:
+        lines.append(f"  {c['contexts']:<40} p = {c['probability']:.4f}  latency {c['latency_ms']:.4f} ms")
+    miss = (
+        ""
+        if rob["deadline_ms"] is None
+        else f" | over {rob['deadline_ms']:g} ms: {100 * rob['deadline_miss']:.2f} %"
+    )
+    lines.append(
+        f"latency mean {rob['latency_mean_ms']:.4f} ms | p95 {rob['latency_p95_ms']:.4f} ms"
+        f" | worst {rob['latency_worst_ms']:.4f} ms{miss}"
+    )
+    return lines

@@ -235,6 +235,9 @@ def _negative_bandwidth(data: dict) -> list[str]:
         if "bandwidth_bps" in link:
             link["bandwidth_bps"] = -1e6
             return [f"links.{name}.bandwidth_bps", "greater than 0", "-1000000.0"]
+        if link.get("contexts", {}).get("states"):  # a varying link: its first context
+            link["contexts"]["states"][0]["bandwidth_bps"] = -1e6
+            return [f"links.{name}.contexts.states[0].bandwidth_bps", "greater than 0", "-1000000.0"]
     name, medium = next(iter(data["media"].items()))
     medium["bandwidth_bps"] = -1e6
     return [f"media.{name}.bandwidth_bps", "greater than 0", "-1000000.0"]

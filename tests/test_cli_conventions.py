@@ -99,7 +99,8 @@ def test_validate_catches_an_unknown_metric_in_an_objective_alone(tmp_path: Path
     assert r.returncode == 2
     assert r.stderr.strip() == (
         f"nasopt: error: {path}: objectives[1].name: unknown metric (got 'latency'); allowed: "
-        "error, accuracy, latency_ms, energy_mj, macs, params, sent_bytes, memory_bytes"
+        "error, accuracy, latency_ms, energy_mj, macs, params, sent_bytes, memory_bytes, "
+        "latency_mean_ms, latency_p95_ms, latency_worst_ms, deadline_miss"
     )
 
 

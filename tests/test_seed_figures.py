@@ -699,6 +699,14 @@ PAIRS = [
     ("efficientnet-b0-multiview", "splitnets-hmd-12"),
     ("vgg11-cifar", "edge-cloud-4g"),
     ("vgg11-compress", "edge-cloud-4g"),
+    # varying links (issue 18): describe at the expected context, with the robust section
+    *(
+        ("vgg11-compress", f"edge-cloud-{level}-{mobility}")
+        for level in ("4g", "wifi")
+        for mobility in ("static", "slow", "fast")
+    ),
+    ("vgg11-compress", "edge-cloud-4g-weak-slow"),
+    ("mbconv-jmsnas", "jmsnas-chain-fluctuating"),
 ]
 
 

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from nasopt.core.compute import ComputeModel
+from nasopt.core.contexts import LinkVariation, build_variation
 from nasopt.errors import SpecError
 from nasopt.spec import LinkSpec, ObjectiveSpec
 
@@ -38,6 +39,9 @@ class Link:
 
     # f(S|W) fitted at several bandwidths: (bandwidth_bps, intercept_s, s_per_byte), increasing
     size_by_bandwidth: tuple[tuple[float, float, float], ...] = ()
+    # a varying bandwidth (contexts, Markov chain or trace); bandwidth_bps, latency_s and
+    # loss_rate then hold its expected context (nasopt.core.robust evaluates the rest)
+    variation: LinkVariation | None = None
 
     def size_term(self) -> tuple[float, float]:
         """(intercept_s, s_per_byte) of f(S|W) at this link's bandwidth W: the fixed fit, or the
@@ -132,8 +136,14 @@ def build_system(spec: ObjectiveSpec) -> System:
                     value=value,
                     allowed=known_devices,
                 )
-        if (link.bandwidth_bps is None) == (link.medium is None):
-            raise SpecError("give exactly one of bandwidth_bps or medium", field=f"links.{lname}")
+        given = [k for k in ("bandwidth_bps", "medium", "contexts") if getattr(link, k) is not None]
+        if len(given) != 1:
+            raise SpecError(
+                "give exactly one of bandwidth_bps, medium or contexts",
+                field=f"links.{lname}",
+                value=given or None,
+                allowed=["bandwidth_bps", "medium", "contexts"],
+            )
         if link.medium is not None and link.medium not in spec.media:
             raise SpecError(
                 "unknown medium",
@@ -160,6 +170,7 @@ def build_system(spec: ObjectiveSpec) -> System:
             per_medium[link.medium] = per_medium.get(link.medium, 0) + 1
     links: dict[str, Link] = {}
     seen_pairs: set[tuple[str, str]] = set()
+    variations: dict[int, LinkVariation] = {}  # one per spec link (a trace is read once)
     for name, s, d, ls in expanded:
         if (s, d) in seen_pairs:
             raise SpecError("two links join the same devices", field=f"links.{name}", value=f"{s}->{d}")
@@ -168,24 +179,38 @@ def build_system(spec: ObjectiveSpec) -> System:
             medium = spec.media[ls.medium]
             sharers = medium.sharers or per_medium[ls.medium]
             bandwidth = medium.bandwidth_bps / sharers
+        elif ls.contexts is not None:
+            variation = variations.get(id(ls))
+            if variation is None:
+                variation = build_variation(
+                    ls.contexts,
+                    latency_s=ls.latency_s,
+                    loss_rate=ls.loss_rate,
+                    field=f"links.{name}.contexts",
+                )
+                variations[id(ls)] = variation
+            bandwidth = variation.nominal()[0]
         else:
             assert ls.bandwidth_bps is not None  # exactly one of the two, checked above
             bandwidth = ls.bandwidth_bps
         size = ls.size_term
+        variation = variations.get(id(ls))
+        latency_s, loss_rate = (ls.latency_s, ls.loss_rate) if variation is None else variation.nominal()[1:]
         links[name] = Link(
             name=name,
             src=s,
             dst=d,
             bandwidth_bps=bandwidth,
-            latency_s=ls.latency_s,
+            latency_s=latency_s,
             size_intercept_s=size.intercept_s if size else 0.0,
             size_s_per_byte=size.s_per_byte if size else 0.0,
             size_by_bandwidth=tuple(
                 (p.bandwidth_bps, p.intercept_s, p.s_per_byte) for p in (size.by_bandwidth if size else [])
             ),
-            loss_rate=ls.loss_rate,
+            loss_rate=loss_rate,
             energy_j_per_bit=ls.energy_j_per_bit,
             medium=ls.medium,
+            variation=variation,
         )
     return _topology(spec, devices, links, groups)
 

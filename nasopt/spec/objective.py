@@ -81,10 +81,77 @@ class SizeTermSpec(_Spec):
         return self
 
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class ContextStateSpec(_Spec):
+    """One network context of a link (Wang et al.'s bandwidth context): its bandwidth and, if
+    given, its own fixed latency and loss rate (else the link's)."""
+
+    name: SafeName
+    bandwidth_bps: Rate
+    latency_s: Seconds | None = None
+    loss_rate: Annotated[float, Field(ge=0, lt=1)] | None = None
+    probability: Probability | None = None  # discrete: how often the context holds
+
+
+class LinkContextsSpec(_Spec):
+    """A link whose bandwidth varies: named contexts with probabilities (`discrete`), a Markov
+    chain over them (`markov`: `transition[i][j]` = P(i -> j) every `step_s`), or a recorded or
+    bundled trace (`trace`: CSV of time_s, bandwidth_bps; `states` then name the levels a model
+    tree matches the measured bandwidth to, nearest in log-bandwidth)."""
+
+    kind: Literal["discrete", "markov", "trace"]
+    states: list[ContextStateSpec] = Field(default=[], max_length=64)
+    transition: list[list[Probability]] = []
+    step_s: Annotated[float, Field(gt=0, le=3600)] | None = None
+    trace: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> LinkContextsSpec:
+        names = [s.name for s in self.states]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"state {repeated[0]!r} is listed twice; each context once")
+        k = len(self.states)
+        if self.kind == "discrete":
+            if k == 0:
+                raise ValueError("kind = 'discrete' needs states (name, bandwidth_bps, probability)")
+            missing = [s.name for s in self.states if s.probability is None]
+            if missing:
+                raise ValueError(
+                    f"kind = 'discrete' needs a probability for every state (missing: {missing[0]})"
+                )
+            total = sum(s.probability or 0.0 for s in self.states)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"state probabilities must sum to 1 (got {total:g})")
+        if self.kind == "markov":
+            if k == 0:
+                raise ValueError("kind = 'markov' needs states (name, bandwidth_bps)")
+            if self.step_s is None:
+                raise ValueError("kind = 'markov' needs step_s (seconds per transition)")
+            if len(self.transition) != k or any(len(row) != k for row in self.transition):
+                raise ValueError(f"transition must be a {k}x{k} matrix (one row and column per state)")
+            for i, row in enumerate(self.transition):
+                if abs(sum(row) - 1.0) > 1e-6:
+                    raise ValueError(
+                        f"transition row {i} ({self.states[i].name}) must sum to 1 (got {sum(row):g})"
+                    )
+        elif self.transition or self.step_s is not None:
+            raise ValueError("transition and step_s belong to kind = 'markov'")
+        if self.kind == "trace":
+            if self.trace is None:
+                raise ValueError("kind = 'trace' needs trace (a bundled trace name or a CSV path)")
+        elif self.trace is not None:
+            raise ValueError("trace belongs to kind = 'trace'")
+        return self
+
+
 class LinkSpec(_Spec):
     src: str
     dst: str
     bandwidth_bps: Rate | None = None
+    contexts: LinkContextsSpec | None = None  # a varying bandwidth instead of bandwidth_bps
     medium: str | None = None
     latency_s: Seconds = 0.0
     size_term: SizeTermSpec | None = None
@@ -114,8 +181,21 @@ class MetricSpec(_Spec):
     direction: Literal["minimize", "maximize"]
 
 
+class RobustSpec(_Spec):
+    """How the robust latency metrics over a link's contexts are computed: exactly for discrete
+    contexts, else by replaying `samples` inferences started at seeded random times."""
+
+    deadline_ms: Annotated[float, Field(gt=0, le=1e12)] | None = None  # for deadline_miss
+    samples: Annotated[int, Field(ge=16, le=1_000_000)] = 2000
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+
+
 class ConstraintsSpec(_Spec):
     latency_ms: Annotated[float, Field(gt=0, le=1e12)] | None = None
+    latency_mean_ms: Annotated[float, Field(gt=0, le=1e12)] | None = None
+    latency_p95_ms: Annotated[float, Field(gt=0, le=1e12)] | None = None
+    latency_worst_ms: Annotated[float, Field(gt=0, le=1e12)] | None = None
+    deadline_miss: Annotated[float, Field(ge=0, le=1)] | None = None  # most fraction over the deadline
     energy_mj: Annotated[float, Field(gt=0, le=1e15)] | None = None
     accuracy_min: Annotated[float, Field(ge=0, le=1)] | None = None
     memory: bool = True
@@ -136,6 +216,7 @@ class ObjectiveSpec(_Spec):
         min_length=1,
     )
     constraints: ConstraintsSpec = ConstraintsSpec()
+    robust: RobustSpec = RobustSpec()
 
     @field_validator("objectives")
     @classmethod

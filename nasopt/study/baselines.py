@@ -209,7 +209,7 @@ def _placed(
     split = optimal_split(objective.space.macro, cand, system, points=points)
     placed = replace(cand, cuts=split.cuts, fuse_after=split.fuse_after)
     network = build_network(objective.space.macro, placed)
-    return placed, objective.score(placed, network, evaluate(network, system))
+    return placed, objective.score(placed, network, evaluate(network, system), system=system)
 
 
 def _cuts_text(cand: Candidate) -> str:
@@ -234,13 +234,13 @@ def fixed_network_baselines(
         first = first_device(system)
         alone = single_device_system(system, first)
         net = build_network(macro, single)
-        result = objective.score(single, net, evaluate(net, alone), loss_rate=0.0)
+        result = objective.score(single, net, evaluate(net, alone), loss_rate=0.0, system=alone)
         points.append(_point(objective, "all-on-first", f"all on {first}", result, system=alone))
         path = input_path_system(system)
         last = last_device(system)
         sent = replace(single, cuts=(-1,) * (len(path.chain) - 1))
         net = build_network(macro, sent)
-        result = objective.score(sent, net, evaluate(net, path))
+        result = objective.score(sent, net, evaluate(net, path), system=path)
         points.append(_point(objective, "all-on-last", f"all on {last}", result, system=path))
     placed, result = _placed(objective, cand, system, every_point=True)
     points.append(_point(objective, "neurosurgeon", f"optimal {_cuts_text(placed)}", result))

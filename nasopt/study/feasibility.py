@@ -9,6 +9,7 @@ import numpy as np
 
 from nasopt.core.batched import CandidateBatch
 from nasopt.core.evaluation import evaluate
+from nasopt.core.robust import ROBUST_METRICS
 from nasopt.errors import SpecError
 
 if TYPE_CHECKING:
@@ -18,38 +19,50 @@ if TYPE_CHECKING:
 
 class HardConstraintCheck:
     """`params -> bool`: False when the analytic model proves a per-device memory cap, the
-    latency threshold or the energy threshold exceeded (SplitNets' hard constraints), so the
-    candidate is never trained or scored.
+    latency threshold, a robust latency threshold over the links' contexts or the energy
+    threshold exceeded (SplitNets' hard constraints), so the candidate is never trained or scored.
 
     `many(params_list)` screens a whole list in one batched call (nasopt.core.batched), which
     the samplers use to draw several proposals at once in a tightly constrained space; spaces
     the batched model does not cover are screened one by one with the scalar model."""
 
     def __init__(
-        self, objective: NasObjective, *, memory: bool, latency_ms: float | None, energy_mj: float | None
+        self,
+        objective: NasObjective,
+        *,
+        memory: bool,
+        latency_ms: float | None,
+        energy_mj: float | None,
+        robust: dict[str, float] | None = None,
     ):
         self.objective = objective
         self.memory = memory
         self.latency_ms = latency_ms
         self.energy_mj = energy_mj
+        self.robust = robust or {}  # latency_p95_ms, deadline_miss, ... -> threshold
         self._batch: BatchEvaluator | None = None
         self._batched = True  # False once the batched model refused this space
 
     def __call__(self, params: dict[str, Any]) -> bool:
-        ev = evaluate(
-            self.objective.space.network(self.objective.candidate_of(params)), self.objective.system
-        )
+        network = self.objective.space.network(self.objective.candidate_of(params))
+        ev = evaluate(network, self.objective.system)
         if self.latency_ms is not None and ev.latency_ms > self.latency_ms:
             return False
         if self.energy_mj is not None and ev.energy_j * 1e3 > self.energy_mj:
             return False
-        return not (self.memory and ev.memory_violations())
+        if self.memory and ev.memory_violations():
+            return False
+        if self.robust:
+            values = self.objective.robust_metrics(network, ev)
+            return all(values[n] <= limit for n, limit in self.robust.items())
+        return True
 
     def many(self, params_list: Sequence[dict[str, Any]]) -> np.ndarray:
         """Feasibility of every parameter set, as a boolean array in the same order."""
         if not params_list:
             return np.zeros(0, dtype=bool)
-        evaluator = self._evaluator()
+        # robust thresholds need the contexts' latencies: the scalar model, one by one
+        evaluator = None if self.robust else self._evaluator()
         if evaluator is not None:
             macro = self.objective.space.macro
             batch = CandidateBatch.from_candidates(macro, self.objective.candidates_of(list(params_list)))
@@ -76,12 +89,15 @@ class HardConstraintCheck:
 
 def hard_constraint_check(objective: NasObjective) -> HardConstraintCheck | None:
     """The study's analytic hard-constraint check, or None when the objective has no memory
-    cap, latency threshold or energy threshold among its constraints."""
+    cap, latency threshold (robust ones included) or energy threshold among its constraints."""
     names = objective.constraint_names
     memory = any(name.startswith("memory:") for name in names)
     limits = objective.objective_spec.constraints
     latency_ms = limits.latency_ms if "latency_ms" in names else None
     energy_mj = limits.energy_mj if "energy_mj" in names else None
-    if not memory and latency_ms is None and energy_mj is None:
+    robust = {n: getattr(limits, n) for n in ROBUST_METRICS if n in names}
+    if not memory and latency_ms is None and energy_mj is None and not robust:
         return None
-    return HardConstraintCheck(objective, memory=memory, latency_ms=latency_ms, energy_mj=energy_mj)
+    return HardConstraintCheck(
+        objective, memory=memory, latency_ms=latency_ms, energy_mj=energy_mj, robust=robust
+    )

@@ -20,6 +20,7 @@ from nasopt.core.batched import BatchEvaluator, CandidateBatch
 from nasopt.core.candidate import Candidate
 from nasopt.core.evaluation import Evaluation, evaluate
 from nasopt.core.network import Network
+from nasopt.core.robust import ROBUST_METRICS, latency_distribution, varying_links
 from nasopt.core.system import System, build_system
 from nasopt.errors import SpecError
 from nasopt.space import SearchSpace
@@ -38,7 +39,9 @@ METRICS: dict[str, str] = {
     "params": "parameters of the whole network",
     "sent_bytes": "bytes sent over all links",
     "memory_bytes": "largest per-device peak memory",
+    **ROBUST_METRICS,
 }
+ROBUST_CONSTRAINTS = ("latency_mean_ms", "latency_p95_ms", "latency_worst_ms", "deadline_miss")
 CONSTRAINTS_KEY = "constraints"  # Optuna's legacy list form, read by samplers and the dashboard
 
 
@@ -50,6 +53,16 @@ def check_metrics(objective: ObjectiveSpec) -> None:
             raise SpecError(
                 "unknown metric", field=f"objectives[{i}].name", value=metric.name, allowed=list(METRICS)
             )
+        if metric.name == "deadline_miss" and objective.robust.deadline_ms is None:
+            raise SpecError(
+                "deadline_miss needs a deadline", field="robust.deadline_ms", allowed="a number of ms > 0"
+            )
+    if objective.constraints.deadline_miss is not None and objective.robust.deadline_ms is None:
+        raise SpecError(
+            "constraints.deadline_miss needs a deadline",
+            field="robust.deadline_ms",
+            allowed="a number of ms > 0",
+        )
 
 
 @dataclass
@@ -100,16 +113,25 @@ class NasObjective:
             self.constraint_names.append("energy_mj")
         if c.accuracy_min is not None:
             self.constraint_names.append("accuracy_min")
+        self.constraint_names += [name for name in ROBUST_CONSTRAINTS if getattr(c, name) is not None]
+        self.varying = bool(varying_links(self.system))
 
     def evaluate(self, candidate: Candidate) -> TrialResult:
         network = self.space.network(candidate)
         return self.score(candidate, network, evaluate(network, self.system))
 
     def score(
-        self, candidate: Candidate, network: Network, ev: Evaluation, *, loss_rate: float | None = None
+        self,
+        candidate: Candidate,
+        network: Network,
+        ev: Evaluation,
+        *,
+        loss_rate: float | None = None,
+        system: System | None = None,
     ) -> TrialResult:
         """Accuracy, metrics and constraints of `candidate` placed as `ev` (which may come from
-        another system than the study's, e.g. one device alone for a baseline)."""
+        another system than the study's, e.g. one device alone for a baseline: pass it as
+        `system` so the robust metrics replay that system's links)."""
         loss = self.loss_rate if loss_rate is None else loss_rate
         acc = self.estimator.accuracy(candidate, network, loss)
         metrics = {
@@ -122,8 +144,19 @@ class NasObjective:
             "sent_bytes": float(sum(ev.sent_bytes.values())),
             "memory_bytes": float(max(ev.memory_bytes.values(), default=0)),
         }
+        metrics.update(self.robust_metrics(network, ev, system))
         constraints = self._constraint_values(metrics, ev.memory_bytes)
         return TrialResult(candidate, network, ev, acc, metrics, constraints)
+
+    def robust_metrics(
+        self, network: Network, ev: Evaluation, system: System | None = None
+    ) -> dict[str, float]:
+        """Mean, p95 and worst latency and the deadline misses over the links' contexts of
+        `system` (default the study's; without varying links: the latency itself)."""
+        r = self.objective_spec.robust
+        on = self.system if system is None else system
+        dist = latency_distribution(network, on, samples=r.samples, seed=r.seed, ev=ev)
+        return dist.summary(r.deadline_ms)
 
     @property
     def optimal_split(self) -> bool:
@@ -191,6 +224,15 @@ class NasObjective:
                 value=self.estimator.name,
                 allowed="analytic-proxy",
             )
+        robust = [n for n in (*self.metric_names, *self.constraint_names) if n in ROBUST_METRICS]
+        if robust and self.varying:
+            raise SpecError(
+                "the batched model evaluates the expected context only, not robust metrics over"
+                " varying links",
+                field="objectives",
+                value=robust[0],
+                allowed="latency_ms and the other non-robust metrics, or the scalar evaluation",
+            )
         ev = self.batch_evaluator().evaluate(batch)
         acc = accuracy_batch(ev, self.loss_rate)
         zero = np.zeros(len(batch))
@@ -204,6 +246,12 @@ class NasObjective:
             "sent_bytes": sum(ev.sent_bytes.values(), zero),
             "memory_bytes": np.max(np.vstack(list(ev.memory_bytes.values())), axis=0).astype(float),
         }
+        for name in ("latency_mean_ms", "latency_p95_ms", "latency_worst_ms"):
+            metrics[name] = ev.latency_ms  # one context: every robust latency is the latency
+        deadline = self.objective_spec.robust.deadline_ms
+        metrics["deadline_miss"] = (
+            (ev.latency_ms > deadline).astype(float) if deadline is not None else np.full(len(batch), np.nan)
+        )
         rows = self._constraint_values(metrics, ev.memory_bytes)
         return metrics, np.vstack(rows) if rows else np.zeros((0, len(batch)))
 
@@ -222,6 +270,11 @@ class NasObjective:
                 out.append((metrics["latency_ms"] - c.latency_ms) / c.latency_ms)
             elif name == "energy_mj":
                 out.append((metrics["energy_mj"] - c.energy_mj) / c.energy_mj)
+            elif name == "deadline_miss":
+                out.append(metrics["deadline_miss"] - c.deadline_miss)
+            elif name in ROBUST_CONSTRAINTS:
+                limit = getattr(c, name)
+                out.append((metrics[name] - limit) / limit)
             else:
                 out.append(c.accuracy_min - metrics["accuracy"])
         return out
@@ -255,6 +308,11 @@ class NasObjective:
             "accuracy_estimator": self.estimator.name,
             "latency_ms": ev.latency_ms,
             "energy_mj": result.metrics["energy_mj"],
+            **{
+                k: result.metrics[k]
+                for k in ROBUST_METRICS
+                if self.varying and math.isfinite(result.metrics[k])
+            },
             "macs": int(result.network.macs),
             "params": int(result.network.params),
             "feasible": all(v <= 0 for v in result.constraints),
