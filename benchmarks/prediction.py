@@ -80,9 +80,8 @@ def main() -> int:
     out = {"cpu": cpu_model(), "cores": os.cpu_count(), "runs": runs}
     Path(args.output).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     for run in runs:
-        print(
-            f"\n{run['preset']} ({run['seconds']} s, load {run['load_average_before']} -> {run['load_average_after']})"
-        )
+        load = f"load {run['load_average_before']} -> {run['load_average_after']}"
+        print(f"\n{run['preset']} ({run['seconds']} s, {load})")
         for name, s in run["check"]["summary"].items():
             print(
                 f"| {name} | {s['within_10pct']:.2f} | {100 * s['median_abs_error']:.1f} % |"

@@ -196,6 +196,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", default="default", help="dashboard view preset name or path")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--check", default=None, help="add a latency-prediction section (nasopt profile --check JSON)"
+    )
     _add_deploy_commands(sub)
     return parser
 
@@ -461,8 +464,13 @@ def _report(args: argparse.Namespace) -> int:
     from nasopt.study.storage import open_storage
     from nasopt.views.report import report_html
 
+    check = None
+    if args.check:
+        from nasopt.deploy.profile_check import read_check
+
+        check = read_check(Path(args.check))
     storage = open_storage(args.storage, must_exist=True)
-    text = report_html(storage, args.study_name, args.view, progress=not args.no_progress)
+    text = report_html(storage, args.study_name, args.view, progress=not args.no_progress, check=check)
     out = Path(args.output)
     if not out.parent.is_dir():
         raise SpecError("the output file's folder does not exist", field="-o", value=args.output)
