@@ -8,6 +8,7 @@ average before and after each run, and writes benchmarks/prediction.json.
 
     python benchmarks/prediction.py                      # both presets, onnxruntime, N=50, K=10
     python benchmarks/prediction.py --presets mbconv-quick --candidates 5 --calibrate 2
+    python benchmarks/prediction.py --render             # the markdown tables of prediction.json
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("-o", "--output", default=str(HERE / "prediction.json"))
+    ap.add_argument("--render", action="store_true", help="print the tables of --output, run nothing")
     args = ap.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.output).read_text())))
+        return 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,15 +84,40 @@ def main() -> int:
             )
     out = {"cpu": cpu_model(), "cores": os.cpu_count(), "runs": runs}
     Path(args.output).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    for run in runs:
-        load = f"load {run['load_average_before']} -> {run['load_average_after']}"
-        print(f"\n{run['preset']} ({run['seconds']} s, {load})")
-        for name, s in run["check"]["summary"].items():
-            print(
+    print(render(out))
+    return 0
+
+
+def render(out: dict) -> str:
+    """Markdown: per run the settings and one row per compute model."""
+    lines = []
+    for run in out["runs"]:
+        c = run["check"]
+        fits = c["models"]
+        meas = sorted(r["measured_ms"] for r in c["rows"])
+        cal = c.get("calibration") or {}
+        lines += [
+            f"### {run['preset']} ({c['backend']}, {c['candidates']} candidates)",
+            "",
+            f"- command: `{run['command']}` ({run['seconds']} s)",
+            f"- load average (1, 5, 15 min): {run['load_average_before']} before, "
+            f"{run['load_average_after']} after",
+            f"- table: {c['table_meta']['keys'] if c.get('table_meta') else '?'} op keys; measured latency "
+            f"{meas[0]:.3f} to {meas[-1]:.3f} ms (median {meas[len(meas) // 2]:.3f} ms)",
+            f"- fitted throughput {fits['throughput']['macs_per_s']:.4g} MAC/s ({fits['throughput']['fit']})",
+            f"- calibration: {cal.get('candidates', 0)} other candidates, "
+            f"overhead {cal.get('overhead_ms', 0):.4f} ms",
+            "",
+            "| model | within ±10 % | median \\|error\\| | median error | max \\|error\\| |",
+            "|---|---|---|---|---|",
+        ]
+        for name, s in c["summary"].items():
+            lines.append(
                 f"| {name} | {s['within_10pct']:.2f} | {100 * s['median_abs_error']:.1f} % |"
                 f" {100 * s['median_error']:+.1f} % | {100 * s['max_abs_error']:.1f} % |"
             )
-    return 0
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
