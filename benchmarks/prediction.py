@@ -9,6 +9,7 @@ average before and after each run, and writes benchmarks/prediction.json.
     python benchmarks/prediction.py                      # both presets, onnxruntime, N=50, K=10
     python benchmarks/prediction.py --presets mbconv-quick --candidates 5 --calibrate 2
     python benchmarks/prediction.py --render             # the markdown tables of prediction.json
+    python benchmarks/prediction.py --noise fbnet-nasc   # re-measure 5 candidates 4 times each
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("-o", "--output", default=str(HERE / "prediction.json"))
     ap.add_argument("--render", action="store_true", help="print the tables of --output, run nothing")
+    ap.add_argument("--noise", default=None, help="a preset: measurement repeatability only")
     args = ap.parse_args()
+    if args.noise:
+        return noise(args.noise, 5, 4, args.warmup, args.repeats)
     if args.render:
         print(render(json.loads(Path(args.output).read_text())))
         return 0
@@ -85,6 +89,43 @@ def main() -> int:
     out = {"cpu": cpu_model(), "cores": os.cpu_count(), "runs": runs}
     Path(args.output).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print(render(out))
+    return 0
+
+
+def noise(preset: str, n: int, rounds: int, warmup: int, repeats: int) -> int:
+    """The same `n` candidates (seed 0, as --check draws them), each exported once and timed
+    `rounds` times, round-robin: how much the measurement of one model moves on this machine."""
+    import random
+
+    import torch
+
+    from nasopt.accuracy.supernet import Supernet
+    from nasopt.deploy.profile_check import _input, _subnet
+    from nasopt.deploy.profile_ops import export_onnx, ort_session, time_onnx, using_clock
+    from nasopt.presets import load_space
+    from nasopt.space import SearchSpace
+
+    spec = load_space(preset)
+    space = SearchSpace(spec)
+    rng = random.Random(0)
+    cands = [space.sample(rng) for _ in range(n)]
+    torch.manual_seed(0)
+    net = Supernet(spec).eval()
+    runs = []
+    for cand in cands:
+        x = _input(spec, cand, 1, net.views)
+        sub = _subnet(net, cand, _input(spec, cand, 2, net.views))
+        runs.append((ort_session(export_onnx(sub, (x,), ["input"], ["logits"])), {"input": x.numpy()}))
+    times: list[list[float]] = [[] for _ in cands]
+    print(f"load average before: {os.getloadavg()}")
+    with using_clock("cpu"):
+        for _ in range(rounds):
+            for i, (sess, feeds) in enumerate(runs):
+                times[i].append(time_onnx(sess, feeds, warmup, repeats) * 1e3)
+    print(f"load average after: {os.getloadavg()}")
+    for i, t in enumerate(times):
+        lo, hi = min(t), max(t)
+        print(f"candidate {i}: " + ", ".join(f"{v:.3f}" for v in t) + f" ms; max/min {hi / lo:.2f}")
     return 0
 
 
