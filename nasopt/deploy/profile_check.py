@@ -245,8 +245,10 @@ def read_check(path: Path) -> dict[str, Any]:
     """A `--check` JSON file, refused with a one-line error if it is not one."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"cannot read check file: {exc}", file=str(path)) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read check file: {exc.strerror}", file=str(path)) from None
+    except ValueError as exc:
+        raise SpecError(f"check file is not JSON: {exc}", file=str(path)) from None
     if not isinstance(doc, dict) or doc.get("format") != CHECK_FORMAT:
         raise SpecError("not a nasopt profile --check file", file=str(path), allowed=CHECK_FORMAT)
     return doc
