@@ -4,10 +4,13 @@ Run:  python benchmarks/search_quality.py [--seeds 10] [--trials 1000] [--proces
           [--samplers asng,evolution,reinforce,random,tpe,nsga2] [--markdown benchmarks/search_quality.md]
 
 Problems are analytic and built from the shipped presets (see PROBLEMS): every candidate of the
-space is enumerated once, its metrics computed by nasopt's analytic core and the deterministic
-`analytic-proxy` accuracy surrogate (nasopt/accuracy.py: capacity^0.5 x information at the cut),
-so the exact feasible Pareto front is known. A study's objective is then a table lookup (in-memory
-storage), with constraints written as Optuna's legacy "constraints" list, as NasObjective does.
+space is enumerated once with the batched analytic model and the deterministic `analytic-proxy`
+accuracy surrogate (`nasopt front --exact`, nasopt/study/exact_front.py), so the exact feasible
+Pareto front is known. A study's objective scores each trial with the scalar model
+(`NasObjective.evaluate`, in-memory storage), with constraints written as Optuna's legacy
+"constraints" list, as NasObjective does. A sampler named `NAME+optimal` runs the study with
+`split = "optimal"`: it searches the architecture only and each trial is placed at its
+latency-optimal cuts under the memory caps; its front is scored against the same exact front.
 
 Hypervolume: objectives normalised to [0, 1] by the feasible candidates' min and max, reference
 point 1.1 in every objective; only feasible trials count. Reported: HV(trials so far) / HV(exact
@@ -33,9 +36,11 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from analytic import machine
 
+from nasopt.core.pareto import hypervolume, nondominated
 from nasopt.presets import load_objective, load_space
 from nasopt.samplers import ASNGSampler, EvolutionSampler, ReinforceSampler
 from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, StudySpec
+from nasopt.study.exact_front import ExactFront, exact_front
 from nasopt.study.feasibility import hard_constraint_check
 from nasopt.study.objective import NasObjective
 
@@ -91,71 +96,89 @@ def _vgg_capped() -> tuple[SearchSpaceSpec, ObjectiveSpec]:
     return SearchSpaceSpec.model_validate(doc), ObjectiveSpec.model_validate(obj)
 
 
-PROBLEMS = {"fbnet-nasc-4": _fbnet_4, "vgg11-compress-2MB": _vgg_capped}
+def _fbnet_7() -> tuple[SearchSpaceSpec, ObjectiveSpec]:
+    """The shipped fbnet-nasc-7 preset: the first block of each of the 7 stages searched (9
+    choices each), the other 15 fixed to k3_e3, and the 23 split points: 9^7 x 23 = 110,008,287
+    candidates, on nasc-raspi-edgegpu (error, latency; latency <= 30 ms)."""
+    return load_space("fbnet-nasc-7"), load_objective("nasc-raspi-edgegpu")
+
+
+PROBLEMS = {"fbnet-nasc-4": _fbnet_4, "vgg11-compress-2MB": _vgg_capped, "fbnet-nasc-7": _fbnet_7}
+OPTIMAL = "+optimal"  # a sampler name ending so runs the study with split = "optimal"
 
 
 class Problem:
-    """An enumerated problem: metric table, exact front and its hypervolume."""
+    """A problem's exact front (batched enumeration, nasopt.study.exact_front), its hypervolume,
+    and the objectives a study calls: the split searched, or solved inside the objective."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, fronts: Path | None = None) -> None:
         space_spec, objective_spec = PROBLEMS[name]()
-        study_spec = StudySpec(name=name, space=space_spec.name, objective=objective_spec.name)
         self.name = name
-        self.objective = NasObjective(study_spec, space_spec, objective_spec)
+        self.objectives = {
+            split: NasObjective(
+                StudySpec(name=name, space=space_spec.name, objective=objective_spec.name, split=split),
+                space_spec,
+                objective_spec,
+            )
+            for split in ("searched", "optimal")
+        }
+        self.objective = self.objectives["searched"]
         self.space = self.objective.space
         self.names = [p.name for p in self.space.params()]
-        self.table: dict[tuple, tuple[tuple[float, ...], list[float]]] = {}
-        start = time.perf_counter()
-        for cand in self.space.enumerate(limit=2_000_000):
-            r = self.objective.evaluate(cand)
-            values = self.space.values(cand)
-            self.table[tuple(values[n] for n in self.names)] = (
-                tuple(r.metrics[m] for m in self.objective.metric_names),
-                r.constraints,
-            )
-        self.enumerate_s = time.perf_counter() - start
-        F = np.array([v for v, c in self.table.values() if all(x <= 0 for x in c)])
+        cached = fronts / f"{name}.json" if fronts is not None else None
+        if cached is not None and cached.is_file():
+            front = ExactFront.load(cached)
+            if (front.space, front.objective) != (space_spec.name, objective_spec.name):
+                raise SystemExit(f"{cached} is the front of another problem; remove it")
+        else:
+            front = exact_front(self.objective)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                front.save(cached)
+        self.enumerate_s = front.seconds
+        self.n_feasible = front.n_feasible
+        self.front = front.losses()
         sign = np.array([1.0 if d == "minimize" else -1.0 for d in self.objective.directions])
-        F = F * sign
         self.sign = sign
-        self.lo, self.hi = F.min(axis=0), F.max(axis=0)
-        self.n_feasible = len(F)
-        from nasopt.samplers._ranking import pareto_front
-
-        self.front = pareto_front(F)
+        assert front.feasible_min is not None and front.feasible_max is not None
+        bounds = np.array([front.feasible_min, front.feasible_max]) * sign
+        self.lo, self.hi = bounds.min(axis=0), bounds.max(axis=0)
         self.hv_exact = self._hv(self.front)
 
     def _hv(self, F: np.ndarray) -> float:
-        from optuna._hypervolume import compute_hypervolume
-
         if len(F) == 0:
             return 0.0
         Z = (F - self.lo) / np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
-        Z = Z[np.all(Z < REFERENCE, axis=1)]
-        return float(compute_hypervolume(Z, np.full(Z.shape[1], REFERENCE))) if len(Z) else 0.0
+        return hypervolume(Z, np.full(Z.shape[1], REFERENCE))
 
     def hv_fraction(self, values: list[tuple[float, ...] | None]) -> float:
-        F = (
-            np.array([v for v in values if v is not None]) * self.sign
-            if any(v is not None for v in values)
-            else np.zeros((0, 2))
-        )
-        from nasopt.samplers._ranking import pareto_front
+        points = [v for v in values if v is not None]
+        F = np.array(points) * self.sign if points else np.zeros((0, len(self.sign)))
+        return self._hv(F[nondominated(F)] if len(F) else F) / self.hv_exact
 
-        return self._hv(pareto_front(F)) / self.hv_exact
+    def study_objective(self, split: str) -> Any:
+        """A study's objective: the trial's parameters (the architecture only when the split is
+        optimal) -> the analytic metrics, the constraints stored as NasObjective stores them."""
+        objective = self.objectives[split]
+        dists = objective.distributions()
 
-    def __call__(self, trial: optuna.trial.Trial) -> tuple[float, ...]:
-        key = tuple(trial.suggest_categorical(p.name, list(p.choices)) for p in self.space.params())
-        values, constraints = self.table[key]
-        trial.study._storage.set_trial_system_attr(trial._trial_id, "constraints", constraints)
-        return values
+        def call(trial: optuna.trial.Trial) -> tuple[float, ...]:
+            params = {n: trial.suggest_categorical(n, list(d.choices)) for n, d in dists.items()}
+            result = objective.evaluate(objective.candidate_of(params))
+            trial.study._storage.set_trial_system_attr(trial._trial_id, "constraints", result.constraints)
+            return tuple(result.metrics[m] for m in objective.metric_names)
+
+        return call
 
 
 def make(name: str, seed: int, problem: Problem) -> optuna.samplers.BaseSampler:
+    split = "optimal" if name.endswith(OPTIMAL) else "searched"
+    name = name.removesuffix(OPTIMAL)
+    objective = problem.objectives[split]
     nasopt_kwargs: dict[str, Any] = {
         "seed": seed,
-        "search_space": problem.space.distributions(),
-        "feasibility": hard_constraint_check(problem.objective),
+        "search_space": objective.distributions(),
+        "feasibility": hard_constraint_check(objective),
     }
     if name == "asng":
         return ASNGSampler(**nasopt_kwargs)
@@ -186,7 +209,10 @@ def run_one(task: tuple[str, str, int, int]) -> dict[str, Any]:
         directions=problem.objective.directions, sampler=make(sampler_name, seed, problem)
     )
     start = time.perf_counter()
-    study.optimize(problem, n_trials=n_trials)
+    study.optimize(
+        problem.study_objective("optimal" if sampler_name.endswith(OPTIMAL) else "searched"),
+        n_trials=n_trials,
+    )
     elapsed = time.perf_counter() - start
     feasible_values = [
         tuple(t.values) if all(c <= 0 for c in t.system_attrs["constraints"]) else None for t in study.trials
@@ -211,7 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--samplers", default="asng,evolution,reinforce,random,tpe,nsga2")
     parser.add_argument("--problems", default=",".join(PROBLEMS))
-    parser.add_argument("--json", type=Path, default=None, help="write raw results here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write raw results here, after every run; an existing file"
+        " of the same --trials is resumed (its runs are kept and not rerun)",
+    )
+    parser.add_argument(
+        "--fronts", type=Path, default=None, help="keep the exact fronts here (reused when present)"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="write the result tables here")
     parser.add_argument(
         "--render", type=Path, nargs="+", default=None, help="only merge these --json files into --markdown"
@@ -238,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = args.problems.split(",")
     info = {}
     for name in problems:
-        p = _PROBLEMS[name] = Problem(name)  # enumerated once, shared with the forked workers
+        p = _PROBLEMS[name] = Problem(name, args.fronts)  # once, shared with the forked workers
         info[name] = {
             "size": p.space.size(),
             "params": len(p.names),
@@ -263,26 +298,42 @@ def main(argv: list[str] | None = None) -> int:
         for pr in problems
         for seed in range(args.seeds)
     ]
-    results = []
+    command = "python benchmarks/search_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    run_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results: list[dict[str, Any]] = []
+    earlier_s = 0.0
+    if args.json and args.json.is_file():
+        old = json.loads(args.json.read_text())
+        if old["args"]["trials"] == args.trials:
+            results = [r for r in old["results"] if r["problem"] in problems and r["sampler"] in samplers]
+            earlier_s = float(old["total_s"])
+            done = {(r["problem"], r["sampler"], r["seed"]) for r in results}
+            tasks = [t for t in tasks if t[:3] not in done]
+            print(f"resuming {args.json}: {len(results)} runs kept, {len(tasks)} to go", flush=True)
     start = time.perf_counter()
+
+    def save() -> None:
+        if args.json:
+            doc = {
+                "info": info,
+                "results": results,
+                "total_s": earlier_s + time.perf_counter() - start,
+                "command": command.strip(),
+                "args": run_args,
+            }
+            args.json.write_text(json.dumps(doc, indent=1, default=str))
+
     with multiprocessing.get_context("fork").Pool(args.processes) as pool:
         for r in pool.imap_unordered(run_one, tasks):
             results.append(r)
+            save()
             print(
                 f"{r['problem']} {r['sampler']} seed {r['seed']}: {r['hv']} {r['seconds']:.1f} s", flush=True
             )
-    total = time.perf_counter() - start
-    command = "python benchmarks/search_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    run_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    if args.json:
-        doc = {
-            "info": info,
-            "results": results,
-            "total_s": total,
-            "command": command.strip(),
-            "args": run_args,
-        }
-        args.json.write_text(json.dumps(doc, indent=1, default=str))
+    save()
+    total = earlier_s + time.perf_counter() - start
+    for r in results:
+        r["hv"] = {int(k): v for k, v in r["hv"].items()}
     text = report(info, results, samplers, command.strip(), total, run_args)
     print(text)
     if args.markdown:
@@ -305,7 +356,7 @@ def report(
         "",
         "Metric: hypervolume of the feasible trials so far / hypervolume of the exact feasible front "
         f"(objectives normalised by the feasible candidates' min-max, reference point {REFERENCE}); "
-        f"median over {args['seeds']} seeds (seeds 0..{args['seeds'] - 1}), min-max in brackets.",
+        f"median over the seeds of each row (seeds 0..{args['seeds'] - 1} asked), min-max in brackets.",
         "",
     ]
     for name, i in info.items():
@@ -321,8 +372,8 @@ def report(
             "",
             "| sampler | "
             + " | ".join(f"HV @ {b}" for b in BUDGETS)
-            + " | s / run | infeasible trials | distinct candidates |",
-            "|---|" + "---:|" * (len(BUDGETS) + 3),
+            + " | s / run | infeasible trials | distinct candidates | seeds |",
+            "|---|" + "---:|" * (len(BUDGETS) + 4),
         ]
         for s in samplers:
             rs = [r for r in results if r["problem"] == name and r["sampler"] == s]
@@ -337,7 +388,7 @@ def report(
             sec = statistics.median(r["seconds"] for r in rs)
             inf = statistics.median(r["infeasible"] for r in rs)
             dis = statistics.median(r["distinct"] for r in rs)
-            lines.append(f"| {s} | " + " | ".join(cells) + f" | {sec:.1f} | {inf:g} | {dis:g} |")
+            lines.append(f"| {s} | " + " | ".join(cells) + f" | {sec:.1f} | {inf:g} | {dis:g} | {len(rs)} |")
         lines.append("")
     lines += verdict(info, results, samplers)
     return "\n".join(lines) + "\n"
@@ -348,12 +399,26 @@ def verdict(info: dict, results: list[dict], samplers: list[str]) -> list[str]:
     NSGA-II at any budget; every loss is listed."""
 
     def median(problem: str, sampler: str, budget: int) -> float | None:
-        vals = [r["hv"][budget] for r in results if r["problem"] == problem and r["sampler"] == sampler]
+        vals = [
+            r["hv"][budget]
+            for r in results
+            if r["problem"] == problem and r["sampler"] == sampler and budget in r["hv"]
+        ]
         return statistics.median(vals) if vals else None
 
     lines = ["## Verdict (medians)", ""]
-    last = BUDGETS[-1]
+    budgets = [b for b in BUDGETS if any(b in r["hv"] for r in results)]
+    last = budgets[-1]
     for s in samplers:
+        if s.endswith(OPTIMAL):
+            searched = s.removesuffix(OPTIMAL)
+            for problem in info:
+                pairs = [(b, median(problem, s, b), median(problem, searched, b)) for b in budgets]
+                if any(o is None or p is None for _, o, p in pairs):
+                    continue
+                cells = ", ".join(f"{o:.3f} vs {p:.3f} @ {b}" for b, o, p in pairs)
+                lines.append(f"- {searched} on {problem}, split optimal vs searched: {cells}.")
+            continue
         if s == "nsga2":
             continue
         for problem in info:
@@ -362,7 +427,7 @@ def verdict(info: dict, results: list[dict], samplers: list[str]) -> list[str]:
                 continue
             losses = [
                 f"{b} trials ({median(problem, s, b):.3f} < {median(problem, 'nsga2', b):.3f})"
-                for b in BUDGETS
+                for b in budgets
                 if median(problem, "nsga2", b) is not None
                 and median(problem, s, b) < median(problem, "nsga2", b)
             ]

@@ -7,8 +7,8 @@ systems (`build_system`) and their evaluation (`evaluate`, `optimal_split`), acc
 studies (`open_storage`, `create_or_resume`), the seeds' baselines of a study
 (`compute_baselines`, `ensure_baselines`, `store_baselines`, `load_baselines`), the samplers
 (`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`) and deployment (`extract`, `Subnet`,
-`export_parts`, `retrain`, and on-device measurement: `profile_space`, `write_table`,
-`check_predictions`, `time_export`).
+`export_parts`, `retrain`, `run_split`, `SplitRunner`, and on-device measurement:
+`profile_space`, `write_table`, `check_predictions`, `time_export`).
 
 Names that pull in Optuna are imported on first use, so `nasopt validate` and the analytic core
 start fast; torch is imported only by the supernet estimator.
@@ -58,6 +58,8 @@ _LAZY = {  # these import optuna (and nasopt.deploy torch)
     "ensure_baselines": "nasopt.study.baselines",
     "load_baselines": "nasopt.study.baselines",
     "store_baselines": "nasopt.study.baselines",
+    "SplitRunner": "nasopt.deploy.runner",
+    "run_split": "nasopt.deploy.runner",
 }
 
 __all__ = [
@@ -81,6 +83,7 @@ __all__ = [
     "SearchSpaceSpec",
     "SpecError",
     "SplitResult",
+    "SplitRunner",
     "StudySpec",
     "Subnet",
     "System",
@@ -104,6 +107,7 @@ __all__ = [
     "profile_space",
     "resolve",
     "retrain",
+    "run_split",
     "store_baselines",
     "time_export",
     "write_table",

@@ -263,6 +263,122 @@ def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    p = sub.add_parser(
+        "serve-part", help="serve one device's part of an export over TCP (run-split drives it)"
+    )
+    p.add_argument("export_dir", help="the folder `nasopt export` wrote (manifest.json and the parts)")
+    p.add_argument("--device", required=True, help="the device of the manifest to serve")
+    p.add_argument(
+        "--listen", default="127.0.0.1:0", help="HOST:PORT to listen on (default 127.0.0.1:0: any free port)"
+    )
+
+    p = sub.add_parser(
+        "run-split", help="run an export's parts as one process per device over TCP; measured vs predicted"
+    )
+    p.add_argument("export_dir", help="the folder `nasopt export` wrote (manifest.json and the parts)")
+    p.add_argument(
+        "--runs", type=_positive_int, default=20, help="timed inferences (default 20; the median is reported)"
+    )
+    p.add_argument("--warmup", type=int, default=3, help="untimed inferences first (default 3)")
+    p.add_argument("--batch", type=_positive_int, default=1, help="samples per inference (default 1)")
+    p.add_argument(
+        "--bandwidth-from-objective",
+        action="store_true",
+        help="pace every link at the objective's bandwidth and add its latency (recorded in the manifest)",
+    )
+    p.add_argument(
+        "--link",
+        action="append",
+        default=[],
+        metavar="NAME=BPS",
+        help="pace link NAME at BPS bits/s (k, M, G suffixes; repeatable; overrides the objective's)",
+    )
+    p.add_argument(
+        "--latency", action="append", default=[], metavar="NAME=MS", help="add MS ms per message on link NAME"
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="device NAME is already served there (`nasopt serve-part --listen`); others start locally",
+    )
+    p.add_argument(
+        "--bind", default="127.0.0.1", help="host the locally started parts listen on (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="also write the report as JSON to FILE ('-': stdout only)",
+    )
+
+
+def _serve_part(args: argparse.Namespace) -> int:
+    from nasopt.deploy.serve_part import serve_part
+
+    try:
+        serve_part(Path(args.export_dir), args.device, args.listen)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise SpecError("expected NAME=VALUE", field=flag, value=item)
+        out[name] = value
+    return out
+
+
+def _rate(text: str, flag: str) -> float:
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9}.get(text[-1:], 1.0)
+    try:
+        return float(text[:-1] if scale != 1.0 else text) * scale
+    except ValueError:
+        raise SpecError("not a number (k, M, G suffixes allowed)", field=flag, value=text) from None
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from nasopt.deploy.manifest import read_manifest
+    from nasopt.deploy.runner import link_paces, run_split
+    from nasopt.deploy.serve_part import parse_address
+
+    export_dir = Path(args.export_dir)
+    manifest = read_manifest(export_dir / "manifest.json")
+    bandwidth = {k: _rate(v, "--link") for k, v in _pairs(args.link, "--link").items()}
+    latency = {k: _rate(v, "--latency") for k, v in _pairs(args.latency, "--latency").items()}
+    remote = {k: parse_address(v, "--device") for k, v in _pairs(args.device, "--device").items()}
+    if args.warmup < 0:
+        raise SpecError("must be at least 0", field="--warmup", value=args.warmup)
+    paces = link_paces(
+        manifest, from_objective=args.bandwidth_from_objective, bandwidth_bps=bandwidth, latency_ms=latency
+    )
+    try:
+        rep = run_split(
+            export_dir,
+            runs=args.runs,
+            warmup=args.warmup,
+            batch=args.batch,
+            paces=paces,
+            remote=remote,
+            bind_host=args.bind,
+        )
+    except KeyboardInterrupt:
+        raise _Interrupted("interrupted; every part process it started was stopped") from None
+    doc = json.dumps(rep.to_dict(), indent=2)
+    if args.json == "-":
+        print(doc)
+        return 0
+    print(rep.format())
+    if args.json:
+        Path(args.json).write_text(doc + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
 
 def _extract(args: argparse.Namespace) -> int:
     from nasopt.deploy import save_subnet, validation_accuracy
@@ -993,6 +1109,8 @@ _COMMANDS = {
     "export": _export,
     "retrain": _retrain,
     "profile": _profile,
+    "serve-part": _serve_part,
+    "run-split": _run_split,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -147,6 +148,60 @@ def test_hypervolume_history_per_sampler(built: tuple[dict, optuna.Study]) -> No
     assert {t.name for t in traces} == {"random", "tpe"}
     for t in traces:
         assert list(t.y) == sorted(t.y) and t.y[-1] > 0
+
+
+def test_hypervolume_view_draws_the_exact_front_the_studies_approach(
+    tiny_db: tuple[str, Path], tmp_path: Path
+) -> None:
+    """`exact_front` (a `nasopt front --exact -o` file): a line at the true front's hypervolume
+    above every study's history, each history's hover giving its fraction of it; a front of
+    other objectives is refused naming the field."""
+    from nasopt.study.exact_front import ExactFront
+
+    url, folder = tiny_db
+    check_ok(
+        nasopt(
+            "front", "--exact", "study.toml", "-o", str(tmp_path / "front.json"), "--no-progress", cwd=folder
+        )
+    )
+    exact = ExactFront.load(tmp_path / "front.json")
+    view = tmp_path / "hv.toml"
+    view.write_text(f'name = "hv"\n[[hypervolume]]\nexact_front = "{tmp_path / "front.json"}"\n')
+    figures, _, _ = view_figures.build(open_storage(url), "tiny", str(view))
+    fig = figures[0].figure
+    (line,) = [s for s in fig.layout.shapes if s.type == "line"]
+    traces = fig.data
+    assert {t.name for t in traces} == {"random", "tpe"}
+    assert line.y0 == line.y1 > 0
+    assert any(f"{exact.n_candidates:,} candidates" in a.text for a in fig.layout.annotations)
+    for t in traces:  # the exact front dominates every feasible trial of the analytic study
+        assert 0 < t.y[-1] <= line.y0 * (1 + 1e-9)
+        assert list(t.customdata) == pytest.approx([y / line.y0 for y in t.y])
+    other = exact.to_json() | {"metrics": ["error", "energy_mj"]}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    view.write_text(f'name = "hv"\n[[hypervolume]]\nexact_front = "{tmp_path / "other.json"}"\n')
+    with pytest.raises(SpecError, match="exact front has objectives") as info:
+        view_figures.build(open_storage(url), "tiny", str(view))
+    assert info.value.field == "hypervolume.exact_front"
+
+
+def test_pareto_figure_shows_retrained_accuracy_beside_the_estimate(tmp_path: Path) -> None:
+    """A trial `nasopt retrain` recorded (`retrained:<n>`) gets a star at its retrained
+    accuracy, joined to its estimated point, in the Pareto figure the report and dashboard use."""
+    study_file = write_tiny_study(tmp_path, n_trials=6)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    create_or_resume(resolve(str(study_file)), open_storage(url))
+    optimize(url, "tiny", 6)
+    study = optuna.load_study(study_name="tiny", storage=url)
+    trial = study.trials[2]
+    study.set_user_attr(f"retrained:{trial.number}", {"accuracy": 0.25, "mode": "finetune"})
+    figures, _, _ = view_figures.build(open_storage(url), "tiny", "default")
+    pareto = next(f.figure for f in figures if f.kind == "pareto")
+    (stars,) = [t for t in pareto.data if t.name == "retrained (nasopt retrain)"]
+    assert list(stars.y) == [0.25] and list(stars.x) == [trial.user_attrs["latency_ms"]]
+    assert stars.customdata[0][0] == trial.number
+    (segment,) = [t for t in pareto.data if t.mode == "lines" and t.name is None]
+    assert list(segment.y)[:2] == [trial.user_attrs["accuracy"], 0.25]
 
 
 def test_register_stores_figures_and_notes(tiny_db: tuple[str, Path]) -> None:

@@ -39,8 +39,9 @@ def objective_spec(metrics: list[tuple[str, str]], constraints: dict[str, Any]) 
     )
 
 
-def brute_force(objective: NasObjective) -> tuple[set[Any], int]:
-    """Feasible candidates no other feasible candidate dominates, by pairwise comparison."""
+def brute_force(objective: NasObjective) -> tuple[set[Any], int, np.ndarray]:
+    """Feasible candidates no other feasible candidate dominates, by pairwise comparison, their
+    count and the feasible values (for the per-metric bounds)."""
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in objective.directions])
     rows = []
     for candidate in objective.space.enumerate():
@@ -52,7 +53,8 @@ def brute_force(objective: NasObjective) -> tuple[set[Any], int]:
     no_worse = np.all(losses[:, None, :] <= losses[None, :, :], axis=2)
     better = np.any(losses[:, None, :] < losses[None, :, :], axis=2)
     dominated = np.any(no_worse & better, axis=0)
-    return {c for (c, _), d in zip(rows, dominated, strict=True) if not d}, len(rows)
+    front = {c for (c, _), d in zip(rows, dominated, strict=True) if not d}
+    return front, len(rows), losses * sign
 
 
 CASES = [
@@ -68,9 +70,11 @@ def test_exact_front_equals_brute_force(metrics: list[tuple[str, str]], constrai
     study = parse_spec(StudySpec, {"name": "t", "space": "small", "objective": "exact-test"}, "test-study")
     objective = NasObjective(study, space, objective_spec(metrics, constraints))
     result = exact_front(objective, chunk=257)
-    expected, n_feasible = brute_force(objective)
+    expected, n_feasible, feasible_values = brute_force(objective)
     assert result.n_candidates == objective.space.size()
     assert result.n_feasible == n_feasible
+    assert result.feasible_min == pytest.approx(feasible_values.min(axis=0).tolist(), rel=1e-9)
+    assert result.feasible_max == pytest.approx(feasible_values.max(axis=0).tolist(), rel=1e-9)
     assert len(result) > 0 and set(result.candidates) == expected
     for candidate, values in zip(result.candidates, result.values, strict=True):
         scalar = objective.evaluate(candidate).metrics
@@ -86,6 +90,7 @@ def test_an_exact_front_round_trips_through_its_json_file(tmp_path: Path) -> Non
     loaded = ExactFront.load(path)
     assert set(loaded.candidates) == set(result.candidates)
     assert np.allclose(np.sort(loaded.values, axis=0), np.sort(result.values, axis=0), rtol=1e-12)
+    assert loaded.feasible_min == result.feasible_min and loaded.feasible_max == result.feasible_max
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(SpecError, match="cannot read the exact front"):
         ExactFront.load(path)

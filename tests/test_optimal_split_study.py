@@ -70,6 +70,28 @@ def test_energy_optimal_placement_minimises_energy_over_every_placement() -> Non
     assert nas.evaluate(placed).metrics["energy_mj"] == pytest.approx(min(energies), rel=1e-12)
 
 
+def test_placing_many_at_once_equals_placing_each_and_the_screening_agrees() -> None:
+    """One batched call places a list of architectures as `place` does one by one, and the
+    batched hard-constraint check of an optimal-split study equals its scalar check."""
+    from nasopt.study.feasibility import hard_constraint_check
+
+    spec = resolved("splitnets-single-32", "splitnets-hmd-4")
+    nas = NasObjective(spec.study, spec.space, spec.objective)
+    rng = random.Random(7)
+    archs = [nas.space.sample(rng) for _ in range(40)]
+    assert nas.place_many(archs) == [nas.place(a) for a in archs]
+    fbnet = resolved("fbnet-nasc", "nasc-raspi-edgegpu")
+    limits = fbnet.objective.constraints.model_copy(update={"latency_ms": 24.0})
+    tight = NasObjective(fbnet.study, fbnet.space, fbnet.objective.model_copy(update={"constraints": limits}))
+    check = hard_constraint_check(tight)
+    assert check is not None
+    dists = tight.distributions()
+    params_list = [{n: rng.choice(d.choices) for n, d in dists.items()} for _ in range(200)]
+    ok = check.many(params_list)
+    assert 0 < ok.sum() < len(ok)
+    assert ok.tolist() == [check(p) for p in params_list]
+
+
 def test_optimal_split_on_a_mesh_with_a_bottleneck_is_refused() -> None:
     data = load_space("mbconv-jmsnas-mesh-32").model_dump()
     data["bottleneck"]["widths"] = ["none", 8]

@@ -398,3 +398,98 @@ def test_new_options_are_validated() -> None:
             make_sampler(SamplerSpec(name=name, options=options))
     sampler = make_sampler(SamplerSpec(name="asng", seed=0, options={"redraw": 0, "sweep_generations": 0}))
     assert isinstance(sampler, ASNGSampler) and sampler.redraw == 0
+
+
+def _tight_fbnet() -> NasObjective:
+    """fbnet-nasc with a latency threshold about 1 % of uniform draws meet."""
+    space, objective_spec = load_space("fbnet-nasc"), load_objective("nasc-raspi-edgegpu")
+    limits = objective_spec.constraints.model_copy(update={"latency_ms": 26.0})
+    tight = objective_spec.model_copy(update={"constraints": limits})
+    return NasObjective(StudySpec(name="t", space=space.name, objective=tight.name), space, tight)
+
+
+def _screened_runs(name: str, objective: NasObjective, feasibility: Any) -> list[tuple[Any, int]]:
+    sampler = SAMPLERS[name](
+        0, search_space=objective.distributions(), feasibility=feasibility, max_retries=200
+    )
+    study = optuna.create_study(directions=objective.directions, sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.optimize(objective, n_trials=8)
+    at = objective.constraint_names.index("latency_ms")
+    out = []
+    for t in study.trials:
+        rejected = t.system_attrs.get(sampler.record_attr, {}).get("rejected_infeasible", 0)
+        out.append((t.params, rejected, t.system_attrs["constraints"][at] <= 0))
+    return out
+
+
+class _Counted:
+    """The study's check, counting scalar and batched calls (`many` only when `batched`)."""
+
+    def __init__(self, check: Any, batched: bool) -> None:
+        self.check, self.calls = check, {"one": 0, "many": 0}
+        if batched:
+            self.many = self._many
+
+    def __call__(self, params: dict[str, Any]) -> bool:
+        self.calls["one"] += 1
+        return bool(self.check(params))
+
+    def _many(self, params_list: list[dict[str, Any]]) -> np.ndarray:
+        self.calls["many"] += 1
+        return self.check.many(params_list)
+
+
+def test_batched_screening_chooses_what_one_by_one_screening_chooses() -> None:
+    """Evolution proposes one by one (no `_propose_many`): with a tight latency threshold the
+    batched check (a few calls per trial) picks exactly what the scalar check picks."""
+    from nasopt.study.feasibility import hard_constraint_check
+
+    objective = _tight_fbnet()
+    check = hard_constraint_check(objective)
+    batched, scalar = _Counted(check, batched=True), _Counted(check, batched=False)
+    runs = {
+        "batched": _screened_runs("evolution", objective, batched),
+        "scalar": _screened_runs("evolution", objective, scalar),
+    }
+    assert runs["batched"] == runs["scalar"]
+    rejected = sum(r for _, r, _ in runs["scalar"])
+    assert rejected > 8 * 5  # the threshold does reject most proposals
+    assert batched.calls["many"] <= 3 * 8 and batched.calls["one"] <= 8 * 5  # 4 retries one by one
+
+
+@pytest.mark.parametrize("name", ["asng", "reinforce"])
+def test_vectorised_proposals_find_feasible_candidates_in_few_batched_calls(name: str) -> None:
+    """ASNG and REINFORCE draw the screening's retries as one population per call: every trial
+    that found a feasible proposal is feasible, at least as often as one-by-one screening
+    finds one, with at most three batched calls per trial."""
+    from nasopt.study.feasibility import hard_constraint_check
+
+    objective = _tight_fbnet()
+    check = hard_constraint_check(objective)
+    batched, scalar = _Counted(check, batched=True), _Counted(check, batched=False)
+    vectorised, one_by_one = _screened_runs(name, objective, batched), _screened_runs(name, objective, scalar)
+    assert sum(r for _, r, _ in one_by_one) > 8 * 5
+    assert all(ok or r >= 199 for _, r, ok in vectorised)  # none found only after every retry
+    assert sum(ok for *_, ok in vectorised) >= sum(ok for *_, ok in one_by_one) - 1
+    assert batched.calls["many"] <= 3 * 8 and batched.calls["one"] == 8
+    assert scalar.calls["one"] > 8 * 5
+
+
+def test_hard_constraint_check_batched_equals_scalar_on_random_candidates() -> None:
+    """`many` and the one-by-one check agree on a memory-capped space (the batched model)."""
+    from nasopt.study.feasibility import hard_constraint_check
+
+    space, objective_spec = load_space("splitnets-single-32"), load_objective("splitnets-hmd-4")
+    objective = NasObjective(
+        StudySpec(name="t", space=space.name, objective=objective_spec.name), space, objective_spec
+    )
+    check = hard_constraint_check(objective)
+    assert check is not None
+    rng = np.random.default_rng(0)
+    dists = objective.distributions()
+    params_list = [{n: d.choices[rng.integers(len(d.choices))] for n, d in dists.items()} for _ in range(200)]
+    ok = check.many(params_list)
+    assert ok.dtype == bool and 0 < ok.sum() < len(ok)
+    assert ok.tolist() == [check(p) for p in params_list]

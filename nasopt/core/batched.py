@@ -86,6 +86,19 @@ class CandidateBatch:
         )
 
     @classmethod
+    def concat(cls, batches: list[CandidateBatch]) -> CandidateBatch:
+        """The batches' candidates in order as one batch (of one space)."""
+        fuse = [b.fuse_after for b in batches]
+        return cls(
+            ops=np.concatenate([b.ops for b in batches], axis=1),
+            widths=np.concatenate([b.widths for b in batches], axis=1),
+            cuts=np.concatenate([b.cuts for b in batches], axis=1),
+            bottleneck_width=np.concatenate([b.bottleneck_width for b in batches]),
+            bits=np.concatenate([b.bits for b in batches]),
+            fuse_after=None if any(f is None for f in fuse) else np.concatenate(fuse),  # type: ignore[arg-type]
+        )
+
+    @classmethod
     def from_candidates(cls, macro: Macro, candidates: list[Candidate]) -> CandidateBatch:
         """Candidates (e.g. trials' or hand-written ones) as a batch."""
         if not candidates:

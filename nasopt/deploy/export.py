@@ -366,6 +366,8 @@ def _link_infos(
                     bytes_per_sample=_wire_bytes(names, tensors, bits),
                     predicted_bytes=float(ev.sent_bytes.get(link.name, 0.0)),
                     predicted_transfer_ms=float(ev.transfer_s.get(link.name, 0.0)) * 1e3,
+                    bandwidth_bps=float(link.bandwidth_bps),
+                    latency_ms=float(link.latency_s) * 1e3,
                 )
             )
     return out

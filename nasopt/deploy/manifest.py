@@ -53,6 +53,10 @@ class LinkInfo(_Model):
     bytes_per_sample: float  # payload as sent: the levels packed at `bits`, plus lo and scale
     predicted_bytes: float  # the cost model's bytes on this link
     predicted_transfer_ms: float
+    # the system's link as the objective gives it (None in manifests written before they were
+    # recorded): what `nasopt run-split --bandwidth-from-objective` paces the link at
+    bandwidth_bps: float | None = None
+    latency_ms: float | None = None
 
 
 class Verification(_Model):

@@ -75,6 +75,10 @@ class ASNGState:
         """One step of Algorithm 1 (lines 7-12) from λ samples: `a` (choice indices), `z`
         (λ × numeric dimensions, unit coordinates) and utilities `u`; returns False when the
         natural gradient vanishes (no update)."""
+        if (
+            self.n_theta == 0
+        ):  # nothing modelled (e.g. the space of a study whose only trial has no parameters)
+            return False
         lam = len(u)
         delta_theta = self.delta0 / self.Delta  # line 7: δ_θ = δ_θ^0 / Δ
         beta = delta_theta / math.sqrt(self.n_theta)  # β = δ_θ / n_θ^{1/2}
@@ -133,6 +137,18 @@ class ASNGState:
         a = [int(rng.choice(len(th), p=th)) for th in self.theta]
         z = self.m + np.sqrt(self.var) * rng.standard_normal(len(self.m)) if len(self.m) else np.zeros(0)
         return a, z
+
+    def draw_many(self, rng: np.random.Generator, n: int) -> list[tuple[list[int], np.ndarray]]:
+        """`n` samples as `draw` gives them, drawn with one random call per kind."""
+        u = rng.random((n, len(self.theta)))
+        columns = []
+        for d, th in enumerate(self.theta):
+            edges = np.cumsum(th)
+            columns.append(np.minimum(np.searchsorted(edges, u[:, d], side="right"), len(th) - 1))
+        a = np.stack(columns, axis=1) if columns else np.zeros((n, 0), dtype=np.intp)
+        N = len(self.m)
+        z = self.m + np.sqrt(self.var) * rng.standard_normal((n, N)) if N else np.zeros((n, 0))
+        return [([int(x) for x in a[i]], z[i]) for i in range(n)]
 
     def argmax(self) -> list[int]:
         return [int(np.argmax(th)) for th in self.theta]
@@ -409,19 +425,46 @@ class ASNGSampler(LearningSampler):
         self, study: Study, trial: FrozenTrial, space: Space, rs: _Replay, rng: np.random.Generator
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         directions = study.directions
-        sim = rs.fork() if self.redraw else rs  # re-drawn repeats update a copy, replayed later
+        sim = [rs]  # re-drawn repeats update a copy (made at the first repeat), replayed later
+
+        def feed(_: Sample, n: int) -> None:
+            if sim[0] is rs:
+                sim[0] = rs.fork()
+            self._feed(sim[0], *rs.values[n], directions)
+
         sample, reused = redraw_repeats(
-            lambda: sim.asng.draw(rng),
+            lambda: sim[0].asng.draw(rng),
             rs.seen,
             self.redraw,
-            lambda _, n: self._feed(sim, *rs.values[n], directions),
-            sim.asng.converged,
+            feed,
+            lambda: sim[0].asng.converged(),
             key=lambda s: candidate_key(params_from(s, space), space),
         )
-        record: dict[str, Any] = {"t": sim.asng.t, "reused": reused}
+        return params_from(sample, space), self._record(sim[0].asng.t, reused, sample, space)
+
+    scalar_retries = 0  # retries are drawn as populations (`_propose_many`): screened batched
+    screen_chunk = 32
+
+    def _propose_many(
+        self, study: Study, trial: FrozenTrial, space: Space, rs: _Replay, rng: np.random.Generator, n: int
+    ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """`n` draws from θ at once (the screening's retries); repeats of evaluated candidates
+        are dropped rather than re-drawn (and so not fed), unless θ has converged."""
+        skip_repeats = self.redraw > 0 and not rs.asng.converged()
+        out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        for sample in rs.asng.draw_many(rng, n):
+            params = params_from(sample, space)
+            if skip_repeats and candidate_key(params, space) in rs.seen:
+                continue
+            out.append((params, self._record(rs.asng.t, [], sample, space)))
+        return out
+
+    @staticmethod
+    def _record(t: int, reused: list[int], sample: Sample, space: Space) -> dict[str, Any]:
+        record: dict[str, Any] = {"t": t, "reused": reused}
         if space.nums:
             record["z"] = {d.name: float(z) for d, z in zip(space.nums, sample[1], strict=True)}
-        return params_from(sample, space), record
+        return record
 
     def theta(self, study: Study) -> dict[str, dict[Any, float]]:
         """θ per categorical parameter: {name: {choice: probability}} after replaying the study."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import moocore
 import numpy as np
 from optuna.study import StudyDirection
 
@@ -40,25 +41,12 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def nondominated_ranks(F: np.ndarray) -> np.ndarray:
-    """Rank 0 for the Pareto front, 1 for the front after removing it, ... (minimisation)."""
-    n = len(F)
-    ranks = np.full(n, -1, dtype=int)
-    if n == 0:
-        return ranks
-    le = np.all(F[:, None, :] <= F[None, :, :], axis=2)
-    lt = np.any(F[:, None, :] < F[None, :, :], axis=2)
-    dom = le & lt  # dom[i, j]: i dominates j
-    count = dom.sum(axis=0)
-    rank = 0
-    remaining = np.ones(n, dtype=bool)
-    while remaining.any():
-        front = remaining & (count == 0)
-        ranks[front] = rank
-        remaining &= ~front
-        count = count - dom[front].sum(axis=0)
-        count[~remaining] = -1
-        rank += 1
-    return ranks
+    """Rank 0 for the Pareto front, 1 for the front after removing it, ... (minimisation;
+    equal rows share a rank), from moocore's C code (benchmarks/pareto_libs.md: ~3,000x the
+    pairwise numpy version at 1,000 points)."""
+    if len(F) == 0:
+        return np.full(0, -1, dtype=int)
+    return np.asarray(moocore.pareto_rank(np.asarray(F, dtype=float)), dtype=int)
 
 
 def crowding_distance(F: np.ndarray) -> np.ndarray:

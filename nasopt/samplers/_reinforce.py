@@ -209,24 +209,54 @@ class ReinforceSampler(LearningSampler):
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         directions = study.directions
         w = self._weights(len(directions))
-        if self.redraw:  # re-drawn repeats update a copy; the replay applies them again
-            sim = {
-                **st,
-                "logits": [z.copy() for z in st["logits"]],
-                "lo": st["lo"].copy(),
-                "hi": st["hi"].copy(),
-            }
-        else:
-            sim = st
+        sim = [st]  # re-drawn repeats update a copy (made at the first repeat); the replay applies them again
 
         def replay(a: list[int], n: int) -> None:
+            if sim[0] is st:
+                sim[0] = {
+                    **st,
+                    "logits": [z.copy() for z in st["logits"]],
+                    "lo": st["lo"].copy(),
+                    "hi": st["hi"].copy(),
+                }
             _, values, v = st["values"][n]
-            self._episode(sim, a, values, v, directions, w)
+            self._episode(sim[0], a, values, v, directions, w)
 
-        a, reused = redraw_repeats(lambda: self._draw(sim, space, rng), st["seen"], self.redraw, replay)
-        return params_of(a, space), {"episode": sim["t"], "reused": reused}
+        a, reused = redraw_repeats(lambda: self._draw(sim[0], space, rng), st["seen"], self.redraw, replay)
+        return params_of(a, space), {"episode": sim[0]["t"], "reused": reused}
+
+    scalar_retries = 0  # retries are drawn as populations (`_propose_many`): screened batched
+    screen_chunk = 32
+
+    def _propose_many(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        space: Space,
+        st: dict[str, Any],
+        rng: np.random.Generator,
+        n: int,
+    ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """`n` draws from π at once (the screening's retries); repeats of evaluated candidates
+        are dropped rather than re-drawn (and so not replayed)."""
+        u = rng.random((n, len(space.dims)))
+        columns = [
+            np.minimum(np.searchsorted(np.cumsum(pi), u[:, d], side="right"), len(pi) - 1)
+            for d, pi in enumerate(self._policy_now(st, space))
+        ]
+        out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        for i in range(n):
+            a = [int(c[i]) for c in columns]
+            if self.redraw and tuple(a) in st["seen"]:
+                continue
+            out.append((params_of(a, space), {"episode": st["t"], "reused": []}))
+        return out
 
     def _draw(self, st: dict[str, Any], space: Space, rng: np.random.Generator) -> list[int]:
+        return [int(rng.choice(len(pi), p=pi)) for pi in self._policy_now(st, space)]
+
+    def _policy_now(self, st: dict[str, Any], space: Space) -> list[np.ndarray]:
+        """π per dimension with the fair exploration of split parameters mixed in."""
         alpha = self.fair_alpha * max(0.0, 1.0 - st["t"] / max(1, self.fair_episodes))
         out = []
         for d, logits in zip(space.dims, st["logits"], strict=True):
@@ -234,7 +264,7 @@ class ReinforceSampler(LearningSampler):
             split = d.name in self.split_params if self.split_params is not None else _is_split(d.name)
             if split and alpha > 0:
                 pi = (1 - alpha) * pi + alpha / len(pi)
-            out.append(int(rng.choice(len(pi), p=pi)))
+            out.append(pi)
         return out
 
     def policy(self, study: Study) -> dict[str, dict[Any, float]]:

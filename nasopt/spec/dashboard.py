@@ -58,6 +58,7 @@ class HypervolumeView(_Spec):
     group_by: GroupBy = "sampler"
     studies: list[str] | Literal["all"] = "all"
     reference: dict[str, float] | Literal["auto"] = "auto"
+    exact_front: str = ""
 
 
 class DashboardSpec(_Spec):

@@ -37,6 +37,8 @@ class ExactFront:
     seconds: float
     candidates: list[Candidate]
     values: np.ndarray  # [front size, objectives], in the metrics' own units and directions
+    feasible_min: list[float] | None = None  # per metric, over every feasible candidate
+    feasible_max: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -57,6 +59,8 @@ class ExactFront:
             "n_candidates": self.n_candidates,
             "n_feasible": self.n_feasible,
             "seconds": round(self.seconds, 3),
+            "feasible_min": self.feasible_min,
+            "feasible_max": self.feasible_max,
             "front": [
                 {"values": [float(v) for v in self.values[i]], "candidate": self.candidates[i].to_dict()}
                 for i in order
@@ -90,6 +94,8 @@ class ExactFront:
             values=np.array([r["values"] for r in rows], dtype=float).reshape(
                 len(rows), len(data["metrics"])
             ),
+            feasible_min=data.get("feasible_min"),
+            feasible_max=data.get("feasible_max"),
         )
 
 
@@ -117,6 +123,8 @@ def exact_front(
     front_losses = np.zeros((0, len(names)))
     front_batches: list[tuple[Any, np.ndarray]] = []  # (batch, column indices) of the running front
     n_feasible = 0
+    lo = np.full(len(names), np.inf)
+    hi = np.full(len(names), -np.inf)
     bar = _progress(total, progress)
     start = time.perf_counter()
     for batch in space.enumerate_batches(chunk=chunk):
@@ -125,7 +133,9 @@ def exact_front(
         n_feasible += int(feasible.sum())
         index = np.flatnonzero(feasible)
         if len(index):
-            losses = np.column_stack([metrics[m][index] for m in names]) * sign
+            feasible_values = np.column_stack([metrics[m][index] for m in names])
+            lo, hi = np.minimum(lo, feasible_values.min(axis=0)), np.maximum(hi, feasible_values.max(axis=0))
+            losses = feasible_values * sign
             keep = nondominated(losses)
             index, losses = index[keep], losses[keep]
             merged = np.vstack([front_losses, losses])
@@ -155,6 +165,8 @@ def exact_front(
         seconds=seconds,
         candidates=candidates,
         values=np.vstack(values) if values else np.zeros((0, len(names))),
+        feasible_min=[float(x) for x in lo] if n_feasible else None,
+        feasible_max=[float(x) for x in hi] if n_feasible else None,
     )
 
 

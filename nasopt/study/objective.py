@@ -83,7 +83,7 @@ class NasObjective:
         self.estimator = estimator or make_estimator(study, self.space)
         self._batch_evaluator: BatchEvaluator | None = None
         if self.optimal_split:
-            self._batch()  # a system the batched model cannot place is refused here, not mid-study
+            self.batch_evaluator()  # a system the batched model cannot place is refused here, not mid-study
         check_metrics(objective)
         self.metric_names = [m.name for m in objective.objectives]
         self.directions = [m.direction for m in objective.objectives]
@@ -141,23 +141,39 @@ class NasObjective:
 
     def candidate_of(self, params: dict[str, Any]) -> Candidate:
         """The candidate a trial's parameters stand for (placed optimally when the study says so)."""
+        return self.candidates_of([params])[0]
+
+    def candidates_of(self, params_list: list[dict[str, Any]]) -> list[Candidate]:
+        """`candidate_of` of each parameter set; optimal placements found in one batched call."""
         if not self.optimal_split:
-            return self.space.candidate(params)
+            return [self.space.candidate(params) for params in params_list]
         placement = self.space.placement_names()
         first = {p.name: p.choices[0] for p in self.space.params() if p.name in placement}
-        return self.place(self.space.candidate({**first, **params}))
+        return self.place_many([self.space.candidate({**first, **params}) for params in params_list])
 
     def place(self, candidate: Candidate) -> Candidate:
         """`candidate` at its best placement by `split_metric` among those meeting every memory
         cap (all placements if none does), scored with the batched analytic model."""
-        batch = self.space.placements(candidate)
-        ev = self._batch().evaluate(batch)
+        return self.place_many([candidate])[0]
+
+    def place_many(self, candidates: list[Candidate]) -> list[Candidate]:
+        """`place` of each candidate, every placement of all of them scored in one batched call."""
+        batches = [self.space.placements(c) for c in candidates]
+        ev = self.batch_evaluator().evaluate(CandidateBatch.concat(batches))
         metric = ev.latency_s if self.study_spec.split_metric == "latency_ms" else ev.energy_j
         ok = ev.feasible()
-        pool = np.flatnonzero(ok) if ok.any() else np.arange(len(batch))
-        return batch.candidate(self.space.macro, int(pool[np.argmin(metric[pool])]))
+        placed, start = [], 0
+        for batch in batches:
+            end = start + len(batch)
+            fits = np.flatnonzero(ok[start:end])
+            pool = fits if len(fits) else np.arange(len(batch))
+            placed.append(batch.candidate(self.space.macro, int(pool[np.argmin(metric[start:end][pool])])))
+            start = end
+        return placed
 
-    def _batch(self) -> BatchEvaluator:
+    def batch_evaluator(self) -> BatchEvaluator:
+        """The batched analytic model of this space on this system (tables built once, on first
+        use); SpecError where only the scalar model covers the space."""
         if self._batch_evaluator is None:
             self._batch_evaluator = BatchEvaluator(self.space.macro, self.system)
         return self._batch_evaluator
@@ -175,7 +191,7 @@ class NasObjective:
                 value=self.estimator.name,
                 allowed="analytic-proxy",
             )
-        ev = self._batch().evaluate(batch)
+        ev = self.batch_evaluator().evaluate(batch)
         acc = accuracy_batch(ev, self.loss_rate)
         zero = np.zeros(len(batch))
         metrics = {

@@ -75,12 +75,23 @@ def accuracy_note(estimator: str) -> str:
     return f"accuracy: {estimator}"
 
 
+def retrained_accuracies(study: optuna.Study) -> dict[int, float]:
+    """Trial number -> accuracy after `nasopt retrain` (study user attrs `retrained:<trial>`)."""
+    out = {}
+    for key, record in study.user_attrs.items():
+        if key.startswith("retrained:") and isinstance(record, dict) and "accuracy" in record:
+            number = key.split(":", 1)[1]
+            if number.isdigit():
+                out[int(number)] = float(record["accuracy"])
+    return out
+
+
 def rows(study: optuna.Study, trials: list[FrozenTrial], *, detail: bool = False) -> list[dict[str, Any]]:
     """One row per trial: objectives, accuracy/latency/MACs, feasibility, split and arch; with
     `detail` also the accuracy estimator, every parameter (`params`) and the candidate."""
     names = metric_names(study)
-    attrs = study.user_attrs
-    retrained = any(f"retrained:{t.number}" in attrs for t in trials)  # written by `nasopt retrain`
+    retrained_accuracy = retrained_accuracies(study)
+    retrained = any(t.number in retrained_accuracy for t in trials)
     estimator = study_estimator(study)
     out = []
     for t in trials:
@@ -90,8 +101,7 @@ def rows(study: optuna.Study, trials: list[FrozenTrial], *, detail: bool = False
             if extra not in row and extra in t.user_attrs:
                 row[extra] = t.user_attrs[extra]
         if retrained:
-            record = attrs.get(f"retrained:{t.number}")
-            row["accuracy:retrained"] = record["accuracy"] if isinstance(record, dict) else ""
+            row["accuracy:retrained"] = retrained_accuracy.get(t.number, "")
         row["feasible"] = is_feasible(t)
         row["split"] = t.user_attrs.get("split", "")
         row["arch"] = t.user_attrs.get("arch", "")

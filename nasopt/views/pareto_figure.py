@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial
 
 from nasopt.spec import ParetoView
 from nasopt.study.baselines import BASELINES, BaselinePoint, load_baselines
-from nasopt.study.pareto import front, is_feasible
+from nasopt.study.pareto import front, is_feasible, retrained_accuracies
 from nasopt.views.fields import (
     BASELINE_MARKERS,
     DOMINATED_LABEL,
@@ -74,6 +74,59 @@ def add_baseline_traces(fig: go.Figure, study: optuna.Study, view: ParetoView) -
         )
 
 
+def add_retrained_traces(fig: go.Figure, study: optuna.Study, view: ParetoView) -> None:
+    """Retrained finalists (`nasopt retrain`) beside their supernet estimates: a star at the
+    retrained accuracy (or error), joined to the trial's point, when an axis shows either."""
+    import plotly.graph_objects as go
+
+    retrained = retrained_accuracies(study)
+    axes = {view.x, view.y}
+    metric = "accuracy" if "accuracy" in axes else "error" if "error" in axes else None
+    if not retrained or metric is None:
+        return
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    stars_x, stars_y, custom = [], [], []
+    for t in complete_trials(study):
+        if t.number not in retrained:
+            continue
+        fields = trial_fields(study, t)
+        acc = retrained[t.number]
+        moved = {**fields, metric: acc if metric == "accuracy" else 1.0 - acc}
+        if not all(is_numeric(f.get(a)) for f in (fields, moved) for a in (view.x, view.y)):
+            continue
+        xs += [fields[view.x], moved[view.x], None]
+        ys += [fields[view.y], moved[view.y], None]
+        stars_x.append(moved[view.x])
+        stars_y.append(moved[view.y])
+        custom.append([t.number, fmt(fields.get("accuracy")), fmt(acc)])
+    if not stars_x:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            line={"color": "#c0392b", "width": 1},
+            showlegend=False,
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            name="retrained (nasopt retrain)",
+            x=stars_x,
+            y=stars_y,
+            mode="markers",
+            marker={"symbol": "star", "size": 15, "color": "#c0392b", "line": {"width": 1, "color": "black"}},
+            customdata=custom,
+            hovertemplate="<b>trial %{customdata[0]}</b> retrained<br>accuracy %{customdata[2]}"
+            " (supernet estimate %{customdata[1]})"
+            f"<br>{axis_label(view.x)}: %{{x:.4g}}<br>{axis_label(view.y)}: %{{y:.4g}}<extra></extra>",
+        )
+    )
+
+
 def pareto_figure(study: optuna.Study, view: ParetoView, every: list[str]) -> go.Figure:
     """Front = `study.best_trials` (feasible Pareto trials); dominated and infeasible marked."""
     import plotly.graph_objects as go
@@ -134,6 +187,7 @@ def pareto_figure(study: optuna.Study, view: ParetoView, every: list[str]) -> go
             )
         )
     add_baseline_traces(fig, study, view)
+    add_retrained_traces(fig, study, view)
     n_inf = len(groups[INFEASIBLE_LABEL])
     title = view.title or f"{axis_label(view.y)} vs {axis_label(view.x)}"
     title += f" — {study.study_name}: {len(trials)} trials, {len(best)} on the front, {n_inf} infeasible"
