@@ -7,8 +7,10 @@ systems (`build_system`) and their evaluation (`evaluate`, `optimal_split`), acc
 studies (`open_storage`, `create_or_resume`), the seeds' baselines of a study
 (`compute_baselines`, `ensure_baselines`, `store_baselines`, `load_baselines`), the samplers
 (`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`) and deployment (`extract`, `Subnet`,
-`export_parts`, `retrain`, `run_split`, `SplitRunner`); varying links (`latency_distribution`) and
-Wang et al.'s model tree (`ModelTree`, `tree_layout`, `compose`, `TreeProblem`).
+`export_parts`, `retrain`, `run_split`, `SplitRunner`, and on-device measurement:
+`profile_space`, `write_table`, `check_predictions`, `time_export`); varying links
+(`latency_distribution`) and Wang et al.'s model tree (`ModelTree`, `tree_layout`, `compose`,
+`TreeProblem`).
 
 Names that pull in Optuna are imported on first use, so `nasopt validate` and the analytic core
 start fast; torch is imported only by the supernet estimator.
@@ -45,6 +47,10 @@ _LAZY = {  # these import optuna (and nasopt.deploy torch)
     "extract": "nasopt.deploy",
     "export_parts": "nasopt.deploy.export",
     "retrain": "nasopt.deploy.retrain",
+    "profile_space": "nasopt.deploy.profile",
+    "write_table": "nasopt.deploy.profile",
+    "check_predictions": "nasopt.deploy.profile_check",
+    "time_export": "nasopt.deploy.profile_check",
     "NasObjective": "nasopt.study.objective",
     "open_storage": "nasopt.study.storage",
     "create_or_resume": "nasopt.study.lifecycle",
@@ -91,6 +97,7 @@ __all__ = [
     "TreeProblem",
     "build_network",
     "build_system",
+    "check_predictions",
     "compile_space",
     "compose",
     "compute_baselines",
@@ -107,11 +114,14 @@ __all__ = [
     "load_study",
     "open_storage",
     "optimal_split",
+    "profile_space",
     "resolve",
     "retrain",
     "run_split",
     "store_baselines",
+    "time_export",
     "tree_layout",
+    "write_table",
 ]
 __version__ = "0.1.0"
 

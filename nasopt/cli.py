@@ -196,6 +196,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", default="default", help="dashboard view preset name or path")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--check", default=None, help="add a latency-prediction section (nasopt profile --check JSON)"
+    )
     _add_deploy_commands(sub)
     return parser
 
@@ -229,6 +232,35 @@ def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--trials", default=None, help="comma-separated trial numbers, e.g. 3,7")
     which.add_argument("--front", action="store_true", help="every trial of the feasible Pareto front")
     p.add_argument("--spec", default=None, help="take the [retrain] table from this study file instead")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "profile", help="time a space's ops on this machine: a lookup table; --check: model accuracy"
+    )
+    p.add_argument("--space", default=None, help="search space preset name or path")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | torch (default: onnxruntime)")
+    p.add_argument(
+        "-o", "--output", default=None, help="table to write (default: profile-SPACE-BACKEND.json)"
+    )
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs per measurement (default 10)")
+    p.add_argument("--repeats", type=_positive_int, default=50, help="timed runs, median kept (default 50)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--clock", default="cpu", help="cpu (the thread's CPU time; default) | wall")
+    p.add_argument(
+        "--check", action="store_true", help="measure random candidates end to end, compare models"
+    )
+    p.add_argument("--table", default=None, help="with --check: an existing table (default: profile first)")
+    p.add_argument(
+        "--candidates", type=_positive_int, default=20, help="with --check: candidates (default 20)"
+    )
+    p.add_argument(
+        "--calibrate", type=int, default=0, help="with --check: other candidates fitting an overhead"
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --check: candidate sampling seed (default 0)")
+    p.add_argument("--check-output", default=None, help="check JSON (default: check-SPACE-BACKEND.json)")
+    p.add_argument(
+        "--export", default=None, help="instead: time the parts of an export folder (nasopt export)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -467,6 +499,62 @@ def _retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(args: argparse.Namespace) -> int:
+    from nasopt.deploy.profile import check_backend, objective_snippet, profile_space, write_table
+    from nasopt.deploy.profile_check import check_predictions, summary_rows, time_export, write_check
+    from nasopt.presets import load_space
+    from nasopt.study.pareto import table
+
+    backend = check_backend(args.backend)
+    opts = {
+        "backend": backend,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "clock": args.clock,
+    }
+    if args.export:
+        doc = time_export(Path(args.export), **opts)
+        print(table(doc["parts"], ["device", "measured_ms", "predicted_compute_ms"]))
+        print(f"\nall parts in order (no transfer): {doc['sequential_ms']:.4g} ms measured on this machine")
+        return 0
+    if args.space is None:
+        raise SpecError(
+            "a search space is needed", field="--space", allowed="a preset name or path, or --export DIR"
+        )
+    spec = load_space(args.space)
+    if args.table is None:
+        result = profile_space(spec, progress=not args.no_progress, **opts)
+        out = write_table(result, Path(args.output or f"profile-{spec.name}-{backend}.json"))
+        print(
+            f"wrote {out} ({len(result.times_ms)} op timings, ms, median of {args.repeats}) and its side file"
+        )
+        print(f"objective device: {objective_snippet(out, result.fits())}")
+        table_path = out
+    else:
+        table_path = Path(args.table)
+    if not args.check:
+        return 0
+    doc = check_predictions(
+        spec,
+        table_path,
+        candidates=args.candidates,
+        calibrate=args.calibrate,
+        seed=args.seed,
+        progress=not args.no_progress,
+        **opts,
+    )
+    check_out = write_check(doc, Path(args.check_output or f"check-{spec.name}-{backend}.json"))
+    rows = summary_rows(doc)
+    print(table(rows, list(rows[0])))
+    rate = doc["models"]["throughput"]["macs_per_s"]
+    print(
+        f"\n{doc['candidates']} candidates of {spec.name}, {backend}; throughput and linear fitted to the "
+        f"table's op timings (least squares): {rate:.4g} MAC/s. Wrote {check_out}"
+    )
+    return 0
+
+
 def _dashboard(args: argparse.Namespace) -> int:
     from nasopt.study.storage import open_storage
     from nasopt.views.dashboard import register_all, serve
@@ -492,8 +580,13 @@ def _report(args: argparse.Namespace) -> int:
     from nasopt.study.storage import open_storage
     from nasopt.views.report import report_html
 
+    check = None
+    if args.check:
+        from nasopt.deploy.profile_check import read_check
+
+        check = read_check(Path(args.check))
     storage = open_storage(args.storage, must_exist=True)
-    text = report_html(storage, args.study_name, args.view, progress=not args.no_progress)
+    text = report_html(storage, args.study_name, args.view, progress=not args.no_progress, check=check)
     out = Path(args.output)
     if not out.parent.is_dir():
         raise SpecError("the output file's folder does not exist", field="-o", value=args.output)
@@ -1015,6 +1108,7 @@ _COMMANDS = {
     "extract": _extract,
     "export": _export,
     "retrain": _retrain,
+    "profile": _profile,
     "serve-part": _serve_part,
     "run-split": _run_split,
 }

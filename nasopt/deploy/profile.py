@@ -1,0 +1,307 @@
+"""`nasopt profile`: time every op configuration of a search space on this machine and write a
+lookup table an objective names as `compute = { kind = "lookup", table = "FILE" }`.
+
+The keys are the lookup-table compute model's (`nasopt.deploy.profile_keys`); each op runs as
+the supernet's own module (`nasopt.deploy.profile_ops`) with onnxruntime or PyTorch, one thread,
+`warmup` untimed runs, then the median of `repeats`. onnxruntime times have the cost of an
+empty `session.run` (measured, stated in the side file) subtracted, since a whole model pays it
+once, not once per layer; an identity skip costs 0. Beside the table (`FILE`, key -> ms) a side
+file `FILE.meta.json` records the machine, backend, settings, load average, and a throughput
+and a linear compute model fitted to the same timings by least squares, for the layers the table
+has no key for (`fallback = "throughput"`) and for `nasopt profile --check`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasopt.deploy.profile_keys import KeyedLayer, keyed_layers
+from nasopt.errors import SpecError
+from nasopt.spec import ComputeSpec, SearchSpaceSpec
+
+TABLE_FORMAT = "nasopt-profile/1"
+
+
+@dataclass
+class ProfileResult:
+    """Measured per-op latencies of one space on this machine."""
+
+    space: str
+    backend: str
+    times_ms: dict[str, float]
+    layers: dict[str, KeyedLayer]
+    warmup: int
+    repeats: int
+    threads: int
+    clock: str = "cpu"
+    call_overhead_ms: float = 0.0
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def fits(self) -> dict[str, Any]:
+        return fit_models(self.layers, self.times_ms)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "format": TABLE_FORMAT,
+            "space": self.space,
+            "backend": self.backend,
+            "unit": "ms",
+            "keys": len(self.times_ms),
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "statistic": "median",
+            "threads": self.threads,
+            "clock": self.clock,
+            "call_overhead_ms": self.call_overhead_ms,
+            "machine": self.machine,
+            "fits": self.fits(),
+        }
+
+
+def check_backend(backend: str) -> str:
+    from nasopt.deploy.profile_ops import BACKENDS
+
+    if backend not in BACKENDS:
+        raise SpecError("unknown backend", field="--backend", value=backend, allowed=list(BACKENDS))
+    return backend
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU model, cores, load average, library versions."""
+    import onnxruntime
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_average": [round(v, 2) for v in load],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def profile_space(
+    spec: SearchSpaceSpec,
+    *,
+    backend: str = "onnxruntime",
+    warmup: int = 10,
+    repeats: int = 50,
+    threads: int = 1,
+    clock: str = "cpu",
+    progress: bool = True,
+    chunk: int = 48,
+) -> ProfileResult:
+    """Time every op configuration of `spec` with `backend` (median of `repeats` runs after
+    `warmup`, `threads` intra-op threads, on `clock`: see `profile_ops.CLOCKS`); a bar on stderr
+    with `progress`."""
+    from nasopt.deploy.profile_ops import check_clock, using_clock
+
+    with using_clock(check_clock(clock, threads)):
+        return _profile(spec, backend, warmup, repeats, threads, clock, progress, chunk)
+
+
+def _profile(
+    spec: SearchSpaceSpec,
+    backend: str,
+    warmup: int,
+    repeats: int,
+    threads: int,
+    clock: str,
+    progress: bool,
+    chunk: int,
+) -> ProfileResult:
+    from tqdm import tqdm
+
+    from nasopt.deploy.profile_ops import (
+        OpModule,
+        example_input,
+        export_ops,
+        ort_session,
+        time_onnx,
+        time_torch,
+    )
+
+    check_backend(backend)
+    if warmup < 0 or repeats < 1:
+        raise SpecError("need warmup >= 0 and repeats >= 1", field="--repeats", value=repeats)
+    machine = machine_info()
+    layers = keyed_layers(spec)
+    times: dict[str, float] = {}
+    items = list(layers.values())
+    overhead_s = _empty_run_s(warmup, repeats, threads) if backend == "onnxruntime" else 0.0
+    with tqdm(total=len(items), desc=f"profiling ops ({backend})", unit="op", disable=not progress) as bar:
+        for start in range(0, len(items), chunk):
+            group = items[start : start + chunk]
+            mods = [OpModule(item) for item in group]
+            xs = [example_input(item) for item in group]
+            live = [i for i, m in enumerate(mods) if not m.identity]
+            for i, m in enumerate(mods):
+                if m.identity:  # an identity skip runs nothing (HW-NAS-Bench reports 0 too)
+                    times[group[i].key] = 0.0
+            if backend == "torch":
+                for i in live:
+                    times[group[i].key] = time_torch(mods[i], xs[i], warmup, repeats, threads) * 1e3
+                    bar.update(1)
+            elif live:
+                bar.set_postfix_str("exporting")
+                models = export_ops([mods[i] for i in live], [xs[i] for i in live])
+                bar.set_postfix_str("")
+                for i, data in zip(live, models, strict=True):
+                    sess = ort_session(data, threads)
+                    feeds = {sess.get_inputs()[0].name: xs[i].numpy()}
+                    t = time_onnx(sess, feeds, warmup, repeats)
+                    times[group[i].key] = max(t - overhead_s, 0.0) * 1e3
+                    bar.update(1)
+            bar.update(len(group) - len(live))
+    return ProfileResult(
+        space=spec.name,
+        backend=backend,
+        times_ms=dict(sorted(times.items())),
+        layers=layers,
+        warmup=warmup,
+        repeats=repeats,
+        threads=threads,
+        clock=clock,
+        call_overhead_ms=overhead_s * 1e3,
+        machine=machine,
+    )
+
+
+def _empty_run_s(warmup: int, repeats: int, threads: int) -> float:
+    """Median seconds of `session.run` on a one-node graph (Identity of 1 float)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from nasopt.deploy.profile_ops import ort_session, time_onnx
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "empty",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    sess = ort_session(model.SerializeToString(), threads)
+    return time_onnx(sess, {"x": np.zeros(1, dtype=np.float32)}, warmup, max(repeats, 200))
+
+
+def meta_path(table: Path) -> Path:
+    """The side file of a table: `T.json` -> `T.meta.json`."""
+    return table.with_name(table.stem + ".meta.json")
+
+
+def write_table(result: ProfileResult, path: Path) -> Path:
+    """Write the lookup table (key -> ms) to `path` and its side file (`meta_path`)."""
+    if not path.parent.is_dir():
+        raise SpecError("the output file's folder does not exist", field="-o", value=str(path))
+    path.write_text(json.dumps(result.times_ms, indent=1) + "\n", encoding="utf-8")
+    meta_path(path).write_text(json.dumps(result.meta(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_meta(table: Path) -> dict[str, Any] | None:
+    side = meta_path(table)
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# ------------------------------------------------------------------ fitted compute models
+
+
+def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least squares with non-negative coefficients (drop the most negative and refit)."""
+    active = list(range(a.shape[1]))
+    coef = np.zeros(a.shape[1])
+    while active:
+        sol, *_ = np.linalg.lstsq(a[:, active], b, rcond=None)
+        if (sol >= 0).all():
+            coef[active] = sol
+            break
+        active.pop(int(np.argmin(sol)))
+    return coef
+
+
+def fit_models(layers: dict[str, KeyedLayer], times_ms: dict[str, float]) -> dict[str, Any]:
+    """A throughput (MAC/s) and a linear (s/MAC per kernel size and FC, plus a per-layer
+    overhead) compute model fitted by least squares to the measured op times; each with the
+    `ComputeSpec` fields it sets and how it was fitted."""
+    rows = [(layers[k].layer, t * 1e-3) for k, t in times_ms.items() if k in layers]
+    with_macs = [(layer, t) for layer, t in rows if layer.macs > 0]
+    if not with_macs:
+        raise SpecError("no profiled op has MACs: nothing to fit a throughput to", field="table")
+    m = np.array([float(layer.macs) for layer, _ in with_macs])
+    t = np.array([t for _, t in with_macs])
+    macs_per_s = float((m * m).sum() / (m * t).sum())
+    kinds = sorted({k for layer, _ in with_macs for k, _ in layer.macs_by_kernel})
+    a = np.zeros((len(with_macs), 1 + len(kinds)))
+    for r, (layer, _) in enumerate(with_macs):
+        a[r, 0] = 1.0 if layer.primitive_count else 0.0
+        for k, macs in layer.macs_by_kernel:
+            a[r, 1 + kinds.index(k)] += macs
+    coef = _nnls(a, t)
+    conv = {k[4:]: float(c) for k, c in zip(kinds, coef[1:], strict=True) if k.startswith("conv")}
+    fc = next((float(c) for k, c in zip(kinds, coef[1:], strict=True) if k == "fc"), None)
+    linear: dict[str, Any] = {"overhead_s": float(coef[0]), "conv_s_per_mac": conv}
+    if fc is not None:
+        linear["fc_s_per_mac"] = fc
+    if not any(conv.values()) and not fc:  # every coefficient zero: the spec needs one
+        linear["default_s_per_mac"] = 1.0 / macs_per_s
+    return {
+        "throughput": {
+            "macs_per_s": macs_per_s,
+            "fit": f"least squares through the origin, t = MACs / rate, on {len(with_macs)} op timings",
+        },
+        "linear": {
+            **linear,
+            "fit": (
+                "non-negative least squares, t = overhead_s + sum over kernel sizes of s_per_mac * MACs,"
+                f" on {len(with_macs)} op timings"
+            ),
+        },
+    }
+
+
+def compute_specs(table: Path, fits: dict[str, Any]) -> dict[str, ComputeSpec]:
+    """The three compute models of `nasopt profile --check`: the fitted throughput and linear
+    models, and the lookup table with the fitted throughput as fallback for keyless layers."""
+    lin = {k: v for k, v in fits["linear"].items() if k != "fit"}
+    rate = fits["throughput"]["macs_per_s"]
+    return {
+        "throughput": ComputeSpec(kind="throughput", macs_per_s=rate),
+        "linear": ComputeSpec(kind="linear", **lin),
+        "lookup": ComputeSpec(
+            kind="lookup", table=str(table), table_unit="ms", fallback="throughput", macs_per_s=rate
+        ),
+    }
+
+
+def objective_snippet(table: Path, fits: dict[str, Any]) -> str:
+    rate = fits["throughput"]["macs_per_s"]
+    return (
+        f'compute = {{ kind = "lookup", table = "{table}", table_unit = "ms", '
+        f'fallback = "throughput", macs_per_s = {rate:.4g} }}'
+    )

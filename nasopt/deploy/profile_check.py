@@ -1,0 +1,342 @@
+"""`nasopt profile --check`: how well each compute model predicts the measured end-to-end latency
+of random candidates on this machine, and `--export DIR`: the measured time of exported parts.
+
+Each candidate runs whole on this machine as the extracted `Subnet` of an untrained supernet
+(weights do not change the time; BatchNorm statistics from one random batch), with PyTorch, or
+exported to ONNX exactly as `nasopt export` exports a part and run with onnxruntime. Predicted
+latency = the sum of the compute model's per-layer times over the candidate's layers (the cost
+model's `Network`, views counted per view). Optional calibration: a per-candidate constant (the
+median of measured minus lookup-predicted) fitted on separate candidates, never the tested ones.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasopt.core.candidate import Candidate
+from nasopt.core.compute import ComputeModel, load_table
+from nasopt.core.network import Network
+from nasopt.deploy.profile import check_backend, compute_specs, fit_models, machine_info, read_meta
+from nasopt.deploy.profile_keys import keyed_layers
+from nasopt.errors import SpecError
+from nasopt.space import SearchSpace
+from nasopt.spec import SearchSpaceSpec
+
+CHECK_FORMAT = "nasopt-profile-check/1"
+WITHIN = 0.10  # the band of "predicted within +-10 % of measured"
+
+
+@dataclass
+class Measured:
+    candidate: Candidate
+    macs: int
+    measured_ms: float
+    predicted_ms: dict[str, float]
+
+
+def predicted_s(network: Network, model: ComputeModel) -> float:
+    """The candidate's compute time on one device of `model`: every layer, per view."""
+    total = 0.0
+    for i, layer in enumerate(network.layers):
+        n = network.views if network.fuse_after is not None and i <= network.fuse_after else 1
+        total += model.layer_time_s(layer) * n
+    return total
+
+
+def _subnet(net: Any, candidate: Candidate, x: torch.Tensor) -> Any:
+    from nasopt.accuracy.supernet import RunContext
+    from nasopt.deploy._subnet import Subnet
+
+    collect: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        net(x, candidate, RunContext(bn_collect=collect))
+    stats = {}
+    for key, rows in collect.items():
+        mean, sq = torch.stack(rows).mean(0)
+        stats[key] = (mean, (sq - mean * mean).clamp_min(1e-3))
+    return Subnet(net, candidate, stats).eval()
+
+
+def _input(spec: SearchSpaceSpec, candidate: Candidate, batch: int, views: int) -> torch.Tensor:
+    shape: tuple[int, ...] = (batch, spec.input.channels, spec.input.height, spec.input.width)
+    if candidate.fuse_after is not None:
+        shape = (batch, views, *shape[1:])
+    return torch.randn(shape, generator=torch.Generator().manual_seed(1))
+
+
+def measure_subnet(
+    sub: Any, x: torch.Tensor, backend: str, warmup: int, repeats: int, threads: int = 1
+) -> float:
+    """Median seconds of one forward pass of `sub` on `x` with `backend`."""
+    from nasopt.deploy.profile_ops import export_onnx, ort_session, time_onnx, time_torch
+
+    if backend == "torch":
+        return time_torch(sub, x, warmup, repeats, threads)
+    sess = ort_session(export_onnx(sub, (x,), ["input"], ["logits"]), threads)
+    return time_onnx(sess, {"input": x.numpy()}, warmup, repeats)
+
+
+def _table_fits(spec: SearchSpaceSpec, table: Path) -> dict[str, Any]:
+    data = load_table(str(table), field="--table")
+    keys = keyed_layers(spec)
+    missing = sorted(set(keys) - set(data))
+    if missing:
+        raise SpecError(
+            f"the table lacks {len(missing)} of the space's {len(keys)} op keys (first: {missing[0]}); "
+            "profile this space first",
+            field="--table",
+            value=str(table),
+        )
+    return fit_models(keys, {k: data[k] for k in keys})
+
+
+def check_predictions(
+    spec: SearchSpaceSpec,
+    table: Path,
+    *,
+    backend: str = "onnxruntime",
+    candidates: int = 20,
+    calibrate: int = 0,
+    seed: int = 0,
+    warmup: int = 10,
+    repeats: int = 50,
+    threads: int = 1,
+    clock: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure `candidates` random candidates of `spec` end to end and compare each compute
+    model's prediction (throughput and linear fitted to `table`'s timings, the lookup `table`);
+    with `calibrate` > 0, that many other candidates fit a per-candidate constant added to the
+    lookup model ("lookup+overhead"). The JSON document `nasopt profile --check` writes."""
+    from nasopt.deploy.profile_ops import check_clock, using_clock
+
+    with using_clock(check_clock(clock, threads)):
+        doc = _check(spec, table, backend, candidates, calibrate, seed, warmup, repeats, threads, progress)
+    return {**doc, "clock": clock}
+
+
+def _check(
+    spec: SearchSpaceSpec,
+    table: Path,
+    backend: str,
+    candidates: int,
+    calibrate: int,
+    seed: int,
+    warmup: int,
+    repeats: int,
+    threads: int,
+    progress: bool,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from nasopt.accuracy.supernet import Supernet
+
+    check_backend(backend)
+    if candidates < 1 or calibrate < 0:
+        raise SpecError("need at least one candidate", field="--candidates", value=candidates)
+    fits = _table_fits(spec, table)
+    models = {name: ComputeModel(s, f"profile.{name}") for name, s in compute_specs(table, fits).items()}
+    space = SearchSpace(spec)
+    rng = random.Random(seed)
+    tested = [space.sample(rng) for _ in range(candidates)]
+    calib_rng = random.Random(seed + 1_000_003)
+    calib = [space.sample(calib_rng) for _ in range(calibrate)]
+    torch.manual_seed(seed)
+    net = Supernet(spec).eval()
+    machine = machine_info()
+
+    def run(cands: list[Candidate], label: str) -> list[Measured]:
+        out = []
+        for cand in tqdm(cands, desc=label, unit="candidate", disable=not progress):
+            network = space.network(cand)
+            x = _input(spec, cand, 1, net.views)
+            sub = _subnet(net, cand, _input(spec, cand, 2, net.views))
+            t = measure_subnet(sub, x, backend, warmup, repeats, threads)
+            pred = {name: predicted_s(network, m) * 1e3 for name, m in models.items()}
+            out.append(Measured(cand, network.macs, t * 1e3, pred))
+        return out
+
+    calib_rows = run(calib, f"calibration ({backend})") if calib else []
+    rows = run(tested, f"measuring candidates ({backend})")
+    names = list(models)
+    calibration: dict[str, Any] | None = None
+    if calib_rows:
+        offset = statistics.median(r.measured_ms - r.predicted_ms["lookup"] for r in calib_rows)
+        calibration = {
+            "candidates": len(calib_rows),
+            "seed": seed + 1_000_003,
+            "overhead_ms": offset,
+            "fit": "median of measured - lookup-predicted latency over the calibration candidates",
+        }
+        for r in rows:
+            r.predicted_ms["lookup+overhead"] = r.predicted_ms["lookup"] + offset
+        names.append("lookup+overhead")
+    fits_out = {**fits, "lookup": {"table": str(table), "fallback": "throughput (the fitted rate)"}}
+    return {
+        "format": CHECK_FORMAT,
+        "space": spec.name,
+        "backend": backend,
+        "table": str(table),
+        "table_meta": read_meta(table),
+        "candidates": len(rows),
+        "seed": seed,
+        "warmup": warmup,
+        "repeats": repeats,
+        "threads": threads,
+        "statistic": "median",
+        "within": WITHIN,
+        "machine": machine,
+        "models": fits_out,
+        "calibration": calibration,
+        "summary": {name: summarise(rows, name) for name in names},
+        "rows": [
+            {
+                "candidate": r.candidate.to_dict(),
+                "macs": r.macs,
+                "measured_ms": r.measured_ms,
+                "predicted_ms": r.predicted_ms,
+            }
+            for r in rows
+        ],
+    }
+
+
+def summarise(rows: list[Measured], name: str) -> dict[str, float]:
+    """Fraction of candidates predicted within +-10 %, median |error| and median signed error
+    (relative to the measured latency)."""
+    rel = [(r.predicted_ms[name] - r.measured_ms) / r.measured_ms for r in rows]
+    return {
+        "within_10pct": sum(abs(e) <= WITHIN for e in rel) / len(rel),
+        "median_abs_error": statistics.median(abs(e) for e in rel),
+        "median_error": statistics.median(rel),
+        "max_abs_error": max(abs(e) for e in rel),
+    }
+
+
+def summary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The check's summary as table rows (one per compute model)."""
+    return [
+        {
+            "model": name,
+            "within ±10 %": f"{s['within_10pct']:.2f}",
+            "median |error|": f"{100 * s['median_abs_error']:.1f} %",
+            "median error": f"{100 * s['median_error']:+.1f} %",
+            "max |error|": f"{100 * s['max_abs_error']:.1f} %",
+        }
+        for name, s in doc["summary"].items()
+    ]
+
+
+def write_check(doc: dict[str, Any], path: Path) -> Path:
+    if not path.parent.is_dir():
+        raise SpecError("the output file's folder does not exist", field="--check-output", value=str(path))
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read_check(path: Path) -> dict[str, Any]:
+    """A `--check` JSON file, refused with a one-line error if it is not one."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"cannot read check file: {exc.strerror}", file=str(path)) from None
+    except ValueError as exc:
+        raise SpecError(f"check file is not JSON: {exc}", file=str(path)) from None
+    if not isinstance(doc, dict) or doc.get("format") != CHECK_FORMAT:
+        raise SpecError("not a nasopt profile --check file", file=str(path), allowed=CHECK_FORMAT)
+    return doc
+
+
+# ------------------------------------------------------------------ exported parts
+
+
+def time_export(
+    out_dir: Path,
+    *,
+    backend: str = "onnxruntime",
+    warmup: int = 10,
+    repeats: int = 50,
+    threads: int = 1,
+    clock: str = "cpu",
+) -> dict[str, Any]:
+    """Median time of every exported part of `out_dir` (checked against its manifest first) on
+    this machine, each fed what its sources send for one input, and of all parts run in
+    execution order (no transfer), beside the manifest's predicted compute times."""
+    from nasopt.deploy.profile_ops import check_clock, using_clock
+
+    check_backend(backend)
+    with using_clock(check_clock(clock, threads)):
+        doc = _time_export(out_dir, backend, warmup, repeats, threads)
+    return {**doc, "clock": clock}
+
+
+def _time_export(out_dir: Path, backend: str, warmup: int, repeats: int, threads: int) -> dict[str, Any]:
+    import warnings
+
+    import numpy as np
+
+    from nasopt.deploy.export import check_export
+    from nasopt.deploy.profile_ops import median_time_s, ort_session, torch_threads
+
+    manifest = check_export(out_dir)
+    shape = [1 if d == "batch" else int(d) for d in manifest.input.shape]
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    values: dict[str, Any] = {"input": x.numpy()}
+    runners: list[tuple[str, Any]] = []
+    rows = []
+    for part in manifest.parts:
+        if part.onnx is None or part.torchscript is None:
+            continue
+        sess = ort_session(str(out_dir / part.onnx.path), threads)
+        names = [i.name for i in part.inputs]
+        feeds = {
+            n: values["input"][:, int(n.removeprefix("input.view"))]
+            if n.startswith("input.view")
+            else values[n]
+            for n in names
+        }
+        outs = sess.run(None, feeds)
+        values.update(zip([o.name for o in part.outputs], outs, strict=True))
+        if backend == "onnxruntime":
+
+            def run_ort(s: Any = sess, f: dict[str, Any] = feeds) -> Any:
+                return s.run(None, f)
+
+            t = median_time_s(run_ort, warmup, repeats)
+            runners.append((part.device, run_ort))
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(out_dir / part.torchscript.path))
+            args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names]
+
+            def call(m: Any = module, aa: list[torch.Tensor] = args) -> Any:
+                return m(*aa)
+
+            with torch_threads(threads), torch.no_grad():
+                t = median_time_s(call, warmup, repeats)
+            runners.append((part.device, call))
+        rows.append(
+            {"device": part.device, "measured_ms": t * 1e3, "predicted_compute_ms": part.predicted_compute_ms}
+        )
+    with torch_threads(threads), torch.no_grad():
+        total = median_time_s(lambda: [run() for _, run in runners], warmup, repeats)
+    return {
+        "export": str(out_dir),
+        "backend": backend,
+        "warmup": warmup,
+        "repeats": repeats,
+        "threads": threads,
+        "machine": machine_info(),
+        "parts": rows,
+        "sequential_ms": total * 1e3,
+        "predicted_compute_ms": sum(r["predicted_compute_ms"] for r in rows),
+        "predicted_latency_ms": manifest.predicted_latency_ms,
+    }

@@ -1,0 +1,235 @@
+"""`nasopt profile`: the table of a tiny space covers every key the lookup model asks for, an
+objective naming it evaluates, `--check` writes its JSON, exported parts are timed, bad input
+exits 2 with one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nasopt.cli import main
+from nasopt.core.evaluation import evaluate
+from nasopt.core.system import build_system
+from nasopt.deploy.profile import fit_models, meta_path, profile_space, write_table
+from nasopt.deploy.profile_check import CHECK_FORMAT, read_check
+from nasopt.deploy.profile_keys import keyed_layers
+from nasopt.presets import load_space
+from nasopt.space import SearchSpace
+from nasopt.spec import ObjectiveSpec, parse_spec
+from tests.conftest import space_spec
+
+TINY = """
+name = "tiny-profile"
+input = { channels = 3, height = 8, width = 8 }
+num_classes = 4
+
+[ops]
+k3 = { type = "mbconv", kernel = 3, expansion = 2 }
+
+[[stages]]
+name = "stem"
+widths = [4]
+layers = [{ op = "conv3", stride = 2 }]
+
+[[stages]]
+name = "body"
+widths = [4, 8]
+layers = [{ choices = ["k3", "skip"] }]
+
+[[stages]]
+name = "head"
+widths = [8]
+layers = [{ op = "gap" }, { op = "classifier" }]
+
+[bottleneck]
+widths = ["none", 2]
+bits = [8]
+"""
+
+FAST = {"warmup": 1, "repeats": 3}
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def _asked_keys(space: SearchSpace) -> set[str]:
+    return {
+        layer.lookup_key for c in space.enumerate() for layer in space.network(c).layers if layer.lookup_key
+    }
+
+
+def test_profiled_table_has_every_key_the_lookup_model_asks_for(tmp_path: Path) -> None:
+    # MBConvs, a depthwise tap, skips, a bottleneck at every cut, two stage widths
+    spec = space_spec(bottleneck={"widths": ["none", 4], "bits": [8]})
+    space = SearchSpace(spec)
+    result = profile_space(spec, backend="torch", progress=False, **FAST)
+    table = write_table(result, tmp_path / "t.json")
+    data = json.loads(table.read_text())
+    asked = _asked_keys(space)
+    assert asked and asked == set(data)  # every key asked for, and nothing no candidate asks for
+    assert all(v >= 0 for v in data.values()) and any(v > 0 for v in data.values())
+    meta = json.loads(meta_path(table).read_text())
+    assert meta["backend"] == "torch" and meta["keys"] == len(data) and meta["repeats"] == 3
+    assert meta["fits"]["throughput"]["macs_per_s"] > 0
+
+
+def test_keys_of_a_preset_match_its_sampled_networks() -> None:
+    import random
+
+    spec = load_space("mbconv-quick")
+    space = SearchSpace(spec)
+    keys = keyed_layers(spec)
+    rng = random.Random(0)
+    for _ in range(200):
+        for layer in space.network(space.sample(rng)).layers:
+            assert layer.lookup_key is None or layer.lookup_key in keys
+
+
+def test_a_lookup_objective_naming_the_table_evaluates(tmp_path: Path) -> None:
+    spec = space_spec(bottleneck={"widths": ["none", 4], "bits": [8]})
+    result = profile_space(spec, backend="torch", progress=False, **FAST)
+    table = write_table(result, tmp_path / "t.json")
+    rate = result.fits()["throughput"]["macs_per_s"]
+    compute = {
+        "kind": "lookup",
+        "table": str(table),
+        "table_unit": "ms",
+        "fallback": "throughput",
+        "macs_per_s": rate,
+    }
+    objective = parse_spec(
+        ObjectiveSpec,
+        {
+            "name": "profiled",
+            "devices": {"here": {"compute": compute}, "there": {"compute": compute}},
+            "links": {"l": {"src": "here", "dst": "there", "bandwidth_bps": 1e6}},
+            "topology": {"kind": "chain", "devices": ["here", "there"]},
+        },
+        "test",
+    )
+    system = build_system(objective)
+    space = SearchSpace(spec, system)
+    model = system.devices["here"].compute
+    for cand in [space.largest(), space.smallest()]:
+        network = space.network(cand)
+        ev = evaluate(network, system)
+        assert ev.latency_ms > 0
+        for layer in network.layers:
+            if layer.lookup_key is not None:
+                assert model.layer_time_s(layer) == pytest.approx(result.times_ms[layer.lookup_key] * 1e-3)
+
+
+def test_fitted_throughput_is_the_least_squares_rate() -> None:
+    spec = space_spec()
+    layers = keyed_layers(spec)
+    rate = 2e9
+    times = {k: item.layer.macs / rate * 1e3 for k, item in layers.items()}  # exactly MACs / rate
+    fits = fit_models(layers, times)
+    assert fits["throughput"]["macs_per_s"] == pytest.approx(rate)
+    assert "least squares" in fits["throughput"]["fit"]
+
+
+def test_check_on_three_candidates_writes_its_json(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    table, check = tmp_path / "table.json", tmp_path / "check.json"
+    args = ["profile", "--space", str(tiny), "--backend", "torch", "-o", str(table), "--warmup", "1"]
+    args += [
+        "--repeats",
+        "3",
+        "--check",
+        "--candidates",
+        "3",
+        "--calibrate",
+        "2",
+        "--check-output",
+        str(check),
+    ]
+    assert main([*args, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "within ±10 %" in out and "lookup" in out and "MAC/s" in out
+    doc = read_check(check)
+    assert doc["format"] == CHECK_FORMAT and doc["candidates"] == 3 and len(doc["rows"]) == 3
+    assert set(doc["summary"]) == {"throughput", "linear", "lookup", "lookup+overhead"}
+    for s in doc["summary"].values():
+        assert 0 <= s["within_10pct"] <= 1 and s["median_abs_error"] >= 0
+    for row in doc["rows"]:
+        assert row["measured_ms"] > 0 and set(row["predicted_ms"]) == set(doc["summary"])
+        assert row["macs"] > 0
+    assert doc["models"]["throughput"]["macs_per_s"] > 0 and "fit" in doc["models"]["linear"]
+    assert doc["machine"]["load_average"] and doc["clock"] == "cpu"
+    # the same table checked again, without profiling, and the figure and report section
+    again = ["profile", "--space", str(tiny), "--backend", "torch", "--table", str(table), "--check"]
+    again += ["--candidates", "3", "--check-output", str(check), "--no-progress", "--repeats", "3"]
+    assert main(again) == 0
+    from nasopt.views.prediction_figure import prediction_scatter, prediction_section_html
+
+    fig = prediction_scatter(read_check(check))
+    assert [t.name.split(":")[0] for t in fig.data[:3]] == ["throughput", "linear", "lookup"]
+    assert "prediction-scatter" in prediction_section_html(read_check(check))
+
+
+def test_onnxruntime_profile_and_check(tiny: Path, tmp_path: Path) -> None:
+    spec = load_space(str(tiny))
+    result = profile_space(spec, backend="onnxruntime", progress=False, **FAST)
+    assert set(result.times_ms) == set(keyed_layers(spec)) and result.call_overhead_ms > 0
+    table = write_table(result, tmp_path / "t.json")
+    from nasopt.deploy.profile_check import check_predictions
+
+    doc = check_predictions(spec, table, backend="onnxruntime", candidates=1, progress=False, **FAST)
+    assert doc["backend"] == "onnxruntime" and all(r["measured_ms"] > 0 for r in doc["rows"])
+
+
+def test_exported_parts_are_timed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from nasopt.accuracy.supernet import Supernet
+    from nasopt.deploy.export import export_parts
+    from nasopt.deploy.profile_check import _subnet, time_export
+    from tests.conftest import chain_system
+
+    spec = load_space(str(_write(tmp_path, TINY)))
+    system = chain_system([1e9, 1e9], [1e6])
+    space = SearchSpace(spec, system)
+    cand = space.largest()
+    torch.manual_seed(0)
+    sub = _subnet(Supernet(spec), cand, torch.randn(2, 3, 8, 8))
+    out = tmp_path / "export"
+    export_parts(sub, system, out, torch.randn(2, 3, 8, 8))
+    doc = time_export(out, **FAST)
+    assert [r["device"] for r in doc["parts"]] and all(r["measured_ms"] > 0 for r in doc["parts"])
+    assert doc["sequential_ms"] > 0
+    assert main(["profile", "--export", str(out), "--backend", "torch", "--repeats", "3"]) == 0
+    assert "all parts in order" in capsys.readouterr().out
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--space", "TINY", "--backend", "tensorflow"], "backend"),
+        (["--space", "no-such-space"], "no-such-space"),
+        ([], "--space"),
+        (["--space", "TINY", "--check", "--table", "missing.json"], "missing.json"),
+        (["--space", "TINY", "--clock", "sundial"], "clock"),
+        (["--export", "no-such-dir"], "no-such-dir"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    args: list[str], needle: str, tiny: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = [str(tiny) if a == "TINY" else a for a in args]
+    assert main(["profile", *args, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("nasopt: error:") and needle in err
