@@ -488,3 +488,50 @@ def test_nasopt_baselines_on_a_supernet_study_uses_its_checkpoint(tmp_path: Path
     assert stored is not None
     assert {p.fields["accuracy_estimator"] for p in stored.points} == {"supernet"}
     assert {"nas-then-split", "neurosurgeon"} <= {p.baseline for p in stored.points}
+
+
+# ------------------------------------------------------------------ benchmarks/evidence.py
+
+
+def _evidence() -> Any:
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("evidence")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_evidence_rerun_of_some_sections_keeps_the_others():
+    ev = _evidence()
+    old = "# Evidence\n\nheader\n\n<!-- nasc: 1 s -->\n## nasc\n\nold nasc\n\n"
+    old += "<!-- wang: 2 s -->\n## wang\n\nkept\n"
+    new = {
+        "nasc": "<!-- nasc: 9 s -->\n## nasc\n\nnew nasc\n",
+        "nasc-supernet": "<!-- nasc-supernet: 5 s -->\n## nasc-supernet\n\nsn\n",
+    }
+    merged = ev.merge_sections(old, new)
+    header, sections = ev.split_sections(merged)
+    assert header == "# Evidence\n\nheader\n\n"
+    assert list(sections) == ["nasc", "nasc-supernet", "wang"]  # inserted in SECTIONS' order
+    assert "new nasc" in sections["nasc"] and "old nasc" not in merged
+    assert sections["wang"] == "<!-- wang: 2 s -->\n## wang\n\nkept\n"
+
+
+def test_evidence_nasc_supernet_section_runs_on_a_tiny_budget(tmp_path: Path, monkeypatch):
+    """The code path of the nasc-supernet section: 1 epoch on 60 images, 3 trials per search."""
+    ev = _evidence()
+    monkeypatch.chdir(tmp_path)  # the checkpoint goes to ./.nasopt/checkpoints
+    tiny = {**ev.NASC_SUPERNET, "samples": 60, "epochs": 1, "val_samples": 16, "calibration_batches": 1}
+    tiny["batch_size"] = 8
+    tiny.update({"loss_warmup_epochs": 0, "warmup_epochs": 0})
+    monkeypatch.setattr(ev, "NASC_SUPERNET", tiny)
+    text = ev.nasc_supernet(3, 0)
+    assert "T_th = 7.5 ms" in text and "joint, split = optimal" in text
+    assert "Supernet training:" in text and "(trained in this run)" in text
+    assert any(v in text for v in ("**Reproduced**", "**Partly reproduced**", "**Not reproduced**"))
+    space, objective = ev.nasc_supernet_space(), ev.nasc_supernet_objective()
+    assert (space.input.height, space.num_classes) == (16, 10)
+    assert objective.constraints.latency_ms == 7.5
