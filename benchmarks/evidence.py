@@ -9,7 +9,7 @@ cut; NOT a trained accuracy), in-memory storages, and the baselines of `nasopt.s
 with the same estimator, sampler and number of trials as the joint search. So the sections test
 what the cost model and the search can show (latency at equal proxy accuracy, feasibility under
 the seeds' thresholds and caps); they cannot reproduce the seeds' accuracy numbers. The nasc-
-supernet section trains a small weight-sharing supernet (about 35 min on 2 shared CPU cores,
+supernet section trains a small weight-sharing supernet (29 min measured on 2 shared CPU cores,
 cached in .nasopt/checkpoints) and scores every candidate with it, packet-loss dropout at the
 cut included.
 """
