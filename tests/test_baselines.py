@@ -186,20 +186,93 @@ def test_fixed_network_baselines_on_a_mesh():
     assert surgery.fields["latency_ms"] == pytest.approx(split.latency_ms)
 
 
+@pytest.mark.parametrize("fuse", [None, 1, 2, 5])
+def test_tree_all_on_sensors_and_all_on_aggregator_match_hand_computations(fuse: int | None):
+    """Four sensors (125 GMAC/s) on a 1.2 Gb/s shared bus (0.3 Gb/s each) to one 1.25 TMAC/s
+    aggregator (tests/fixtures/tree_obj.toml): the two ends of a fixed multi-view network."""
+    obj = _objective(_resolved(_fixture_space("mv_space"), load_objective(str(FIXTURES / "tree_obj.toml"))))
+    cand = reference_candidate(obj, "largest")
+    if fuse is not None:
+        cand = replace(cand, fuse_after=fuse, cuts=(fuse,))
+    f = cand.fuse_after
+    assert f is not None
+    points, skipped = fixed_network_baselines(obj, cand, (1.0,))
+    assert "all-on-first" not in skipped and "all-on-last" not in skipped
+    net = build_network(obj.space.macro, cand)
+    head = sum(layer.macs for layer in net.layers[: f + 1])  # per view
+    tail = sum(layer.macs for layer in net.layers[f + 1 :])  # once, on the fused views
+    (sensors,) = _by(points, "all-on-first")
+    feature_bytes = net.layers[f].out_elems * 8 / 8  # 8-bit features (bits = [8])
+    hand_s = head / 125e9 + 8 * feature_bytes / 0.3e9 + tail / 1.25e12
+    assert sensors.fields["latency_ms"] == pytest.approx(hand_s * 1e3, rel=1e-9)
+    assert sensors.candidate["cuts"] == [f] and sensors.candidate["fuse_after"] == f
+    for i in range(4):
+        assert sensors.fields[f"compute_ms:sensor{i}"] == pytest.approx(head / 125e9 * 1e3, rel=1e-9)
+    (agg,) = _by(points, "all-on-last")
+    raw_bytes = 3 * 32 * 32 * 8 / 8  # each raw 3x32x32 view at input_bits = 8
+    hand_s = 8 * raw_bytes / 0.3e9 + (4 * head + tail) / 1.25e12  # the root runs every view's head
+    assert agg.fields["latency_ms"] == pytest.approx(hand_s * 1e3, rel=1e-9)
+    assert agg.candidate["cuts"] == [-1] and agg.candidate["fuse_after"] == f
+    assert not any(k.startswith("compute_ms:sensor") and v for k, v in agg.fields.items())
+    # brute force over the fusion points: Neurosurgeon is no slower than a feasible end
+    (surgery,) = _by(points, "neurosurgeon")
+    for p in (sensors, agg):
+        if p.feasible:
+            assert surgery.fields["latency_ms"] <= p.fields["latency_ms"] * (1 + 1e-12)
+
+
+def test_tree_ends_under_a_sensor_memory_cap():
+    """A sensor cap below the per-view head's peak makes all-on-sensors infeasible and leaves
+    all-on-aggregator (the sensors only buffer their raw view) within it."""
+    spec = load_objective(str(FIXTURES / "tree_obj.toml"))
+    sensor = spec.devices["sensor"].model_copy(update={"memory_bytes": 20_000})
+    spec = spec.model_copy(update={"devices": {**spec.devices, "sensor": sensor}})
+    obj = _objective(_resolved(_fixture_space("mv_space"), spec))
+    points, _ = fixed_network_baselines(obj, reference_candidate(obj, "largest"), ())
+    (sensors,) = _by(points, "all-on-first")
+    (agg,) = _by(points, "all-on-last")
+    assert sensors.fields["memory_bytes:sensor0"] > 20_000 and not sensors.feasible
+    assert agg.fields["memory_bytes:sensor0"] == 3 * 32 * 32 and agg.feasible
+
+
 def test_fixed_network_baselines_on_a_tree_choose_the_fusion_point():
     obj = _objective(_resolved(_fixture_space("mv_space"), load_objective(str(FIXTURES / "tree_obj.toml"))))
     cand = replace(obj.space.largest(), bottleneck_width=0)
     points, skipped = fixed_network_baselines(obj, cand, (0.5, 1.0))
-    assert set(skipped) == {"all-on-first", "all-on-last"}
+    assert not skipped
     (surgery,) = _by(points, "neurosurgeon")
-    latencies = {}
+    assert surgery.fields["latency_ms"] == pytest.approx(_tree_brute_force_ms(obj, cand))
+
+
+def _tree_brute_force_ms(obj: NasObjective, cand: Any) -> float:
+    """Least latency within every cap over every fusion point, split there or all on the root."""
+    latencies = []
     for f in fuse_domain(obj.space.macro):
-        ev = evaluate(build_network(obj.space.macro, replace(cand, fuse_after=f, cuts=(f,))), obj.system)
-        if not ev.memory_violations():
-            latencies[f] = ev.latency_ms
-    best = min(latencies, key=lambda f: latencies[f])
-    assert surgery.candidate["fuse_after"] == best
-    assert surgery.fields["latency_ms"] == pytest.approx(latencies[best])
+        for cuts in ((f,), (-1,)):
+            ev = evaluate(build_network(obj.space.macro, replace(cand, fuse_after=f, cuts=cuts)), obj.system)
+            if not ev.memory_violations():
+                latencies.append(ev.latency_ms)
+    return min(latencies)
+
+
+@pytest.mark.parametrize("cap", [2_000_000, 20_000, 4_000])
+def test_tree_neurosurgeon_also_weighs_all_on_the_aggregator(cap: int):
+    """Under a tight sensor cap (or a slow bus) sending the raw views can be the fastest
+    placement; Neurosurgeon on a tree must find it like a brute force does."""
+    spec = load_objective(str(FIXTURES / "tree_obj.toml"))
+    sensor = spec.devices["sensor"].model_copy(update={"memory_bytes": cap})
+    spec = spec.model_copy(update={"devices": {**spec.devices, "sensor": sensor}})
+    obj = _objective(_resolved(_fixture_space("mv_space"), spec))
+    cand = reference_candidate(obj, "largest")
+    points, _ = fixed_network_baselines(obj, cand, ())
+    (surgery,) = _by(points, "neurosurgeon")
+    assert surgery.feasible
+    assert surgery.fields["latency_ms"] == pytest.approx(_tree_brute_force_ms(obj, cand))
+    if cap == 4_000:  # a sensor can only buffer its raw 3,072-byte view: all on the aggregator
+        assert surgery.candidate["cuts"] == [-1] and "all on agg" in surgery.label
+    for p in _by(points, "all-on-first") + _by(points, "all-on-last"):
+        if p.feasible:
+            assert surgery.fields["latency_ms"] <= p.fields["latency_ms"] * (1 + 1e-12)
 
 
 def test_nas_then_split_searches_one_device_then_places_its_front():
@@ -325,11 +398,12 @@ def test_nasopt_baselines_runs_on_every_shipped_objective(pair, tmp_path: Path, 
     assert f"Baselines of {study.study_name} (computed and stored" in out
     assert "neurosurgeon" in out and "dynamic-surgery" in out
     kind = _objective(resolved).system.kind
+    assert "all-on-first" in out and "all-on-last" in out
     if kind == "tree":
-        assert "all-on-first: not applicable here" in out
+        assert "all on sensors" in out and "raw views sent" in out
         assert "nas-then-split: not applicable here" in out
     else:
-        assert "all-on-first" in out and "all-on-last" in out and "nas-then-split" in out
+        assert "nas-then-split" in out
     assert main(args) == 0  # the second time reads what was stored
     assert "--recompute to rebuild" in capsys.readouterr().out
     assert main(["pareto", "--study-name", study.study_name, "--storage", url, "--with-baselines"]) == 0
@@ -414,3 +488,50 @@ def test_nasopt_baselines_on_a_supernet_study_uses_its_checkpoint(tmp_path: Path
     assert stored is not None
     assert {p.fields["accuracy_estimator"] for p in stored.points} == {"supernet"}
     assert {"nas-then-split", "neurosurgeon"} <= {p.baseline for p in stored.points}
+
+
+# ------------------------------------------------------------------ benchmarks/evidence.py
+
+
+def _evidence() -> Any:
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("evidence")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_evidence_rerun_of_some_sections_keeps_the_others():
+    ev = _evidence()
+    old = "# Evidence\n\nheader\n\n<!-- nasc: 1 s -->\n## nasc\n\nold nasc\n\n"
+    old += "<!-- wang: 2 s -->\n## wang\n\nkept\n"
+    new = {
+        "nasc": "<!-- nasc: 9 s -->\n## nasc\n\nnew nasc\n",
+        "nasc-supernet": "<!-- nasc-supernet: 5 s -->\n## nasc-supernet\n\nsn\n",
+    }
+    merged = ev.merge_sections(old, new)
+    header, sections = ev.split_sections(merged)
+    assert header == "# Evidence\n\nheader\n\n"
+    assert list(sections) == ["nasc", "nasc-supernet", "wang"]  # inserted in SECTIONS' order
+    assert "new nasc" in sections["nasc"] and "old nasc" not in merged
+    assert sections["wang"] == "<!-- wang: 2 s -->\n## wang\n\nkept\n"
+
+
+def test_evidence_nasc_supernet_section_runs_on_a_tiny_budget(tmp_path: Path, monkeypatch):
+    """The code path of the nasc-supernet section: 1 epoch on 60 images, 3 trials per search."""
+    ev = _evidence()
+    monkeypatch.chdir(tmp_path)  # the checkpoint goes to ./.nasopt/checkpoints
+    tiny = {**ev.NASC_SUPERNET, "samples": 60, "epochs": 1, "val_samples": 16, "calibration_batches": 1}
+    tiny["batch_size"] = 8
+    tiny.update({"loss_warmup_epochs": 0, "warmup_epochs": 0})
+    monkeypatch.setattr(ev, "NASC_SUPERNET", tiny)
+    text = ev.nasc_supernet(3, 0)
+    assert "T_th = 7.5 ms" in text and "joint, split = optimal" in text
+    assert "Supernet training:" in text and "(trained in this run)" in text
+    assert any(v in text for v in ("**Reproduced**", "**Partly reproduced**", "**Not reproduced**"))
+    space, objective = ev.nasc_supernet_space(), ev.nasc_supernet_objective()
+    assert (space.input.height, space.num_classes) == (16, 10)
+    assert objective.constraints.latency_ms == 7.5

@@ -4,9 +4,13 @@ dashboard.
 
 - `all-on-first` / `all-on-last`: a fixed reference network entirely on the first device (the
   sensor, the UE) or on the last one (the aggregator, the cloud; the raw input travels there);
+  on a multi-view tree, all on the sensors (each runs the per-view layers up to the fusion
+  point, SplitNets' "split at fusion"; the fused rest needs every view and runs on the root) or
+  all on the aggregator (the raw views sent, the root runs the per-view layers once per view);
 - `neurosurgeon`: the latency-optimal cut(s) of the same network under the memory caps, a cut
   allowed after any layer whatever the space's `split.points` (Neurosurgeon / DNN surgery,
-  `nasopt.core.split.optimal_split`; on a tree the fusion point, from the fusion domain);
+  `nasopt.core.split.optimal_split`; on a tree the fusion point, from the fusion domain, split
+  there or with everything on the aggregator);
 - `nas-then-split`: NASC's "HWNAS" and SplitNets' two-step baseline: the architecture searched
   for the first device alone (no split parameters, no memory cap, same sampler, estimator and
   number of trials), then every member of that search's front placed optimally on the system
@@ -42,7 +46,7 @@ from nasopt.core.baseline_systems import (
 )
 from nasopt.core.candidate import Candidate
 from nasopt.core.evaluation import evaluate
-from nasopt.core.macro import split_point_domain
+from nasopt.core.macro import Macro, fuse_domain, split_point_domain
 from nasopt.core.network import build_network
 from nasopt.core.pareto import nondominated
 from nasopt.core.split import optimal_split
@@ -54,7 +58,8 @@ from nasopt.study.pareto import front, is_feasible
 
 BASELINES_ATTR = "nasopt:baselines"
 BASELINES: dict[str, str] = {
-    "all-on-first": "the reference network entirely on the first device",
+    "all-on-first": "the reference network entirely on the first device (multi-view: the per-view"
+    " layers on the sensors)",
     "all-on-last": "the reference network entirely on the last device (the input is sent there)",
     "neurosurgeon": "the reference network at its latency-optimal cut(s) under the memory caps",
     "nas-then-split": "architecture searched for the first device alone, then placed optimally",
@@ -205,16 +210,37 @@ def _placed(
 ) -> tuple[Candidate, TrialResult]:
     """`cand` at its optimal placement on `system`, scored by the study's objective; with
     `every_point` a cut may follow any layer (Neurosurgeon), else only the space's split points."""
-    points = tuple(split_point_domain(objective.space.macro)) if every_point else None
-    split = optimal_split(objective.space.macro, cand, system, points=points)
-    placed = replace(cand, cuts=split.cuts, fuse_after=split.fuse_after)
-    network = build_network(objective.space.macro, placed)
+    macro = objective.space.macro
+    if system.kind == "tree" and every_point:
+        placed = _tree_surgery(macro, cand, system)
+    else:
+        points = tuple(split_point_domain(macro)) if every_point else None
+        split = optimal_split(macro, cand, system, points=points)
+        placed = replace(cand, cuts=split.cuts, fuse_after=split.fuse_after)
+    network = build_network(macro, placed)
     return placed, objective.score(placed, network, evaluate(network, system), system=system)
+
+
+def _tree_surgery(macro: Macro, cand: Candidate, system: System) -> Candidate:
+    """Neurosurgeon on a multi-view tree: the least-latency placement within every memory cap
+    (the least-latency one if none is) over every fusion point, each either split at the fusion
+    (the sensors run the per-view layers) or all on the aggregator (the raw views sent), whatever
+    placements the space lets the search take; `optimal_split` covers only the former."""
+    best: tuple[bool, float, Candidate] | None = None
+    for fuse in fuse_domain(macro):
+        for cuts in ((fuse,), (-1,)):
+            placed = replace(cand, fuse_after=fuse, cuts=cuts)
+            ev = evaluate(build_network(macro, placed), system)
+            key = (bool(ev.memory_violations()), ev.latency_s, placed)
+            if best is None or key[:2] < best[:2]:
+                best = key
+    assert best is not None  # a tree's space has a fusion domain
+    return best[2]
 
 
 def _cuts_text(cand: Candidate) -> str:
     if cand.fuse_after is not None:
-        return f"fuse@{cand.fuse_after}"
+        return f"all on agg, fuse@{cand.fuse_after}" if cand.cuts == (-1,) else f"fuse@{cand.fuse_after}"
     return "cut@" + ",".join(str(c) for c in cand.cuts) if cand.cuts else "no cut"
 
 
@@ -228,8 +254,7 @@ def fixed_network_baselines(
     skipped: dict[str, str] = {}
     single = replace(cand, cuts=(), fuse_after=None)
     if system.kind == "tree":
-        skipped["all-on-first"] = "multi-view: one sensor sees one view, it cannot run the fused network"
-        skipped["all-on-last"] = "multi-view: nasopt cannot yet run the per-view trunks on the root"
+        points += _tree_ends(objective, cand)
     else:
         first = first_device(system)
         alone = single_device_system(system, first)
@@ -258,6 +283,28 @@ def fixed_network_baselines(
             )
         )
     return points, skipped
+
+
+def _tree_ends(objective: NasObjective, cand: Candidate) -> list[BaselinePoint]:
+    """A multi-view network's two ends (SplitNets Table 6): all on the sensors (each runs the
+    per-view layers up to the fusion point on its own view; the fused rest needs every view, so
+    only the root can run it) and all on the aggregator (every sensor sends its raw view, the
+    root runs the per-view layers once per view, then the rest). Same network, same fusion point:
+    the reference's (a reference without one fuses at the space's last fusion point)."""
+    system = objective.system
+    macro = objective.space.macro
+    fuse = cand.fuse_after if cand.fuse_after is not None else fuse_domain(macro)[-1]
+    root = last_device(system)
+    n = len(system.leaves)
+    points = []
+    for baseline, cuts, label in (
+        ("all-on-first", (fuse,), f"all on sensors: per-view layers to fuse@{fuse} on the {n} sensors"),
+        ("all-on-last", (-1,), f"all on {root}: {n} raw views sent, per-view layers run there"),
+    ):
+        placed = replace(cand, fuse_after=fuse, cuts=cuts)
+        net = build_network(macro, placed)
+        points.append(_point(objective, baseline, label, objective.score(placed, net, evaluate(net, system))))
+    return points
 
 
 def one_device_objective(spec: ObjectiveSpec, device: str) -> ObjectiveSpec:
