@@ -296,11 +296,11 @@ def test_no_part_process_outlives_an_error_ctrl_c_or_a_killed_runner(
             time.sleep(0.5)  # inferences running
             if sig == signal.SIGINT:
                 os.killpg(proc.pid, sig)
-                _, err = proc.communicate(timeout=60)
+                _, err = proc.communicate(timeout=180)
                 assert proc.returncode == 130 and "every part process it started was stopped" in err, err
             else:
                 proc.kill()
-                proc.wait(timeout=60)
+                proc.wait(timeout=180)
             assert _wait_for(lambda: _serve_part_pids(export) == [], 30), _serve_part_pids(export)
         finally:
             if proc.poll() is None:
