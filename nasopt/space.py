@@ -53,7 +53,9 @@ class SearchSpace:
         split_params: bool = True,
     ) -> None:
         """`split_params=False`: the architecture only, no bottleneck (width 0) and the widest
-        feature bits, for a search on one device (the NAS-then-split baseline)."""
+        feature bits, for a search on one device (the NAS-then-split baseline); a multi-view
+        space keeps its fusion point (where the views merge is architecture there) with every
+        view run on the aggregator."""
         self.spec = spec
         self.macro: Macro = compile_space(spec)
         self.system = system
@@ -85,7 +87,8 @@ class SearchSpace:
         self._placement: Param | None = None
         if spec.fusion is not None:
             self._fuse = Param("fuse.after", fuse_domain(self.macro))
-            self._placement = Param("fuse.placement", tuple(spec.fusion.placement))
+            placements = tuple(spec.fusion.placement) if split_params else ("aggregator",)
+            self._placement = Param("fuse.placement", placements)
         self._params = self._collect_params()
         layer_or_width = {p.name for _, p in self._layer_params} | {p.name for _, p in self._width_params}
         self._rest_params = tuple(p for p in self._params if p.name not in layer_or_width)

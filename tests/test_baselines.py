@@ -303,6 +303,43 @@ def test_nas_then_split_searches_one_device_then_places_its_front():
     assert len({tuple(p.candidate["ops"]) + tuple(p.candidate["widths"]) for p in points}) == len(points)
 
 
+@pytest.mark.parametrize("placement", [["sensors"], ["sensors", "aggregator"]])
+def test_nas_then_split_on_a_tree_searches_the_aggregator_alone_then_places_at_the_fusion(
+    placement: list[str],
+):
+    """Multi-view NAS-then-split: stage 1 runs every view on the aggregator with no cap (the
+    fusion point searched as architecture); each front network then keeps its fusion point and
+    takes the least-latency feasible option of the space's `fusion.placement`, by brute force."""
+    space = _fixture_space("mv_space")
+    space = space.model_copy(update={"fusion": space.fusion.model_copy(update={"placement": placement})})
+    spec = load_objective(str(FIXTURES / "tree_obj.toml"))
+    sensor = spec.devices["sensor"].model_copy(update={"memory_bytes": 20_000})
+    spec = spec.model_copy(update={"devices": {**spec.devices, "sensor": sensor}})
+    resolved = _resolved(space, spec, n_trials=10)
+    obj = _objective(resolved)
+    points = nas_then_split(resolved, obj, n_trials=10)
+    assert points and {p.baseline for p in points} == {"nas-then-split"}
+    for p in points:
+        cand = replace(reference_candidate(obj, "largest"), ops=tuple(p.candidate["ops"]))
+        cand = replace(cand, widths=tuple(p.candidate["widths"]), fuse_after=p.candidate["fuse_after"])
+        f = cand.fuse_after
+        options = []
+        for cuts in [(f,)] + ([(-1,)] if "aggregator" in placement else []):
+            ev = evaluate(build_network(obj.space.macro, replace(cand, cuts=cuts)), obj.system)
+            options.append((bool(ev.memory_violations()), ev.latency_ms, list(cuts)))
+        best = min(options)
+        assert p.candidate["cuts"] == best[2]
+        assert p.fields["latency_ms"] == pytest.approx(best[1])
+        assert p.feasible == (not best[0])
+        assert p.candidate["bottleneck_width"] == 0
+    if placement == ["sensors"]:  # the per-view head exceeds a 20 kB sensor: nothing fits
+        assert not any(p.feasible for p in points)
+    else:
+        assert all(p.candidate["cuts"] == [-1] and p.feasible for p in points)
+    with pytest.raises(Exception, match="--nas-device"):
+        nas_then_split(resolved, obj, n_trials=2, device="sensor0")
+
+
 def test_nas_then_split_keeps_networks_that_violate_a_threshold():
     """Under an unreachable latency threshold every placed network is infeasible; the baseline's
     front is then still there (and says so), as NASC counts its baseline's violating models."""
@@ -401,9 +438,7 @@ def test_nasopt_baselines_runs_on_every_shipped_objective(pair, tmp_path: Path, 
     assert "all-on-first" in out and "all-on-last" in out
     if kind == "tree":
         assert "all on sensors" in out and "raw views sent" in out
-        assert "nas-then-split: not applicable here" in out
-    else:
-        assert "nas-then-split" in out
+    assert "nas-then-split" in out and "nas-then-split: not applicable here" not in out
     assert main(args) == 0  # the second time reads what was stored
     assert "--recompute to rebuild" in capsys.readouterr().out
     assert main(["pareto", "--study-name", study.study_name, "--storage", url, "--with-baselines"]) == 0

@@ -15,7 +15,9 @@ dashboard.
   for the first device alone (no split parameters, no memory cap, same sampler, estimator and
   number of trials), then every member of that search's front placed optimally on the system
   at the space's split points (those the joint search may take), the placed networks left
-  non-dominated kept;
+  non-dominated kept; on a multi-view tree the one device is the aggregator running every view
+  (the fusion point searched as architecture: where the views merge), each front network then
+  placed at the best of the space's `fusion.placement` options at its own fusion point;
 - `dynamic-surgery`: Wang et al.'s baseline: the reference network's optimal cut re-chosen at
   each of several bandwidths (every link scaled); only the point at scale 1 is on the study's
   system, the others say at which bandwidth they were computed.
@@ -62,7 +64,8 @@ BASELINES: dict[str, str] = {
     " layers on the sensors)",
     "all-on-last": "the reference network entirely on the last device (the input is sent there)",
     "neurosurgeon": "the reference network at its latency-optimal cut(s) under the memory caps",
-    "nas-then-split": "architecture searched for the first device alone, then placed optimally",
+    "nas-then-split": "architecture searched for the first device alone (multi-view: the aggregator"
+    " running every view), then placed optimally",
     "dynamic-surgery": "the reference network's optimal cut re-chosen at each bandwidth",
 }
 DEFAULT_BANDWIDTH_SCALES = (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -329,6 +332,37 @@ def one_device_objective(spec: ObjectiveSpec, device: str) -> ObjectiveSpec:
     )
 
 
+def aggregator_only_objective(spec: ObjectiveSpec) -> ObjectiveSpec:
+    """A multi-view `spec` without memory, latency or energy constraint: the first step of
+    NAS-then-split on a tree, every view run on the aggregator (the raw views' transfer is the
+    same for every architecture, so it ranks as the aggregator alone)."""
+    return spec.model_copy(
+        update={
+            "name": f"{spec.name}:aggregator-only",
+            "constraints": ConstraintsSpec(memory=False, accuracy_min=spec.constraints.accuracy_min),
+        }
+    )
+
+
+def _tree_placed(objective: NasObjective, cand: Candidate) -> tuple[Candidate, TrialResult]:
+    """A multi-view `cand` at its own fusion point, placed at the least-latency option of the
+    space's `fusion.placement` (split at the fusion, or all on the aggregator) within every
+    memory cap (the least-latency one if none is)."""
+    macro = objective.space.macro
+    fusion = objective.space.spec.fusion
+    assert fusion is not None and cand.fuse_after is not None  # a tree's space fuses its views
+    best: tuple[bool, float, Candidate] | None = None
+    for where in fusion.placement:
+        placed = replace(cand, cuts=(-1,) if where == "aggregator" else (cand.fuse_after,))
+        ev = evaluate(build_network(macro, placed), objective.system)
+        key = (bool(ev.memory_violations()), ev.latency_s, placed)
+        if best is None or key[:2] < best[:2]:
+            best = key
+    assert best is not None  # fusion.placement has at least one entry
+    network = build_network(macro, best[2])
+    return best[2], objective.score(best[2], network, evaluate(network, objective.system))
+
+
 def nas_then_split(
     resolved: ResolvedStudy, objective: NasObjective, *, n_trials: int, device: str | None = None
 ) -> list[BaselinePoint]:
@@ -338,11 +372,24 @@ def nas_then_split(
     from nasopt.study.lifecycle import make_sampler
 
     system = objective.system
-    device = device or first_device(system)
+    tree = system.kind == "tree"
+    if tree:
+        root = last_device(system)
+        if device not in (None, root):
+            raise SpecError(
+                "on a multi-view tree the NAS-then-split search runs on the aggregator",
+                field="--nas-device",
+                value=device,
+                allowed=[root],
+            )
+        device, stage1_spec = root, aggregator_only_objective(resolved.objective)
+    else:
+        device = device or first_device(system)
+        stage1_spec = one_device_objective(resolved.objective, device)
     stage1 = NasObjective(
-        resolved.study,
+        resolved.study.model_copy(update={"split": "searched"}),
         resolved.space,
-        one_device_objective(resolved.objective, device),
+        stage1_spec,
         estimator=objective.estimator,
         split_params=False,
     )
@@ -359,7 +406,10 @@ def nas_then_split(
         if cand in seen:
             continue
         seen.add(cand)
-        placed, result = _placed(objective, cand, system, every_point=False)
+        if tree:
+            placed, result = _tree_placed(objective, cand)
+        else:
+            placed, result = _placed(objective, cand, system, every_point=False)
         placed_all.append((trial.number, placed, result))
     # the baseline's front: the placed networks left non-dominated among all of them, and those
     # left non-dominated among the feasible ones (an infeasible network is kept when nothing
@@ -409,8 +459,6 @@ def compute_baselines(
     }
     if not with_nas_then_split:
         skipped["nas-then-split"] = "not asked for (--no-nas-then-split)"
-    elif objective.system.kind == "tree":
-        skipped["nas-then-split"] = "multi-view: a one-device search has no views to fuse"
     else:
         points += nas_then_split(resolved, objective, n_trials=n, device=nas_device)
     return BaselineSet(
