@@ -229,15 +229,22 @@ def _tree_surgery(macro: Macro, cand: Candidate, system: System) -> Candidate:
     (the least-latency one if none is) over every fusion point, each either split at the fusion
     (the sensors run the per-view layers) or all on the aggregator (the raw views sent), whatever
     placements the space lets the search take; `optimal_split` covers only the former."""
+    return _fastest(
+        macro,
+        system,
+        [replace(cand, fuse_after=f, cuts=cuts) for f in fuse_domain(macro) for cuts in ((f,), (-1,))],
+    )
+
+
+def _fastest(macro: Macro, system: System, placements: list[Candidate]) -> Candidate:
+    """The least-latency of `placements` within every memory cap (the least-latency one if none is)."""
     best: tuple[bool, float, Candidate] | None = None
-    for fuse in fuse_domain(macro):
-        for cuts in ((fuse,), (-1,)):
-            placed = replace(cand, fuse_after=fuse, cuts=cuts)
-            ev = evaluate(build_network(macro, placed), system)
-            key = (bool(ev.memory_violations()), ev.latency_s, placed)
-            if best is None or key[:2] < best[:2]:
-                best = key
-    assert best is not None  # a tree's space has a fusion domain
+    for placed in placements:
+        ev = evaluate(build_network(macro, placed), system)
+        key = (bool(ev.memory_violations()), ev.latency_s, placed)
+        if best is None or key[:2] < best[:2]:
+            best = key
+    assert best is not None, "no placement to choose from"
     return best[2]
 
 
@@ -351,16 +358,13 @@ def _tree_placed(objective: NasObjective, cand: Candidate) -> tuple[Candidate, T
     macro = objective.space.macro
     fusion = objective.space.spec.fusion
     assert fusion is not None and cand.fuse_after is not None  # a tree's space fuses its views
-    best: tuple[bool, float, Candidate] | None = None
-    for where in fusion.placement:
-        placed = replace(cand, cuts=(-1,) if where == "aggregator" else (cand.fuse_after,))
-        ev = evaluate(build_network(macro, placed), objective.system)
-        key = (bool(ev.memory_violations()), ev.latency_s, placed)
-        if best is None or key[:2] < best[:2]:
-            best = key
-    assert best is not None  # fusion.placement has at least one entry
-    network = build_network(macro, best[2])
-    return best[2], objective.score(best[2], network, evaluate(network, objective.system))
+    options = [
+        replace(cand, cuts=(-1,) if where == "aggregator" else (cand.fuse_after,))
+        for where in fusion.placement
+    ]
+    placed = _fastest(macro, objective.system, options)
+    network = build_network(macro, placed)
+    return placed, objective.score(placed, network, evaluate(network, objective.system))
 
 
 def nas_then_split(
