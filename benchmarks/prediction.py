@@ -100,8 +100,10 @@ def noise(preset: str, n: int, rounds: int, warmup: int, repeats: int) -> int:
     import torch
 
     from nasopt.accuracy.supernet import Supernet
-    from nasopt.deploy.profile_check import _input, _subnet
-    from nasopt.deploy.profile_ops import export_onnx, ort_session, time_onnx, using_clock
+    from nasopt.deploy._onnx import ort_session
+    from nasopt.deploy._subnet import calibrated_subnet
+    from nasopt.deploy.profile_check import _input
+    from nasopt.deploy.profile_ops import export_onnx, time_onnx, using_clock
     from nasopt.presets import load_space
     from nasopt.space import SearchSpace
 
@@ -114,7 +116,7 @@ def noise(preset: str, n: int, rounds: int, warmup: int, repeats: int) -> int:
     runs = []
     for cand in cands:
         x = _input(spec, cand, 1, net.views)
-        sub = _subnet(net, cand, _input(spec, cand, 2, net.views))
+        sub = calibrated_subnet(net, cand, [_input(spec, cand, 2, net.views)], var_floor=1e-3)
         runs.append((ort_session(export_onnx(sub, (x,), ["input"], ["logits"])), {"input": x.numpy()}))
     times: list[list[float]] = [[] for _ in cands]
     print(f"load average before: {os.getloadavg()}")

@@ -8,8 +8,10 @@ device after the branches) or the logits. At a cut the sender applies the Conv-R
 bottleneck) and quantises to the candidate's bits: what travels is `q` (uint8 for up to 8
 bits, int32 above: the integer levels), and per sample `lo` and `scale` (float32), so that the
 receiver's `q * scale + lo` is the supernet's fake-quantised feature; features of 16 bits or
-more, and the raw input, travel as float32. The receiver dequantises and applies the
-Conv-Recover. The steps are those of `Supernet.forward` (same walk, same block modules); the
+more, and the raw input, travel as float32 (the supernet does not quantise the raw input, which
+the cost model counts at `input_bits`: a sent raw input is 32 / input_bits times its
+estimate). The receiver dequantises and applies the Conv-Recover. The steps are those of
+`Supernet.forward` (same walk, same block modules, the same View-Fuse or View-Pool); the
 export's verification checks that the parts compose to the whole.
 """
 
@@ -40,7 +42,7 @@ class CutEvent:
     first: int
     cut: CutStep
     key: str
-    sends: bool  # False: after the last layer without bottleneck, nothing travels
+    sends: bool  # False: after the last layer without bottleneck, or a reduce-only step (copies 0)
     quantised: bool
 
 
@@ -52,7 +54,8 @@ def cut_events(sub: Subnet) -> list[CutEvent]:
 
     def add(cut: CutStep, key: str) -> None:
         nonlocal k
-        sends = cut.bottleneck or cut.point != last
+        # copies 0: no cut, only the Conv-Reduce the aggregator runs before the View-Fuse
+        sends = cut.copies > 0 and (cut.bottleneck or cut.point != last)
         out.append(CutEvent(k, cut, key, sends, sends and cut.point >= 0 and bits < 16))
         k += cut.copies
 
@@ -127,15 +130,20 @@ class Part(nn.Module):
 
         stopped: list[tuple[torch.Tensor, ...]] = []
 
+        def reduce(event: CutEvent, h: torch.Tensor) -> torch.Tensor:
+            """The Conv-Reduce of a cut with a bottleneck (identity without)."""
+            neck = neck_of(event)
+            if neck is None:
+                return h
+            conv = cast(nn.Module, neck.reduce)
+            kernel = cast(torch.Tensor, conv.weight).shape[-1]
+            return cast(torch.Tensor, conv(h, ctx, cand.bottleneck_width, kernel, act=False))
+
         def send(event: CutEvent, h: torch.Tensor) -> None:
             """The sender's half of a cut: always this part's stop."""
             if not at(event, stop):
                 raise RuntimeError(f"part {start}->{stop} ran into cut {event.first}")
-            neck = neck_of(event)
-            if neck is not None:
-                reduce = cast(nn.Module, neck.reduce)
-                kernel = cast(torch.Tensor, reduce.weight).shape[-1]
-                h = reduce(h, ctx, cand.bottleneck_width, kernel, act=False)
+            h = reduce(event, h)
             stopped.append(quantise_wire(h, cand.bits) if event.quantised else (h,))
 
         def receive(event: CutEvent, c: int) -> torch.Tensor:
@@ -147,9 +155,15 @@ class Part(nn.Module):
             return h
 
         views = sub.views
+        merge = sub.fusion_merge
 
-        def fuse(h: torch.Tensor) -> torch.Tensor:  # the batch axis stays free in a traced graph
-            return h.reshape(-1, views * h.shape[1], h.shape[2], h.shape[3])
+        def fuse(h: torch.Tensor) -> torch.Tensor:
+            """`Supernet.forward`'s fusion with the batch axis left free (-1) for the traced graph:
+            View-Fuse concatenates the views' channels, View-Pool takes their max or mean."""
+            if merge == "concat":
+                return h.reshape(-1, views * h.shape[1], h.shape[2], h.shape[3])
+            per_view = h.reshape(-1, views, h.shape[1], h.shape[2], h.shape[3])
+            return per_view.amax(dim=1) if merge == "max" else per_view.mean(dim=1)
 
         def run_layer(step: LayerStep, h: torch.Tensor) -> torch.Tensor:
             layer = step.layer
@@ -180,6 +194,8 @@ class Part(nn.Module):
                         x = run_layer(step, x)
                         if event is not None and event.sends:
                             send(event, x)
+                        elif event is not None and event.cut.copies == 0:
+                            x = reduce(event, x)  # all on the aggregator: reduce, then fuse
                 elif event is not None and at(event, start):
                     if cut is not None and cut.tap:
                         x = self._tap_tail(step, receive(event, self._tap_channels(step)), ctx)

@@ -7,7 +7,9 @@ trunk up to the parallel stage, the root sends the stage input to every branch d
 branch device runs its branch and sends its output to the first device after the branches,
 which merges them and runs on along the `after` chain. Tree: every leaf runs the per-view head
 on its own view up to the cut, hubs forward what they receive, the root dequantises the
-views' payloads, fuses them and runs the tail.
+views' payloads, fuses them (View-Fuse concat, View-Pool max or mean) and runs the tail. All on
+the aggregator (cuts (-1,)): every leaf sends its raw view (float32), the root runs the per-view
+trunks on all of them (and the Conv-Reduce, with a bottleneck), fuses and runs the tail.
 """
 
 from __future__ import annotations
@@ -35,21 +37,6 @@ class PartPlan:
 
 def plan_parts(sub: Subnet, system: System) -> list[PartPlan]:
     """One `PartPlan` per device that takes part, in execution order."""
-    fusion = sub.spec.fusion
-    if fusion is not None and fusion.merge != "concat":
-        raise SpecError(
-            "export splits multi-view networks fused by concatenation only (View-Pool not yet)",
-            field="fusion.merge",
-            value=fusion.merge,
-            allowed="concat",
-        )
-    if fusion is not None and sub.candidate.cuts == (-1,):
-        raise SpecError(
-            "export of an all-on-aggregator multi-view candidate is not supported yet",
-            field="fuse.placement",
-            value="aggregator",
-            allowed="sensors",
-        )
     events = cut_events(sub)
     by_ordinal: dict[int, CutEvent] = {}
     for e in events:

@@ -135,6 +135,30 @@ def extract(estimator: Any, candidate: Candidate) -> Subnet:
     return sub
 
 
+def bn_statistics(
+    collect: dict[str, list[torch.Tensor]], var_floor: float = 0.0
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Mean and variance per BatchNorm key from what `RunContext.bn_collect` gathered (each
+    batch's mean and mean square, averaged over the batches); variances at least `var_floor`."""
+    out = {}
+    for key, rows in collect.items():
+        mean, sq = torch.stack(rows).mean(0)
+        out[key] = (mean, (sq - mean * mean).clamp_min(var_floor))
+    return out
+
+
+def calibrated_subnet(
+    net: Supernet, candidate: Candidate, batches: list[torch.Tensor], var_floor: float = 0.0
+) -> Subnet:
+    """`candidate` of `net` as a `Subnet` in evaluation mode, with the BatchNorm statistics of
+    `batches` (for a supernet without an estimator: profiling, tests)."""
+    collect: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for x in batches:
+            net(x, candidate, RunContext(bn_collect=collect))
+    return Subnet(net, candidate, bn_statistics(collect, var_floor)).eval()
+
+
 def validation_accuracy(model: nn.Module, estimator: Any) -> float:
     """Top-1 accuracy of `model` on the estimator's validation split, the same samples and
     batches `SupernetAccuracy.evaluate` scores (without packet loss)."""

@@ -20,6 +20,7 @@ import torch
 from nasopt.core.evaluation import evaluate
 from nasopt.core.network import build_network
 from nasopt.core.system import System
+from nasopt.deploy._onnx import ort_session, to_onnx
 from nasopt.deploy._parts import Part
 from nasopt.deploy._plan import PartPlan, plan_parts
 from nasopt.deploy._subnet import Subnet
@@ -39,7 +40,6 @@ from nasopt.errors import SpecError
 # agree to ~1e-6; a quantised link can round one level differently where onnxruntime's sums
 # differ from PyTorch's in the last bit, which moves the logits by about one quantisation step.
 TOLERANCE = 1e-3
-OPSET = 18
 _DTYPES = {torch.float32: "float32", torch.uint8: "uint8", torch.int32: "int32"}
 
 
@@ -176,24 +176,10 @@ def _write_files(
         in_names = _onnx_inputs(p, inputs_of[p.device])
         out_names = payload[p.device]
         onnx_path = out_dir / f"{p.device}.onnx"
+        program, onnx_program = to_onnx(part, args, in_names, out_names, free_batch=True)
+        onnx_program.save(str(onnx_path))
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            # torch.export (the tracer of torch.onnx's dynamo exporter) keeps shapes as ints, which
-            # the elastic ops compute with; torch.jit.trace would turn them into tensors
-            batch = torch.export.Dim("batch", min=1)
-            shapes = (tuple({0: batch} for _ in args),)  # forward(*inputs): one entry, the tuple
-            program = torch.export.export(part, args, dynamic_shapes=shapes, strict=False)
-            onnx_program = torch.onnx.export(
-                program,
-                args,
-                input_names=in_names,
-                output_names=out_names,
-                opset_version=OPSET,
-                dynamo=True,
-                verbose=False,
-            )
-            assert onnx_program is not None
-            onnx_program.save(str(onnx_path))
             traced = torch.jit.trace(program.module(), args, check_trace=False)
             frozen = torch.jit.freeze(traced.eval())
             ts_path = out_dir / f"{p.device}.pt"
@@ -233,15 +219,6 @@ def _feeds(p: PartPlan, names: list[str], values: dict[str, Any]) -> list[Any]:
     return [values[n] for n in names]
 
 
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def run_onnx_parts(
     out_dir: Path, plans: list[PartPlan], infos: dict[str, tuple[FileInfo, FileInfo]], sample: torch.Tensor
 ) -> np.ndarray:
@@ -251,7 +228,7 @@ def run_onnx_parts(
     for p in plans:
         if p.device not in infos:
             continue
-        sess = _session(out_dir / infos[p.device][0].path)
+        sess = ort_session(str(out_dir / infos[p.device][0].path))
         names = [i.name for i in sess.get_inputs()]
         feeds = {}
         for n in names:
@@ -272,7 +249,7 @@ def run_torchscript_parts(
     for p in plans:
         if p.device not in infos:
             continue
-        sess = _session(out_dir / infos[p.device][0].path)  # the ONNX file names the part's tensors
+        sess = ort_session(str(out_dir / infos[p.device][0].path))  # the ONNX file names the part's tensors
         in_names = [i.name for i in sess.get_inputs()]
         out_names = [o.name for o in sess.get_outputs()]
         order[p.device] = in_names
@@ -398,7 +375,7 @@ def run_export(out_dir: Path, sample: torch.Tensor) -> np.ndarray:
     for part in manifest.parts:
         if part.onnx is None:
             continue
-        sess = _session(out_dir / part.onnx.path)
+        sess = ort_session(str(out_dir / part.onnx.path))
         feeds = {}
         for i in part.inputs:
             if i.name.startswith("input.view"):

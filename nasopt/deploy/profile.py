@@ -130,14 +130,8 @@ def _profile(
 ) -> ProfileResult:
     from tqdm import tqdm
 
-    from nasopt.deploy.profile_ops import (
-        OpModule,
-        example_input,
-        export_ops,
-        ort_session,
-        time_onnx,
-        time_torch,
-    )
+    from nasopt.deploy._onnx import ort_session
+    from nasopt.deploy.profile_ops import OpModule, example_input, export_ops, time_onnx, time_torch
 
     check_backend(backend)
     if warmup < 0 or repeats < 1:
@@ -190,7 +184,8 @@ def _empty_run_s(warmup: int, repeats: int, threads: int) -> float:
     import onnx
     from onnx import TensorProto, helper
 
-    from nasopt.deploy.profile_ops import ort_session, time_onnx
+    from nasopt.deploy._onnx import ort_session
+    from nasopt.deploy.profile_ops import time_onnx
 
     graph = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["y"])],

@@ -50,20 +50,6 @@ def predicted_s(network: Network, model: ComputeModel) -> float:
     return total
 
 
-def _subnet(net: Any, candidate: Candidate, x: torch.Tensor) -> Any:
-    from nasopt.accuracy.supernet import RunContext
-    from nasopt.deploy._subnet import Subnet
-
-    collect: dict[str, list[torch.Tensor]] = {}
-    with torch.no_grad():
-        net(x, candidate, RunContext(bn_collect=collect))
-    stats = {}
-    for key, rows in collect.items():
-        mean, sq = torch.stack(rows).mean(0)
-        stats[key] = (mean, (sq - mean * mean).clamp_min(1e-3))
-    return Subnet(net, candidate, stats).eval()
-
-
 def _input(spec: SearchSpaceSpec, candidate: Candidate, batch: int, views: int) -> torch.Tensor:
     shape: tuple[int, ...] = (batch, spec.input.channels, spec.input.height, spec.input.width)
     if candidate.fuse_after is not None:
@@ -75,7 +61,8 @@ def measure_subnet(
     sub: Any, x: torch.Tensor, backend: str, warmup: int, repeats: int, threads: int = 1
 ) -> float:
     """Median seconds of one forward pass of `sub` on `x` with `backend`."""
-    from nasopt.deploy.profile_ops import export_onnx, ort_session, time_onnx, time_torch
+    from nasopt.deploy._onnx import ort_session
+    from nasopt.deploy.profile_ops import export_onnx, time_onnx, time_torch
 
     if backend == "torch":
         return time_torch(sub, x, warmup, repeats, threads)
@@ -137,6 +124,7 @@ def _check(
     from tqdm import tqdm
 
     from nasopt.accuracy.supernet import Supernet
+    from nasopt.deploy._subnet import calibrated_subnet
 
     check_backend(backend)
     if candidates < 1 or calibrate < 0:
@@ -157,7 +145,7 @@ def _check(
         for cand in tqdm(cands, desc=label, unit="candidate", disable=not progress):
             network = space.network(cand)
             x = _input(spec, cand, 1, net.views)
-            sub = _subnet(net, cand, _input(spec, cand, 2, net.views))
+            sub = calibrated_subnet(net, cand, [_input(spec, cand, 2, net.views)], var_floor=1e-3)
             t = measure_subnet(sub, x, backend, warmup, repeats, threads)
             pred = {name: predicted_s(network, m) * 1e3 for name, m in models.items()}
             out.append(Measured(cand, network.macs, t * 1e3, pred))
@@ -282,8 +270,9 @@ def _time_export(out_dir: Path, backend: str, warmup: int, repeats: int, threads
 
     import numpy as np
 
+    from nasopt.deploy._onnx import ort_session
     from nasopt.deploy.export import check_export
-    from nasopt.deploy.profile_ops import median_time_s, ort_session, torch_threads
+    from nasopt.deploy.profile_ops import median_time_s, torch_threads
 
     manifest = check_export(out_dir)
     shape = [1 if d == "batch" else int(d) for d in manifest.input.shape]

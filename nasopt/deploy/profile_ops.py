@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,11 +21,11 @@ from torch import nn
 
 from nasopt.accuracy.supernet._ops import ElasticConv, ElasticLinear, ElasticMBConv, RunContext
 from nasopt.core.ops import is_residual
+from nasopt.deploy._onnx import to_onnx
 from nasopt.deploy.profile_keys import KeyedLayer
 from nasopt.errors import SpecError
 
 BACKENDS = ("onnxruntime", "torch")
-OPSET = 18
 
 
 class OpModule(nn.Module):
@@ -147,18 +146,6 @@ def time_torch(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int, th
         return median_time_s(lambda: module(x), warmup, repeats)
 
 
-def ort_session(model: bytes | str, threads: int = 1) -> Any:
-    """An onnxruntime CPU session with `threads` intra-op threads, sequential execution."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-
-
 def time_onnx(session: Any, feeds: dict[str, np.ndarray], warmup: int, repeats: int) -> float:
     """Median seconds of one `session.run` on `feeds`."""
     return median_time_s(lambda: session.run(None, feeds), warmup, repeats)
@@ -167,23 +154,11 @@ def time_onnx(session: Any, feeds: dict[str, np.ndarray], warmup: int, repeats: 
 def export_onnx(
     module: nn.Module, args: tuple[torch.Tensor, ...], in_names: list[str], out_names: list[str]
 ) -> bytes:
-    """`module` as ONNX (opset 18) via torch.export and torch.onnx's dynamo exporter, as
-    `nasopt export` writes its parts; the serialised model."""
+    """`module` as ONNX, as `nasopt export` writes its parts (fixed shapes); the serialised
+    model with its shapes inferred."""
     import onnx
 
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        program = torch.export.export(module, args, strict=False)
-        onnx_program = torch.onnx.export(
-            program,
-            args,
-            input_names=in_names,
-            output_names=out_names,
-            opset_version=OPSET,
-            dynamo=True,
-            verbose=False,
-        )
-    assert onnx_program is not None
+    _, onnx_program = to_onnx(module, args, in_names, out_names)
     proto = onnx_program.model_proto
     return bytes(onnx.shape_inference.infer_shapes(proto).SerializeToString())
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from nasopt.accuracy.supernet import RunContext, Supernet, SupernetAccuracy
 from nasopt.core.candidate import Candidate
-from nasopt.deploy._subnet import Subnet, extract, state_digest
+from nasopt.deploy._subnet import Subnet, bn_statistics, extract, state_digest
 from nasopt.errors import SpecError
 from nasopt.spec import RetrainSpec
 
@@ -122,11 +122,10 @@ def _recalibrate(sub: Subnet, batches: list[torch.Tensor]) -> None:
         for x in batches:
             sub(x, RunContext(bn_collect=collect))
     sub.eval()
-    for key, rows in collect.items():
-        mean, sq = torch.stack(rows).mean(0)
+    for key, (mean, var) in bn_statistics(collect).items():
         name = key.replace(".", "__")
         getattr(sub, f"bn_mean__{name}").copy_(mean)
-        getattr(sub, f"bn_var__{name}").copy_((sq - mean * mean).clamp_min(0))
+        getattr(sub, f"bn_var__{name}").copy_(var)
 
 
 def _score(sub: Subnet, estimator: SupernetAccuracy, loss_rate: float) -> float:

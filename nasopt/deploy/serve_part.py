@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from nasopt.deploy._onnx import ort_session
 from nasopt.deploy.manifest import Manifest, PartInfo, read_manifest
 from nasopt.deploy.serve_pacing import PacedSender
 from nasopt.deploy.serve_protocol import (
@@ -96,15 +97,6 @@ def _die_with_parent() -> None:
         raise SystemExit(1)
 
 
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 class PartServer:
     """The server of one device; `serve()` runs it until the runner stops it or goes away."""
 
@@ -115,7 +107,7 @@ class PartServer:
         self.device = device
         self.session = None
         if self.part.onnx is not None:
-            self.session = _session(verify_file(export_dir, self.part.onnx))
+            self.session = ort_session(str(verify_file(export_dir, self.part.onnx)))
         # who sends to it: its links' sources (a tensor's `source` is the device that computed
         # it, which a relay in between is not), and the runner (None) for the model input
         self.expected: set[str | None] = {link.src for link in self.manifest.links if link.dst == device}
