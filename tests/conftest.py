@@ -1,13 +1,26 @@
-"""Shared fixtures: small inline search spaces and systems built from dicts."""
+"""Shared fixtures: small inline search spaces and systems built from dicts, the fixture files,
+and the calibrated subnets the deployment tests export."""
 
 from __future__ import annotations
 
-from typing import Any
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from nasopt.core.system import System, build_system
 from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, parse_spec
+
+if TYPE_CHECKING:
+    import torch
+
+    from nasopt.accuracy.supernet import Supernet
+    from nasopt.core.candidate import Candidate
+    from nasopt.deploy import Subnet
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+MV_OPS = ("conv3", "k3", "skip", "k3", "conv1", "gap", "classifier")  # a candidate of mv_space.toml
 
 SMALL_SPACE: dict[str, Any] = {
     "name": "small",
@@ -34,6 +47,52 @@ SMALL_SPACE: dict[str, Any] = {
 def space_spec(**overrides: Any) -> SearchSpaceSpec:
     data = {**SMALL_SPACE, **overrides}
     return parse_spec(SearchSpaceSpec, data, "test-space")
+
+
+def neck_space_spec() -> SearchSpaceSpec:
+    """The small space with a bottleneck choice (none or 4 channels) and 8-bit features."""
+    return space_spec(bottleneck={"widths": ["none", 4], "bits": [8]})
+
+
+def fixture_space(name: str, **tables: dict[str, Any]) -> SearchSpaceSpec:
+    """A space of tests/fixtures at 16x16 input; `tables` update its tables (fusion={...})."""
+    data = tomllib.loads((FIXTURES / name).read_text())
+    data["input"] = {**data["input"], "height": 16, "width": 16}
+    for key, table in tables.items():
+        data[key] = {**data.get(key, {}), **table}
+    return parse_spec(SearchSpaceSpec, data, name)
+
+
+def calibrated(net: Supernet, cand: Candidate, x: torch.Tensor) -> Subnet:
+    """The candidate with the BatchNorm statistics of one batch (an untrained supernet's)."""
+    from nasopt.deploy._subnet import calibrated_subnet
+
+    return calibrated_subnet(net, cand, [x])
+
+
+def tree_subnet(
+    merge: str = "concat", cuts: tuple[int, ...] = (2,), bottleneck_width: int = 4
+) -> tuple[Subnet, System]:
+    """A four-view candidate of mv_space.toml fused after layer 2 (`merge`: concat, max or
+    mean; `cuts` (2,): on the sensors, (-1,): all on the aggregator), on the tree with a hub.
+    An untrained residual MBConv's last BatchNorm scale is zero, which silences a View-Pool
+    network: those scales start at one here, so the logits compared are not all zero."""
+    import torch
+
+    from nasopt.accuracy.supernet import Supernet
+    from nasopt.core.candidate import Candidate
+    from nasopt.presets import load_objective
+
+    spec = fixture_space("mv_space.toml", fusion={"merge": merge})
+    system = build_system(load_objective(str(FIXTURES / "tree_hub_obj.toml")))
+    torch.manual_seed(3)
+    net = Supernet(spec)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("bn.weight") and not p.any():
+                p.fill_(1.0)
+    cand = Candidate(MV_OPS, (16, 24, 64), cuts=cuts, bottleneck_width=bottleneck_width, bits=8, fuse_after=2)
+    return calibrated(net, cand, torch.randn(8, 4, 3, 16, 16)), system
 
 
 def chain_system(

@@ -1,17 +1,17 @@
 """Deployment: a candidate extracted from its supernet scores what the supernet scores, and its
 per-device export composes back to the whole model under onnxruntime and TorchScript for chain,
-mesh and multi-view tree placements (with and without bottleneck, 8-bit features)."""
+mesh and multi-view tree placements (with and without bottleneck, 8-bit features), multi-view
+fused by View-Fuse (concat) or View-Pool (max, mean), cut on the sensors or all on the aggregator."""
 
 from __future__ import annotations
 
 import random
-import tomllib
 from pathlib import Path
 
 import pytest
 import torch
 
-from nasopt.accuracy.supernet import RunContext, Supernet, SupernetAccuracy
+from nasopt.accuracy.supernet import Supernet, SupernetAccuracy
 from nasopt.core.candidate import Candidate
 from nasopt.core.system import System, build_system
 from nasopt.deploy import Subnet, extract, load_subnet, save_subnet, validation_accuracy
@@ -20,39 +20,13 @@ from nasopt.deploy.manifest import Manifest, read_manifest
 from nasopt.errors import SpecError
 from nasopt.presets import load_objective
 from nasopt.space import SearchSpace
-from nasopt.spec import SearchSpaceSpec, parse_spec
-from tests.conftest import chain_system, space_spec
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def _spec() -> SearchSpaceSpec:
-    return space_spec(bottleneck={"widths": ["none", 4], "bits": [8]})
-
-
-def _fixture_space(name: str) -> SearchSpaceSpec:
-    data = tomllib.loads((FIXTURES / name).read_text())
-    data["input"] = {**data["input"], "height": 16, "width": 16}
-    return parse_spec(SearchSpaceSpec, data, name)
-
-
-def _calibrated(net: Supernet, cand: Candidate, x: torch.Tensor) -> Subnet:
-    """The candidate with BatchNorm statistics of one batch (an untrained supernet's)."""
-    collect: dict[str, list[torch.Tensor]] = {}
-    with torch.no_grad():
-        net(x, cand, RunContext(bn_collect=collect))
-    stats = {}
-    for key, rows in collect.items():
-        mean, sq = torch.stack(rows).mean(0)
-        stats[key] = (mean, (sq - mean * mean).clamp_min(0))
-    return Subnet(net, cand, stats).eval()
-
+from tests.conftest import FIXTURES, calibrated, chain_system, fixture_space, neck_space_spec, tree_subnet
 
 # ------------------------------------------------------------------ extract
 
 
 def test_extracted_subnet_scores_what_the_supernet_scores(tmp_path: Path) -> None:
-    spec = _spec()
+    spec = neck_space_spec()
     space = SearchSpace(spec, cuts=2)
     options = {
         "estimator": "supernet",
@@ -113,12 +87,13 @@ def _check_composes(manifest: Manifest, out: Path, sub: Subnet, x: torch.Tensor)
     y = torch.from_numpy(run_export(out, x))
     with torch.no_grad():
         ref = sub(x)
+    assert float(ref.abs().max()) > 1e-3  # logits that are not all zero, or the check is empty
     assert torch.allclose(y, ref, atol=1e-3 * max(1.0, float(ref.abs().max())))
 
 
 @pytest.fixture(scope="module")
 def chain_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Subnet, System, Path, Manifest]:
-    spec = _spec()
+    spec = neck_space_spec()
     system = chain_system([1e9, 2e9, 1e10], [1e6, 5e6])
     torch.manual_seed(0)
     net = Supernet(spec)
@@ -128,7 +103,7 @@ def chain_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Subnet, Syst
         cuts=(1, 4),
         bits=8,
     )
-    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    sub = calibrated(net, cand, torch.randn(16, 3, 16, 16))
     out = tmp_path_factory.mktemp("chain")
     return sub, system, out, export_parts(sub, system, out, torch.randn(4, 3, 16, 16))
 
@@ -181,7 +156,7 @@ def test_a_changed_exported_file_is_refused(chain_export: tuple[Subnet, System, 
 def test_bottleneck_at_a_depthwise_tap_with_relay(tmp_path: Path) -> None:
     """Two equal cuts at an MBConv's depthwise tap with a bottleneck: d0 runs the head and the
     Conv-Reduce, d1 relays the 8-bit payload unchanged, d2 recovers and runs the tail."""
-    spec = _spec()
+    spec = neck_space_spec()
     system = chain_system([1e9, 2e9, 1e10], [1e6, 5e6])
     torch.manual_seed(1)
     net = Supernet(spec)
@@ -192,7 +167,7 @@ def test_bottleneck_at_a_depthwise_tap_with_relay(tmp_path: Path) -> None:
         bottleneck_width=4,
         bits=8,
     )
-    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    sub = calibrated(net, cand, torch.randn(16, 3, 16, 16))
     manifest = export_parts(sub, system, tmp_path, torch.randn(4, 3, 16, 16))
     _check_composes(manifest, tmp_path, sub, torch.randn(2, 3, 16, 16))
     assert [p.role for p in manifest.parts] == ["compute", "relay", "compute"]
@@ -204,7 +179,7 @@ def test_bottleneck_at_a_depthwise_tap_with_relay(tmp_path: Path) -> None:
 
 
 def test_export_refuses_to_finish_when_parts_do_not_reproduce_the_model(tmp_path: Path) -> None:
-    spec = _spec()
+    spec = neck_space_spec()
     system = chain_system([1e9, 1e10], [1e6])
     net = Supernet(spec)
     cand = Candidate(
@@ -213,7 +188,7 @@ def test_export_refuses_to_finish_when_parts_do_not_reproduce_the_model(tmp_path
         cuts=(2,),
         bits=8,
     )
-    sub = _calibrated(net, cand, torch.randn(8, 3, 16, 16))
+    sub = calibrated(net, cand, torch.randn(8, 3, 16, 16))
     with pytest.raises(ExportError, match="do not reproduce"):
         export_parts(sub, system, tmp_path, torch.randn(2, 3, 16, 16), tolerance=0.0)
     assert not (tmp_path / "manifest.json").exists()
@@ -222,14 +197,14 @@ def test_export_refuses_to_finish_when_parts_do_not_reproduce_the_model(tmp_path
 def test_mesh_export_composes(tmp_path: Path) -> None:
     """ue -> sbs (root) -> three branch devices -> cloud: the root sends the stage input to
     every branch, the cloud merges the branch outputs."""
-    spec = _fixture_space("mesh_space.toml")
+    spec = fixture_space("mesh_space.toml")
     system = build_system(load_objective(str(FIXTURES / "mesh_obj.toml")))
     torch.manual_seed(2)
     net = Supernet(spec)
     space = SearchSpace(spec, system)
     cand = space.sample(random.Random(4))
     cand = Candidate(cand.ops, cand.widths, cuts=(1,), bits=8)
-    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    sub = calibrated(net, cand, torch.randn(16, 3, 16, 16))
     manifest = export_parts(sub, system, tmp_path, torch.randn(4, 3, 16, 16))
     _check_composes(manifest, tmp_path, sub, torch.randn(2, 3, 16, 16))
     assert manifest.execution_order == ["ue", "sbs", "mbs0", "mbs1", "mbs2", "cloud"]
@@ -244,13 +219,7 @@ def test_mesh_export_composes(tmp_path: Path) -> None:
 def test_multiview_tree_export_with_hub_composes(tmp_path: Path) -> None:
     """Four cameras each run the per-view head on their own view and send 8-bit reduced
     features; the hub forwards all four; the root fuses the views and runs the tail."""
-    spec = _fixture_space("mv_space.toml")
-    system = build_system(load_objective(str(FIXTURES / "tree_hub_obj.toml")))
-    torch.manual_seed(3)
-    net = Supernet(spec)
-    ops = ("conv3", "k3", "skip", "k3", "conv1", "gap", "classifier")
-    cand = Candidate(ops, (16, 24, 64), cuts=(2,), bottleneck_width=4, bits=8, fuse_after=2)
-    sub = _calibrated(net, cand, torch.randn(8, 4, 3, 16, 16))
+    sub, system = tree_subnet()
     manifest = export_parts(sub, system, tmp_path, torch.randn(3, 4, 3, 16, 16))
     _check_composes(manifest, tmp_path, sub, torch.randn(2, 4, 3, 16, 16))
     assert manifest.execution_order == ["cam0", "cam1", "cam2", "cam3", "hub", "root"]
@@ -261,3 +230,40 @@ def test_multiview_tree_export_with_hub_composes(tmp_path: Path) -> None:
     assert hub_root.bytes_per_sample == hub_root.predicted_bytes + 4 * 8.0
     for link in manifest.links[:4]:
         assert link.bytes_per_sample == link.predicted_bytes + 8.0
+
+
+@pytest.mark.parametrize(("merge", "bottleneck_width"), [("max", 4), ("max", 0), ("mean", 4), ("mean", 0)])
+def test_view_pool_tree_export_composes(merge: str, bottleneck_width: int, tmp_path: Path) -> None:
+    """View-Pool: the root takes the views' element-wise max or mean (reduced or not) where
+    View-Fuse would concatenate them; the sensors' payloads are the same 8-bit features."""
+    sub, system = tree_subnet(merge, (2,), bottleneck_width)
+    manifest = export_parts(sub, system, tmp_path, torch.randn(3, 4, 3, 16, 16))
+    _check_composes(manifest, tmp_path, sub, torch.randn(2, 4, 3, 16, 16))
+    channels = bottleneck_width or 24
+    assert [p.outputs[0].shape for p in manifest.parts[:4]] == [["batch", channels, 8, 8]] * 4
+    for link in manifest.links[:4]:
+        assert link.bits == 8 and link.bytes_per_sample == link.predicted_bytes + 8.0
+    # the pooled views differ from the concatenated ones: the merge is really exported
+    concat, _ = tree_subnet("concat", (2,), bottleneck_width)
+    x = torch.randn(2, 4, 3, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(concat(x), sub(x))
+
+
+@pytest.mark.parametrize(("merge", "bottleneck_width"), [("concat", 0), ("max", 4)])
+def test_all_on_aggregator_export_composes(merge: str, bottleneck_width: int, tmp_path: Path) -> None:
+    """Every camera sends its raw view (float32); the hub relays them; the root runs the per-view
+    trunks on all four, the Conv-Reduce if there is one, fuses and runs the tail. The raw views
+    are 32 bits on the wire where the cost model counts the input at `input_bits` (8)."""
+    sub, system = tree_subnet(merge, (-1,), bottleneck_width)
+    manifest = export_parts(sub, system, tmp_path, torch.randn(3, 4, 3, 16, 16))
+    _check_composes(manifest, tmp_path, sub, torch.randn(2, 4, 3, 16, 16))
+    assert [p.role for p in manifest.parts] == ["compute"] * 4 + ["relay", "compute"]
+    assert all(p.layers == [] for p in manifest.parts[:4])  # the cameras only send
+    assert [p.outputs[0].shape for p in manifest.parts[:4]] == [["batch", 3, 16, 16]] * 4
+    assert sub.spec.input_bits == 8
+    views = [f"cam{v}.feature" for v in range(4)]
+    assert [link.tensors for link in manifest.links] == [[v] for v in views] + [views]
+    for link in manifest.links:
+        assert link.bits == 32 and link.bytes_per_sample == 4 * link.predicted_bytes
+    assert manifest.links[-1].bytes_per_sample == 4 * 3 * 16 * 16 * 4.0

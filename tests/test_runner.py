@@ -2,9 +2,9 @@
 
 The bytes each link carries equal the manifest's, the composed logits equal the whole model's
 within the export tolerance (an 8-bit chain, a 4-bit chain whose levels travel packed two to a
-byte, a multi-view tree with a relaying hub), a changed part
-file is refused, the rate limiter holds a transfer to the set bandwidth, and no part process
-outlives a failed, interrupted or killed runner."""
+byte, a multi-view tree with a relaying hub, the same tree all on the aggregator with View-Pool),
+a changed part file is refused, the rate limiter holds a transfer to the set bandwidth, and no
+part process outlives a failed, interrupted or killed runner."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import pytest
 import torch
 
 from nasopt.core.candidate import Candidate
-from nasopt.core.system import build_system
 from nasopt.deploy.export import export_parts
 from nasopt.deploy.manifest import Manifest
 from nasopt.deploy.runner import LinkPace, SplitRunner, link_paces, run_split
@@ -39,10 +38,8 @@ from nasopt.deploy.serve_protocol import (
     recv_frame,
     unpack_levels,
 )
-from nasopt.presets import load_objective
-from tests.conftest import chain_system, space_spec
+from tests.conftest import calibrated, chain_system, neck_space_spec, space_spec, tree_subnet
 from tests.services import cli_env, nasopt
-from tests.test_deploy import FIXTURES, _calibrated, _fixture_space, _spec
 
 Export = tuple[torch.nn.Module, Path, Manifest]
 
@@ -53,14 +50,14 @@ def chain_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
     torch.manual_seed(0)
     from nasopt.accuracy.supernet import Supernet
 
-    net = Supernet(_spec())
+    net = Supernet(neck_space_spec())
     cand = Candidate(
         ops=("conv3", "k3", "k5", "k3", "conv1", "gap", "classifier"),
         widths=(8, 16, 24, 32),
         cuts=(1, 4),
         bits=8,
     )
-    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    sub = calibrated(net, cand, torch.randn(16, 3, 16, 16))
     out = tmp_path_factory.mktemp("chain")
     return sub, out, export_parts(sub, system, out, torch.randn(2, 3, 16, 16))
 
@@ -74,7 +71,7 @@ def bits4_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
     net = Supernet(space_spec(bottleneck={"widths": ["none", 4], "bits": [4]}))
     ops = ("conv3", "k3", "k5", "k3", "conv1", "gap", "classifier")
     cand = Candidate(ops=ops, widths=(8, 16, 24, 32), cuts=(2,), bits=4)
-    sub = _calibrated(net, cand, torch.randn(16, 3, 16, 16))
+    sub = calibrated(net, cand, torch.randn(16, 3, 16, 16))
     out = tmp_path_factory.mktemp("bits4")
     return sub, out, export_parts(sub, chain_system([1e9, 1e10], [1e6]), out, torch.randn(2, 3, 16, 16))
 
@@ -82,16 +79,16 @@ def bits4_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
 @pytest.fixture(scope="module")
 def tree_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
     """Four cameras, a hub that relays, a root that fuses: 12 tensors on the hub's link."""
-    from nasopt.accuracy.supernet import Supernet
-
-    spec = _fixture_space("mv_space.toml")
-    system = build_system(load_objective(str(FIXTURES / "tree_hub_obj.toml")))
-    torch.manual_seed(3)
-    net = Supernet(spec)
-    ops = ("conv3", "k3", "skip", "k3", "conv1", "gap", "classifier")
-    cand = Candidate(ops, (16, 24, 64), cuts=(2,), bottleneck_width=4, bits=8, fuse_after=2)
-    sub = _calibrated(net, cand, torch.randn(8, 4, 3, 16, 16))
+    sub, system = tree_subnet()
     out = tmp_path_factory.mktemp("tree")
+    return sub, out, export_parts(sub, system, out, torch.randn(2, 4, 3, 16, 16))
+
+
+@pytest.fixture(scope="module")
+def aggregator_export(tmp_path_factory: pytest.TempPathFactory) -> Export:
+    """All on the aggregator, View-Pool mean with a bottleneck: raw float32 views on every link."""
+    sub, system = tree_subnet("mean", (-1,), 4)
+    out = tmp_path_factory.mktemp("aggregator")
     return sub, out, export_parts(sub, system, out, torch.randn(2, 4, 3, 16, 16))
 
 
@@ -99,13 +96,15 @@ def _tolerance(ref: torch.Tensor) -> float:
     return 1e-3 * max(1.0, float(ref.abs().max()))  # the export's TOLERANCE rule
 
 
-@pytest.mark.parametrize("which", ["chain_export", "bits4_export", "tree_export"])
+@pytest.mark.parametrize("which", ["chain_export", "bits4_export", "tree_export", "aggregator_export"])
 def test_loopback_split_sends_the_manifests_bytes_and_reproduces_the_model(
     which: str, request: pytest.FixtureRequest
 ) -> None:
     sub, out, manifest = request.getfixturevalue(which)
     if which == "bits4_export":
         assert manifest.links[0].bits == 4 and manifest.parts[0].outputs[0].dtype == "uint8"
+    if which == "aggregator_export":
+        assert all(link.bits == 32 for link in manifest.links)
     x = np.random.default_rng(1).standard_normal((3, *manifest.input.shape[1:])).astype(np.float32)
     with torch.no_grad():
         ref = sub(torch.from_numpy(x))
