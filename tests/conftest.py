@@ -15,7 +15,7 @@ from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, parse_spec
 if TYPE_CHECKING:
     import torch
 
-    from nasopt.accuracy.supernet import Supernet
+    from nasopt.accuracy.supernet import Supernet, SupernetAccuracy
     from nasopt.core.candidate import Candidate
     from nasopt.deploy import Subnet
 
@@ -61,6 +61,24 @@ def fixture_space(name: str, **tables: dict[str, Any]) -> SearchSpaceSpec:
     for key, table in tables.items():
         data[key] = {**data.get(key, {}), **table}
     return parse_spec(SearchSpaceSpec, data, name)
+
+
+def trained_estimator(spec: SearchSpaceSpec, cuts: int, checkpoint_dir: Path) -> SupernetAccuracy:
+    """A supernet estimator of `spec` trained for one quick epoch on 320 samples."""
+    from nasopt.accuracy.supernet import SupernetAccuracy
+    from nasopt.space import SearchSpace
+
+    options = {
+        "estimator": "supernet",
+        "limit": 320,
+        "epochs": 1,
+        "batch_size": 32,
+        "checkpoint_dir": str(checkpoint_dir),
+        "val_samples": 64,
+    }
+    est = SupernetAccuracy(SearchSpace(spec, cuts=cuts), options)
+    est.ensure_trained(progress=False)
+    return est
 
 
 def calibrated(net: Supernet, cand: Candidate, x: torch.Tensor) -> Subnet:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasopt.accuracy.supernet import Supernet, SupernetAccuracy
+from nasopt.accuracy.supernet import Supernet
 from nasopt.core.candidate import Candidate
 from nasopt.core.system import System, build_system
 from nasopt.deploy import Subnet, extract, load_subnet, save_subnet, validation_accuracy
@@ -20,24 +20,22 @@ from nasopt.deploy.manifest import Manifest, read_manifest
 from nasopt.errors import SpecError
 from nasopt.presets import load_objective
 from nasopt.space import SearchSpace
-from tests.conftest import FIXTURES, calibrated, chain_system, fixture_space, neck_space_spec, tree_subnet
+from tests.conftest import (
+    FIXTURES,
+    calibrated,
+    chain_system,
+    fixture_space,
+    neck_space_spec,
+    trained_estimator,
+    tree_subnet,
+)
 
 # ------------------------------------------------------------------ extract
 
 
 def test_extracted_subnet_scores_what_the_supernet_scores(tmp_path: Path) -> None:
-    spec = neck_space_spec()
-    space = SearchSpace(spec, cuts=2)
-    options = {
-        "estimator": "supernet",
-        "limit": 320,
-        "epochs": 1,
-        "batch_size": 32,
-        "checkpoint_dir": str(tmp_path / "ck"),
-        "val_samples": 64,
-    }
-    est = SupernetAccuracy(space, options)
-    est.ensure_trained(progress=False)
+    est = trained_estimator(neck_space_spec(), 2, tmp_path / "ck")
+    space = est.space
     net = est._loaded()
     supernet_params = {p.untyped_storage().data_ptr() for p in net.parameters()}
     rng = random.Random(3)

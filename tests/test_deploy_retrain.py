@@ -14,24 +14,12 @@ import torch
 from nasopt.accuracy.supernet import SupernetAccuracy
 from nasopt.deploy.retrain import retrain
 from nasopt.errors import SpecError
-from nasopt.space import SearchSpace
 from nasopt.spec import RetrainSpec, StudySpec
-from tests.conftest import space_spec
+from tests.conftest import space_spec, trained_estimator
 
 
 def _estimator(tmp_path: Path) -> SupernetAccuracy:
-    space = SearchSpace(space_spec(), cuts=1)
-    options = {
-        "estimator": "supernet",
-        "limit": 320,
-        "epochs": 1,
-        "batch_size": 32,
-        "checkpoint_dir": str(tmp_path / "ck"),
-        "val_samples": 64,
-    }
-    est = SupernetAccuracy(space, options)
-    est.ensure_trained(progress=False)
-    return est
+    return trained_estimator(space_spec(), 1, tmp_path / "ck")
 
 
 def test_interrupted_retrain_resumes_to_the_same_result(tmp_path: Path) -> None:

@@ -159,21 +159,22 @@ def calibrated_subnet(
     return Subnet(net, candidate, bn_statistics(collect, var_floor)).eval()
 
 
-def validation_accuracy(model: nn.Module, estimator: Any) -> float:
-    """Top-1 accuracy of `model` on the estimator's validation split, the same samples and
-    batches `SupernetAccuracy.evaluate` scores (without packet loss)."""
+def validation_accuracy(sub: Subnet, estimator: Any, loss_rate: float = 0.0) -> float:
+    """Top-1 accuracy of `sub` on the estimator's validation split, the same samples and
+    batches `SupernetAccuracy.evaluate` scores, with the same seeded packet loss at `loss_rate`."""
     config = estimator.config
     data = estimator.data
     n = config.val_samples or len(data.val_y)
     correct = seen = 0
     gen = torch.Generator().manual_seed(config.seed + 29)
-    model.eval()
+    sub.eval()
     with torch.no_grad():
         for x, y in data.batches(config.eval_batch_size, gen, train=False):
             if seen >= n:
                 break
             x, y = x[: n - seen], y[: n - seen]
-            correct += int((model(x).argmax(1) == y).sum())
+            ctx = RunContext(loss_rate=loss_rate, generator=gen, bn_fixed=sub.bn_fixed())
+            correct += int((sub(x, ctx).argmax(1) == y).sum())
             seen += len(y)
     return correct / max(seen, 1)
 

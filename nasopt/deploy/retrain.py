@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from nasopt.accuracy.supernet import RunContext, Supernet, SupernetAccuracy
 from nasopt.core.candidate import Candidate
-from nasopt.deploy._subnet import Subnet, bn_statistics, extract, state_digest
+from nasopt.deploy._subnet import Subnet, bn_statistics, extract, state_digest, validation_accuracy
 from nasopt.errors import SpecError
 from nasopt.spec import RetrainSpec
 
@@ -126,25 +126,6 @@ def _recalibrate(sub: Subnet, batches: list[torch.Tensor]) -> None:
         name = key.replace(".", "__")
         getattr(sub, f"bn_mean__{name}").copy_(mean)
         getattr(sub, f"bn_var__{name}").copy_(var)
-
-
-def _score(sub: Subnet, estimator: SupernetAccuracy, loss_rate: float) -> float:
-    """Top-1 on the supernet score's validation samples, with the same seeded packet loss."""
-    config = estimator.config
-    data = estimator.data
-    gen = torch.Generator().manual_seed(config.seed + 29)
-    n = config.val_samples or len(data.val_y)
-    correct = seen = 0
-    sub.eval()
-    with torch.no_grad():
-        for x, y in data.batches(config.eval_batch_size, gen, train=False):
-            if seen >= n:
-                break
-            x, y = x[: n - seen], y[: n - seen]
-            ctx = RunContext(loss_rate=loss_rate, generator=gen, bn_fixed=sub.bn_fixed())
-            correct += int((sub(x, ctx).argmax(1) == y).sum())
-            seen += len(y)
-    return correct / max(seen, 1)
 
 
 def retrain(
@@ -269,7 +250,7 @@ def retrain(
         _save(partial, resumable())
     calib = torch.Generator().manual_seed(config.seed + 17)
     _recalibrate(sub, [x for x, _ in data.batches(config.batch_size, calib)[: config.calibration_batches]])
-    acc = _score(sub, estimator, rate)
+    acc = validation_accuracy(sub, estimator, rate)
     _save(path, snapshot({"accuracy": acc, "complete": True}))
     partial.unlink(missing_ok=True)
     seconds = elapsed + time.perf_counter() - t0
