@@ -191,15 +191,15 @@ def test_exported_parts_are_timed(tmp_path: Path, capsys: pytest.CaptureFixture)
 
     from nasopt.accuracy.supernet import Supernet
     from nasopt.deploy.export import export_parts
-    from nasopt.deploy.profile_check import _subnet, time_export
-    from tests.conftest import chain_system
+    from nasopt.deploy.profile_check import time_export
+    from tests.conftest import calibrated, chain_system
 
     spec = load_space(str(_write(tmp_path, TINY)))
     system = chain_system([1e9, 1e9], [1e6])
     space = SearchSpace(spec, system)
     cand = space.largest()
     torch.manual_seed(0)
-    sub = _subnet(Supernet(spec), cand, torch.randn(2, 3, 8, 8))
+    sub = calibrated(Supernet(spec), cand, torch.randn(2, 3, 8, 8))
     out = tmp_path / "export"
     export_parts(sub, system, out, torch.randn(2, 3, 8, 8))
     doc = time_export(out, **FAST)

@@ -32,6 +32,7 @@ from nasopt.deploy.manifest import (
     PartInfo,
     TensorInfo,
     Verification,
+    input_value,
     read_manifest,
 )
 from nasopt.errors import SpecError
@@ -213,12 +214,6 @@ def _verify(
     )
 
 
-def _feeds(p: PartPlan, names: list[str], values: dict[str, Any]) -> list[Any]:
-    if names == ["input"] and p.view is not None:
-        return [values["input"][:, p.view]]
-    return [values[n] for n in names]
-
-
 def run_onnx_parts(
     out_dir: Path, plans: list[PartPlan], infos: dict[str, tuple[FileInfo, FileInfo]], sample: torch.Tensor
 ) -> np.ndarray:
@@ -230,13 +225,7 @@ def run_onnx_parts(
             continue
         sess = ort_session(str(out_dir / infos[p.device][0].path))
         names = [i.name for i in sess.get_inputs()]
-        feeds = {}
-        for n in names:
-            if n.startswith("input.view"):
-                feeds[n] = values["input"][:, int(n.removeprefix("input.view"))]
-            else:
-                feeds[n] = values[n]
-        outs = sess.run(None, feeds)
+        outs = sess.run(None, {n: input_value(n, values) for n in names})
         values.update(zip([o.name for o in sess.get_outputs()], outs, strict=True))
     return np.asarray(values["logits"])
 
@@ -256,10 +245,7 @@ def run_torchscript_parts(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is asked for, deprecated or not
             module = torch.jit.load(str(out_dir / infos[p.device][1].path))
-        args = [
-            values["input"][:, int(n.removeprefix("input.view"))] if n.startswith("input.view") else values[n]
-            for n in in_names
-        ]
+        args = [input_value(n, values) for n in in_names]
         with torch.no_grad():
             outs = module(*args)
         values.update(zip(out_names, outs, strict=True))
@@ -376,13 +362,7 @@ def run_export(out_dir: Path, sample: torch.Tensor) -> np.ndarray:
         if part.onnx is None:
             continue
         sess = ort_session(str(out_dir / part.onnx.path))
-        feeds = {}
-        for i in part.inputs:
-            if i.name.startswith("input.view"):
-                feeds[i.name] = values["input"][:, int(i.name.removeprefix("input.view"))]
-            else:
-                feeds[i.name] = values[i.name]
-        outs = sess.run(None, feeds)
+        outs = sess.run(None, {i.name: input_value(i.name, values) for i in part.inputs})
         values.update(zip([o.name for o in part.outputs], outs, strict=True))
     return np.asarray(values["logits"])
 

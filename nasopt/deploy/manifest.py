@@ -5,8 +5,9 @@ is its JSON Schema and `read_manifest` validates a file against it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -97,3 +98,11 @@ def read_manifest(path: Path) -> Manifest:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise SpecError(f"bad manifest: {err['msg']}", file=str(path), field=where) from None
+
+
+def input_value(name: str, values: Mapping[str, Any]) -> Any:
+    """The value of a part's input tensor `name` among `values` by name: `input.viewV` is view
+    V (axis 1) of the model input `input`, what a multi-view leaf receives."""
+    if name.startswith("input.view"):
+        return values["input"][:, int(name.removeprefix("input.view"))]
+    return values[name]

@@ -272,6 +272,7 @@ def _time_export(out_dir: Path, backend: str, warmup: int, repeats: int, threads
 
     from nasopt.deploy._onnx import ort_session
     from nasopt.deploy.export import check_export
+    from nasopt.deploy.manifest import input_value
     from nasopt.deploy.profile_ops import median_time_s, torch_threads
 
     manifest = check_export(out_dir)
@@ -285,12 +286,7 @@ def _time_export(out_dir: Path, backend: str, warmup: int, repeats: int, threads
             continue
         sess = ort_session(str(out_dir / part.onnx.path), threads)
         names = [i.name for i in part.inputs]
-        feeds = {
-            n: values["input"][:, int(n.removeprefix("input.view"))]
-            if n.startswith("input.view")
-            else values[n]
-            for n in names
-        }
+        feeds = {n: input_value(n, values) for n in names}
         outs = sess.run(None, feeds)
         values.update(zip([o.name for o in part.outputs], outs, strict=True))
         if backend == "onnxruntime":

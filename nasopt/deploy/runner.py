@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from nasopt.deploy.manifest import Manifest, read_manifest
+from nasopt.deploy.manifest import Manifest, input_value, read_manifest
 from nasopt.deploy.serve_part import PARENT_ENV, runner_inputs
 from nasopt.deploy.serve_protocol import (
     RunSplitError,
@@ -102,12 +102,6 @@ class _Server:
             lines = [line.strip() for line in self.stderr.read().splitlines() if line.strip()]
             return lines[-1] if lines else ""
         return ""
-
-
-def _model_input(name: str, x: np.ndarray) -> np.ndarray:
-    if name.startswith("input.view"):
-        return np.ascontiguousarray(x[:, int(name.removeprefix("input.view"))])
-    return x
 
 
 @dataclass
@@ -284,7 +278,7 @@ class SplitRunner:
             names = runner_inputs(self.manifest, part)
             if not names:
                 continue
-            values = {name: _model_input(name, x) for name in names}
+            values = {name: np.ascontiguousarray(input_value(name, {"input": x})) for name in names}
             specs, pieces = encode_tensors(values, names, 32)
             control = self.servers[device].control
             assert control is not None
