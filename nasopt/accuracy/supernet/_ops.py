@@ -85,17 +85,16 @@ class ElasticBN(nn.Module):
 
 def _synced_batch_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Training BatchNorm over the global batch of a distributed run: per-channel sums of
-    values and squares and the row count all-reduced (differentiably) across ranks."""
-    from nasopt.accuracy.supernet._dist import sync_sums
+    values and squares all-reduced (differentiably) across ranks, whose rows are equally many."""
+    from nasopt.accuracy.supernet._dist import sync_sums, world_size
 
     c = x.shape[1]
-    count = x.new_full((1,), float(x.numel() // c))
-    sums = sync_sums(torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), count]))
-    n = sums[-1]
+    n = x.numel() // c * world_size()
+    if n <= 1:  # one value per channel: nothing to normalise over
+        return F.batch_norm(x, torch.zeros_like(w), torch.ones_like(w), w, b, False, 0.0, _EPS)
+    sums = sync_sums(torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))]))
     mean = sums[:c] / n
-    var = (sums[c : 2 * c] / n - mean * mean).clamp_min(0)
-    if float(n) <= 1:  # one value per channel: nothing to normalise over
-        mean, var = torch.zeros_like(mean), torch.ones_like(var)
+    var = (sums[c:] / n - mean * mean).clamp_min(0)
     scale = w * torch.rsqrt(var + _EPS)
     return x * scale[None, :, None, None] + (b - mean * scale)[None, :, None, None]
 
