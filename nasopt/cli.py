@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,6 +82,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study preset name or path (its [accuracy] estimator = 'supernet')")
     p.add_argument("--retrain", action="store_true", help="discard any cached or partial checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="train data-parallel in N local processes (N divides accuracy.batch_size, the global "
+        "batch); see docs/training.md, also for torchrun",
+    )
 
     p = sub.add_parser("worker", help="join an existing study knowing only its name and storage")
     p.add_argument("--study-name", required=True, help="name of the study to join")
@@ -812,7 +820,9 @@ def _prepare_accuracy(resolved: ResolvedStudy, progress: bool, retrain: bool = F
             "changed); run the same command again: training resumes from its last checkpoint "
             f"(written every {_checkpoint_every(r)} steps and after each epoch)"
         ) from None
-    if result is not None:
+    from nasopt.accuracy.supernet import _dist
+
+    if result is not None and _dist.is_main():
         what = "trained" if result.trained else "reusing"
         print(f"supernet: {what} {result.path} ({result.seconds:.0f} s of training)", file=sys.stderr)
 
@@ -825,7 +835,28 @@ def _train_supernet(args: argparse.Namespace) -> int:
         raise SpecError(
             "this study does not use the supernet estimator", field="accuracy.estimator", allowed="supernet"
         )
-    _prepare_accuracy(resolved, not args.no_progress, args.retrain)
+    from nasopt.accuracy.supernet import _dist
+
+    batch = resolved.study.accuracy.batch_size
+    ranks = os.environ.get("WORLD_SIZE", "").strip()
+    if args.nproc is not None:
+        _dist.check_world(batch, args.nproc, "--nproc")
+        if ranks and int(ranks) != args.nproc:
+            raise SpecError(
+                f"--nproc {args.nproc} differs from WORLD_SIZE={ranks} (set by torchrun); drop --nproc",
+                field="--nproc",
+            )
+        if not ranks and args.nproc > 1:
+            from nasopt.accuracy.supernet._launch import launch
+
+            forwarded = ["train-supernet", args.study]
+            forwarded += ["--retrain"] * args.retrain + ["--no-progress"] * args.no_progress
+            return launch(args.nproc, forwarded)
+    try:
+        _dist.init_from_env()
+        _prepare_accuracy(resolved, not args.no_progress, args.retrain)
+    finally:
+        _dist.shutdown()
     return 0
 
 

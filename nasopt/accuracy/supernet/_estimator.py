@@ -19,6 +19,7 @@ from typing import IO
 import torch
 
 from nasopt.accuracy.data import Dataset, load_dataset
+from nasopt.accuracy.supernet import _dist
 from nasopt.accuracy.supernet._config import SupernetConfig, content_hash
 from nasopt.accuracy.supernet._net import Supernet
 from nasopt.accuracy.supernet._ops import RunContext
@@ -144,13 +145,15 @@ class SupernetAccuracy:
     def ensure_trained(self, *, progress: bool = True, retrain: bool = False) -> TrainResult:
         """Train the supernet unless a valid checkpoint exists (a broken one is an error)."""
         net = self.build()
-        if retrain:
+        main = _dist.is_main()  # distributed: rank 0 decides, deletes and holds the lock
+        if retrain and main:
             self.path.unlink(missing_ok=True)
             self.path.with_name(self.path.name.replace(".pt", ".partial.pt")).unlink(missing_ok=True)
-        if self.path.is_file():
+        if _dist.agree(self.path.is_file()):
             return self._reuse(net)
-        with training_lock(self.path):  # concurrent runs: one trains, the others wait and reuse
-            if self.path.is_file():
+        # concurrent runs: one trains, the others wait and reuse
+        with training_lock(self.path) if main else contextlib.nullcontext():
+            if _dist.agree(self.path.is_file()):
                 return self._reuse(net)
             result = train_supernet(
                 net, self.space, self.data, self.config, self.path, self.hash, progress=progress

@@ -249,7 +249,7 @@ class Supernet(nn.Module):
             if cut.point >= 0:
                 h = quantise(h, candidate.bits)
             for _ in range(cut.copies):
-                h = packet_loss(h, ctx.loss_rate, ctx.generator)
+                h = packet_loss(h, ctx.loss_rate, ctx.generator, ctx.shard)
             if ctx.keep_sent:
                 ctx.sent.append(h)
             if neck is not None and neck.recover is not None:
@@ -261,7 +261,7 @@ class Supernet(nn.Module):
             the feature, never reduced."""
             h = quantise(h, candidate.bits)
             for _ in range(cut.copies):
-                h = packet_loss(h, ctx.loss_rate, ctx.generator)
+                h = packet_loss(h, ctx.loss_rate, ctx.generator, ctx.shard)
             if ctx.keep_sent:
                 ctx.sent.append(h)
             return h

@@ -33,6 +33,9 @@ class RunContext:
     `bn_collect`: gather per-BN batch statistics (BatchNorm recalibration); `bn_fixed`: normalise
     with these statistics (evaluation); neither: batch statistics (training). `macs` accumulates
     multiply-accumulates over all rows of the batch; divide by the batch size for per-sample MACs.
+    `sync_bn`: training batch statistics are summed over the ranks of a distributed run;
+    `shard`: (this rank, ranks) when the batch is this rank's rows of a global batch, so random
+    packet loss draws the global batch's mask and keeps these rows (same result as one process).
     """
 
     loss_rate: float = 0.0
@@ -43,6 +46,8 @@ class RunContext:
     sent: list[torch.Tensor] = field(default_factory=list)  # features after quantisation and loss
     keep_sent: bool = False
     used: dict[int, tuple[nn.Parameter, torch.Tensor]] | None = None  # param id -> (param, slice)
+    sync_bn: bool = False
+    shard: tuple[int, int] | None = None
 
     def use(self, param: nn.Parameter, view: torch.Tensor) -> torch.Tensor:
         if self.used is not None:
@@ -71,9 +76,27 @@ class ElasticBN(nn.Module):
                 mean = x.mean(dim=(0, 2, 3))
                 sq = (x * x).mean(dim=(0, 2, 3))
             ctx.bn_collect.setdefault(self.key, []).append(torch.stack([mean, sq]))
+        if ctx.sync_bn:
+            return _synced_batch_norm(x, w, b)
         if x.numel() == c:  # one value per channel (a single 1x1 sample): nothing to normalise over
             return F.batch_norm(x, torch.zeros_like(w), torch.ones_like(w), w, b, False, 0.0, _EPS)
         return F.batch_norm(x, None, None, w, b, True, 0.0, _EPS)
+
+
+def _synced_batch_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Training BatchNorm over the global batch of a distributed run: per-channel sums of
+    values and squares all-reduced (differentiably) across ranks, whose rows are equally many."""
+    from nasopt.accuracy.supernet._dist import sync_sums, world_size
+
+    c = x.shape[1]
+    n = x.numel() // c * world_size()
+    if n <= 1:  # one value per channel: nothing to normalise over
+        return F.batch_norm(x, torch.zeros_like(w), torch.ones_like(w), w, b, False, 0.0, _EPS)
+    sums = sync_sums(torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))]))
+    mean = sums[:c] / n
+    var = (sums[c:] / n - mean * mean).clamp_min(0)
+    scale = w * torch.rsqrt(var + _EPS)
+    return x * scale[None, :, None, None] + (b - mean * scale)[None, :, None, None]
 
 
 class ElasticConv(nn.Module):
@@ -305,10 +328,22 @@ def quantise(x: torch.Tensor, bits: int) -> torch.Tensor:
     return x + (q - x).detach()
 
 
-def packet_loss(x: torch.Tensor, rate: float, generator: torch.Generator | None) -> torch.Tensor:
+def packet_loss(
+    x: torch.Tensor,
+    rate: float,
+    generator: torch.Generator | None,
+    shard: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """NASC's packet-loss dropout: each sent element is lost (zeroed) with probability `rate`;
-    the receiver rescales the rest by 1 / (1 - rate), as dropout does."""
+    the receiver rescales the rest by 1 / (1 - rate), as dropout does. `shard` = (i, n): `x` is
+    the i-th of n equal row blocks of a global batch; the mask is drawn for the global batch."""
     if rate <= 0.0:
         return x
-    keep = torch.rand(x.shape, generator=generator, device=x.device) >= rate
+    if shard is None or shard[1] == 1:
+        keep = torch.rand(x.shape, generator=generator, device=x.device) >= rate
+    else:
+        i, n = shard
+        rows = x.shape[0]
+        full = torch.rand((rows * n, *x.shape[1:]), generator=generator, device=x.device)
+        keep = full[i * rows : (i + 1) * rows] >= rate
     return x * keep / (1.0 - rate)

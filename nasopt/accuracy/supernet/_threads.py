@@ -9,12 +9,14 @@ With one thread per *free* core there is no such wait.
 
 So nasopt uses the cores this process may run on, divided between `nasopt run --workers N`'s
 local workers, and less the cores other processes keep busy (the 1-minute load average minus
-this process's own threads), re-checked at every epoch. `OMP_NUM_THREADS` (or
-`NASOPT_THREADS`) set by the user always wins.
+this process's own threads), re-checked at every epoch. A distributed run's local ranks
+(`LOCAL_WORLD_SIZE`, set by torchrun and `nasopt train-supernet --nproc`) count as workers.
+`OMP_NUM_THREADS` (or `NASOPT_THREADS`) set by the user always wins.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -62,6 +64,13 @@ def configured_threads() -> int | None:
     return None
 
 
+def local_workers() -> int:
+    """Processes on this machine that share its cores: `nasopt run --workers N`'s workers times
+    a distributed run's local ranks."""
+    counts = [os.environ.get(v, "").strip() for v in ("NASOPT_LOCAL_WORKERS", "LOCAL_WORLD_SIZE")]
+    return max(1, math.prod(int(c) for c in counts if c.isdigit() and int(c) > 0))
+
+
 def use_free_cores(*, running: bool = False) -> int:
     """Set PyTorch's intra-op threads (see the module docstring) and return the count.
     `running`: this process is already computing with its current threads, so they count in
@@ -70,7 +79,7 @@ def use_free_cores(*, running: bool = False) -> int:
     if fixed is not None:
         n = fixed
     else:
-        workers = int(os.environ.get("NASOPT_LOCAL_WORKERS", "1") or 1)
+        workers = local_workers()
         own = torch.get_num_threads() if running else 0
         n = choose_threads(usable_cores(), workers, busy_elsewhere(own))
     if torch.get_num_threads() != n:

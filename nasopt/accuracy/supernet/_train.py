@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from nasopt.accuracy.data import Dataset
+from nasopt.accuracy.supernet import _dist
 from nasopt.accuracy.supernet._config import FORMAT, SupernetConfig
 from nasopt.accuracy.supernet._net import Supernet
 from nasopt.accuracy.supernet._ops import RunContext
@@ -137,18 +138,26 @@ def train_step(
     packet_loss: bool,
     opt: torch.optim.Optimizer,
 ) -> tuple[float, int]:
-    """One optimiser step on one batch (seeded): the sandwich's subnets, or one uniform subnet,
-    each forward + backward, then `opt.step()`. Returns (summed loss, correct predictions of the
-    first subnet)."""
+    """One optimiser step on one global batch (seeded): the sandwich's subnets, or one uniform
+    subnet, each forward + backward, then `opt.step()`. Returns (summed loss, correct predictions
+    of the first subnet), over the global batch.
+
+    Distributed (`nasopt.accuracy.supernet._dist`): every rank draws the same subnets and loss
+    rates, runs its own rows of `x`, BatchNorm statistics are summed over the ranks and the
+    gradients averaged before the step, so every rank takes the single-process step."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     opt.zero_grad(set_to_none=True)
+    ranks = _dist.world_size()
+    if ranks > 1:
+        x, y = _dist.shard(x), _dist.shard(y)
+    shard = (_dist.rank(), ranks) if ranks > 1 else None
     teacher: torch.Tensor | None = None
     step_loss = 0.0
     correct = 0
     for k, cand in enumerate(_sample_subnets(space, config, rng)):
         rate = rng.choice(config.loss_rates)
-        ctx = RunContext(loss_rate=rate if packet_loss else 0.0)
+        ctx = RunContext(loss_rate=rate if packet_loss else 0.0, sync_bn=ranks > 1, shard=shard)
         logits = net(x, cand, ctx)
         if teacher is None or config.sampling == "uniform":
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
@@ -159,6 +168,10 @@ def train_step(
             loss = F.kl_div(F.log_softmax(logits, 1), F.softmax(teacher, 1), reduction="batchmean")
         loss.backward()
         step_loss += loss.item()
+    if ranks > 1:
+        _dist.average_gradients(net.parameters())
+        loss_sum, correct_sum = _dist.reduce_sum([step_loss, float(correct)])
+        step_loss, correct = loss_sum / ranks, round(correct_sum)
     opt.step()
     return step_loss, correct
 
@@ -175,8 +188,18 @@ def train_supernet(
     stop_after_steps: int | None = None,
 ) -> TrainResult:
     """Train `net` (resuming from `path`'s partial checkpoint if one exists) and write the final
-    checkpoint to `path`. `stop_after_steps` interrupts training (tests of resumption)."""
+    checkpoint to `path`. `stop_after_steps` interrupts training (tests of resumption).
+
+    In a distributed run every rank calls this with the same arguments: all load the same
+    partial checkpoint, each trains on its rows of every global batch, and rank 0 alone writes
+    checkpoints and shows progress."""
     from tqdm import tqdm
+
+    ranks = _dist.world_size()
+    if ranks > 1:
+        _dist.check_world(config.batch_size, ranks, "WORLD_SIZE (--nproc, torchrun --nproc-per-node)")
+    main = _dist.is_main()
+    progress = progress and main
 
     t0 = time.perf_counter()
     partial = path.with_name(path.name.replace(".pt", ".partial.pt"))
@@ -192,7 +215,7 @@ def train_supernet(
     epoch = step = 0
     history: list[dict[str, float]] = []
     elapsed = 0.0
-    if partial.exists():
+    if _dist.agree(partial.exists()):  # rank 0's view: every rank resumes, or none
         payload = load_checkpoint(partial, content_hash, net)
         opt.load_state_dict(payload["optimizer"])
         sched.load_state_dict(payload["scheduler"])
@@ -264,19 +287,23 @@ def train_supernet(
                     "command resumes from the last checkpoint"
                 )
             bar.set_postfix(loss=f"{step_loss:.3f}", acc=f"{correct / max(seen, 1):.3f}")
-            if step % config.checkpoint_every == 0:
+            if step % config.checkpoint_every == 0 and main:
                 save_checkpoint(partial, snapshot(False))
             if stop_after_steps is not None and steps_done >= stop_after_steps:
                 bar.close()
-                save_checkpoint(partial, snapshot(False))
+                if main:
+                    save_checkpoint(partial, snapshot(False))
+                _dist.barrier()
                 return TrainResult(partial, True, time.perf_counter() - t0, epoch, history)
         n = max(epoch_steps, 1)
         history.append({"epoch": epoch + 1, "loss": loss_sum / n, "train_acc": correct / max(seen, 1)})
         epoch += 1
         step = 0
-        if epoch < config.epochs:
+        if epoch < config.epochs and main:
             save_checkpoint(partial, snapshot(False))
     bar.close()
-    save_checkpoint(path, snapshot(True))
-    partial.unlink(missing_ok=True)
+    if main:
+        save_checkpoint(path, snapshot(True))
+        partial.unlink(missing_ok=True)
+    _dist.barrier()  # every rank returns once the checkpoint exists
     return TrainResult(path, True, elapsed + time.perf_counter() - t0, config.epochs, history)
