@@ -787,10 +787,15 @@ def _print_front(
 
     from nasopt.study.pareto import accuracy_note, front, render, rows, study_estimator
     from nasopt.study.storage import DEFAULT_STORAGE
+    from nasopt.study.tree_objective import best_tree_summary
 
     trials = front(study, feasible_only=True)  # type: ignore[arg-type]
     n = len(study.trials)  # type: ignore[attr-defined]
-    if trials:
+    tree = best_tree_summary(study)  # type: ignore[arg-type]
+    if tree is not None:
+        print(f"\n{tree}")
+        print(accuracy_note(study_estimator(study)))  # type: ignore[arg-type]
+    elif trials:
         print(f"\nPareto front of {study_name} ({len(trials)} of {n} trials, feasible only):")
         print(accuracy_note(study_estimator(study)))  # type: ignore[arg-type]
         print(render(rows(study, trials), "table"))  # type: ignore[arg-type]

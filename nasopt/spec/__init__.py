@@ -19,6 +19,7 @@ from nasopt.spec.dashboard import (
     BreakdownView,
     DashboardSpec,
     HypervolumeView,
+    ModelTreeView,
     ParetoView,
     SweepView,
 )
@@ -60,7 +61,7 @@ from nasopt.spec.search_space import (
     SplitSpec,
     StageSpec,
 )
-from nasopt.spec.study import RetrainSpec, SamplerSpec, StudySpec
+from nasopt.spec.study import ModelTreeSpec, RetrainSpec, SamplerSpec, StudySpec
 
 __all__ = [
     "DATASET_NAMES",
@@ -86,6 +87,8 @@ __all__ = [
     "LinkSpec",
     "MediumSpec",
     "MetricSpec",
+    "ModelTreeSpec",
+    "ModelTreeView",
     "ObjectiveSpec",
     "OpSpec",
     "OpType",

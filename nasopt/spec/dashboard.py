@@ -61,6 +61,15 @@ class HypervolumeView(_Spec):
     exact_front: str = ""
 
 
+class ModelTreeView(_Spec):
+    """A model-tree study's branch sharing: one row per block, one column per context, the
+    contexts that share a node merged into one cell, offloading nodes marked. `trial`: "best"
+    (the study's stored best tree) or a trial number."""
+
+    title: str = ""
+    trial: Annotated[int, Field(ge=0)] | Literal["best"] = "best"
+
+
 class DashboardSpec(_Spec):
     """A dashboard view file: which figures to draw, in this order of kinds."""
 
@@ -71,3 +80,4 @@ class DashboardSpec(_Spec):
     threshold_sweep: list[SweepView] = []
     arch_strip: list[ArchStripView] = []
     hypervolume: list[HypervolumeView] = []
+    model_tree: list[ModelTreeView] = []

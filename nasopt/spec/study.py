@@ -58,6 +58,21 @@ class RetrainSpec(_Spec):
     checkpoint_every: Annotated[int, Field(ge=1, le=10_000_000)] = 20
 
 
+class ModelTreeSpec(_Spec):
+    """`[model_tree]`: the candidate is Wang et al.'s context-aware model tree (a compression
+    choice and an offload decision per block and network context) instead of one network; the
+    objective's chain must be edge -> cloud with a varying uplink. The study maximises Wang's
+    reward (eq. 7) or, with `accuracy_floor`, minimises the mean latency at that accuracy.
+
+    `cloud_base`: after an offload the cloud runs the uncompressed base network (Wang's rule);
+    `deadline_ms`: for `deadline_miss` (None: the objective's `[robust] deadline_ms`). The
+    replayed inferences are the objective's `[robust] samples` and `seed` (discrete: exact)."""
+
+    deadline_ms: Annotated[float, Field(gt=0, le=1e9)] | None = None
+    cloud_base: bool = False
+    accuracy_floor: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+
 class StudySpec(_Spec):
     name: SafeName
     description: str = ""
@@ -75,3 +90,5 @@ class StudySpec(_Spec):
     )
     # left out of the stored spec (and so of its fingerprint) when absent: older studies resume
     retrain: RetrainSpec | None = Field(default=None, exclude_if=lambda v: v is None)
+    # a model-tree study (same rule: absent from the stored spec when not set)
+    model_tree: ModelTreeSpec | None = Field(default=None, exclude_if=lambda v: v is None)

@@ -24,6 +24,9 @@ from nasopt.errors import SpecError
 from nasopt.spec import ResolvedStudy, SamplerSpec
 from nasopt.study.objective import NasObjective
 from nasopt.study.storage import creation_order, open_storage, study_names
+from nasopt.study.tree_objective import TreeObjective
+
+StudyObjective = NasObjective | TreeObjective
 
 SPEC_ATTR = "nasopt:spec"
 FINGERPRINT_ATTR = "nasopt:fingerprint"
@@ -45,8 +48,16 @@ def _decode(blob: str) -> str:
     return zlib.decompress(base64.b64decode(blob)).decode()
 
 
+def study_objective(resolved: ResolvedStudy) -> StudyObjective:
+    """The study's Optuna objective: one network per trial, or with `[model_tree]` one model
+    tree per trial."""
+    if resolved.study.model_tree is not None:
+        return TreeObjective(resolved.study, resolved.space, resolved.objective)
+    return NasObjective(resolved.study, resolved.space, resolved.objective)
+
+
 def make_sampler(
-    spec: SamplerSpec, *, seed_offset: int = 0, objective: NasObjective | None = None
+    spec: SamplerSpec, *, seed_offset: int = 0, objective: StudyObjective | None = None
 ) -> optuna.samplers.BaseSampler:
     """An Optuna sampler from a sampler spec; the seed is offset per worker and per resume so
     restarted or parallel workers never replay the same parameter sequence (optuna#3255).
@@ -82,7 +93,7 @@ def make_sampler(
         raise SpecError(f"sampler {spec.name!r} needs {exc.name}", field="sampler.name") from None
 
 
-def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> optuna.samplers.BaseSampler:
+def _make_nasopt_sampler(spec: SamplerSpec, objective: StudyObjective | None) -> optuna.samplers.BaseSampler:
     from nasopt import samplers as nasopt_samplers
     from nasopt.study.feasibility import hard_constraint_check
 
@@ -91,7 +102,7 @@ def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> o
     kwargs: dict[str, Any] = {"seed": spec.seed, **options}
     if objective is not None:
         kwargs["search_space"] = objective.distributions()
-        if hard:
+        if hard and isinstance(objective, NasObjective):  # a model tree has no hard constraints
             kwargs["feasibility"] = hard_constraint_check(objective)
     cls = getattr(nasopt_samplers, NASOPT_SAMPLERS[spec.name])
     _check_options(spec, cls, fixed=("seed", "search_space", "feasibility"), extra=("hard_constraints",))
@@ -101,7 +112,7 @@ def _make_nasopt_sampler(spec: SamplerSpec, objective: NasObjective | None) -> o
         raise SpecError(f"bad sampler option: {exc}", field="sampler.options", value=spec.options) from None
 
 
-def check_study(resolved: ResolvedStudy, sampler: SamplerSpec | None = None) -> NasObjective:
+def check_study(resolved: ResolvedStudy, sampler: SamplerSpec | None = None) -> StudyObjective:
     """Every check `nasopt run` makes before its first trial, without writing anything; `nasopt
     validate` runs the same. Returns the study's objective.
 
@@ -113,7 +124,7 @@ def check_study(resolved: ResolvedStudy, sampler: SamplerSpec | None = None) -> 
 
     from nasopt.core.evaluation import evaluate
 
-    objective = NasObjective(resolved.study, resolved.space, resolved.objective)
+    objective = study_objective(resolved)
     make_sampler(resolved.study.sampler, objective=objective)
     if sampler is not None:
         make_sampler(sampler, objective=objective)
@@ -333,7 +344,7 @@ class _BudgetGuard:
     budget, not counted) and stops this worker; after every trial, a worker stops once the
     finished and running trials fill the budget, so it does not start one more."""
 
-    def __init__(self, objective: NasObjective, budget: int) -> None:
+    def __init__(self, objective: StudyObjective, budget: int) -> None:
         self.objective = objective
         self.budget = budget
 
@@ -374,7 +385,7 @@ def optimize(
     study, resolved = load(storage, study_name)
     sampler_spec = sampler or resolved.study.sampler
     offset = 7919 * worker_index + len(study.get_trials(deepcopy=False))
-    objective = NasObjective(resolved.study, resolved.space, resolved.objective)
+    objective = study_objective(resolved)
     study.sampler = make_sampler(sampler_spec, seed_offset=offset, objective=objective)
     _record_sampler(study, sampler_spec, resolved.study.sampler)
     before = finished_count(study)

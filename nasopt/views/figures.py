@@ -22,6 +22,7 @@ from nasopt.views.fields import FIGURE_PREFIX, StudyFields, check_view, complete
 from nasopt.views.hypervolume_figure import hypervolume_figure
 from nasopt.views.pareto_figure import pareto_figure
 from nasopt.views.sweep_figure import sweep_figure
+from nasopt.views.tree_figure import tree_figure
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -35,6 +36,17 @@ class BuiltFigure:
     figure: Any
 
 
+TREE_VIEW = "model-tree"  # what a model-tree study draws when asked for the default view
+
+
+def view_for(view: str | DashboardSpec, resolved: ResolvedStudy) -> str | DashboardSpec:
+    """A model-tree study's trials are trees, not networks: the default view becomes
+    `dashboards/model-tree.toml` (its sharing figure and accuracy vs mean latency)."""
+    if view == "default" and resolved.study.model_tree is not None:
+        return TREE_VIEW
+    return view
+
+
 def resolve_view(view: str | DashboardSpec) -> tuple[DashboardSpec, str]:
     if isinstance(view, DashboardSpec):
         return view, f"dashboard {view.name}"
@@ -45,9 +57,11 @@ def resolve_view(view: str | DashboardSpec) -> tuple[DashboardSpec, str]:
 def figure_count(view: str | DashboardSpec) -> int:
     """How many figures `view` declares (progress bars count them)."""
     spec, _ = resolve_view(view)
-    return sum(
-        len(x) for x in (spec.pareto, spec.latency_breakdown, spec.threshold_sweep, spec.arch_strip)
-    ) + len(spec.hypervolume)
+    return (
+        sum(len(x) for x in (spec.pareto, spec.latency_breakdown, spec.threshold_sweep, spec.arch_strip))
+        + len(spec.hypervolume)
+        + len(spec.model_tree)
+    )
 
 
 def build(
@@ -59,8 +73,8 @@ def build(
 ) -> tuple[list[BuiltFigure], optuna.Study, ResolvedStudy]:
     """Every figure of `view` for the study; SpecError for a field the study lacks.
     `on_figure(kind)` is called after each figure is built (progress)."""
-    spec, file = resolve_view(view)
     study, resolved = load(storage, study_name)
+    spec, file = resolve_view(view_for(view, resolved))
     fields = StudyFields.of(study, complete_trials(study))
     check_view(spec, fields, file)
     out: list[BuiltFigure] = []
@@ -82,6 +96,8 @@ def build(
             add("arch_strip", i, arch_strip_figure(study, resolved, a))
         for i, h in enumerate(spec.hypervolume):
             add("hypervolume", i, hypervolume_figure(study, storage, h))
+        for i, t in enumerate(spec.model_tree):
+            add("model_tree", i, tree_figure(study, resolved, t))
     except SpecError as exc:
         raise exc.in_file(file) from None
     return out, study, resolved
