@@ -616,7 +616,7 @@ ACCURACY_CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "unknown-dataset": (
         {"estimator": "supernet", "dataset": "mnist"},
-        ["accuracy.dataset", "mnist", "digits"],
+        ["accuracy.dataset", "mnist", "digits", "textures"],
     ),
     "checkpoint-dir-traversal": (
         {"estimator": "supernet", "checkpoint_dir": "../../elsewhere"},

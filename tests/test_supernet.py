@@ -479,6 +479,38 @@ def test_digits_and_shapes() -> None:
     assert sv.train_x.shape[1:] == (3, 16, 16)  # a single-view space gets plain images
 
 
+def test_textures_deterministic_balanced_and_not_trivial() -> None:
+    from nasopt.accuracy.data import TEXTURE_PERIODS_PX, load_dataset, textures
+
+    x, y, k = textures(400, size=32, seed=3)
+    x2, y2, _ = textures(400, size=32, seed=3)
+    assert k == 10 and x.shape == (400, 3, 32, 32) and torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(textures(20, seed=4)[0], x[:20])  # the seed matters
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    assert torch.bincount(y, minlength=10).tolist() == [40] * 10  # balanced classes
+    train, test = slice(0, 300), slice(300, 400)
+
+    def nearest_centroid(feat: torch.Tensor, labels: torch.Tensor, classes: int) -> float:
+        centroids = torch.stack([feat[train][labels[train] == c].mean(0) for c in range(classes)])
+        pred = torch.cdist(feat[test], centroids).argmin(1)
+        return float((pred == labels[test]).float().mean())
+
+    # not trivial: the mean image of a class says nothing (the shape shows only by its texture)
+    assert nearest_centroid(x.flatten(1), y, 10) < 0.25
+    # learnable: the grating period shows in the radially averaged power spectrum
+    grey = x.mean(1)
+    power = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean((1, 2), keepdim=True)).abs() ** 2, dim=(1, 2))
+    u = torch.arange(32) - 16
+    radius = torch.sqrt(u[:, None] ** 2 + u[None, :] ** 2).round().long().clamp(max=16)
+    profile = torch.stack([power[:, radius == r].mean(1) for r in range(17)], 1)
+    period = y % len(TEXTURE_PERIODS_PX)
+    assert nearest_centroid(torch.log(profile), period, 2) > 0.7
+    d = load_dataset({"dataset": "textures", "samples": 60}, channels=3, height=16, width=16)
+    assert d.train_x.shape[1:] == (3, 16, 16) and d.num_classes == 10 and len(d.val_y) == 12
+    with pytest.raises(SpecError, match="multi-view"):
+        load_dataset({"dataset": "textures", "samples": 60}, channels=3, height=16, width=16, views=3)
+
+
 def test_cifar_binary(tmp_path: Path) -> None:
     from nasopt.accuracy.data import load_dataset
 

@@ -1,8 +1,10 @@
 """Datasets for supernet training that need no download, and loaders for data on disk.
 
 Built in: scikit-learn's bundled `digits` (8x8 grey, upsampled to the space's input size,
-augmented by random shifts) and `shapes`, a deterministic synthetic multi-view set (10 classes of
-3-D primitives rendered as silhouettes with depth shading from V cameras around the object). On
+augmented by random shifts), `shapes`, a deterministic synthetic multi-view set (10 classes of
+3-D primitives rendered as silhouettes with depth shading from V cameras around the object), and
+`textures`, a harder single-view one (5 shapes x 2 grating periods, shown only by their texture
+over textured clutter and noise, so that small subnets fall behind large ones). On
 disk: CIFAR-10/100 in the official binary format, `.npz` arrays (`x`, `y`; optional `x_val`,
 `y_val`) and image folders (`root/<class>/*.pgm|.ppm|.npy`, PNG/JPEG when Pillow is installed).
 No torchvision. Every dataset becomes a `Dataset` of in-memory tensors with a train and a
@@ -136,6 +138,8 @@ def load_dataset(
         x, y, k = shapes(n, views=max(views, 1), size=min(height, 64), seed=seed)
         if views <= 1:  # a single-view space takes plain images
             x = x[:, 0]
+    elif name == "textures":
+        x, y, k = textures(int(options.get("samples", 1200)), size=min(height, 64), seed=seed)
     elif name in ("cifar10", "cifar100"):
         x, y, val_x, val_y, k = cifar(Path(str(path)), name)
     elif name == "npz":
@@ -254,6 +258,79 @@ def shapes(
             hit = _inside(int(y[i]), local)
             first = np.where(hit.any(-1), hit.argmax(-1), depth_steps)
             out[i, v, 0] = np.where(first < depth_steps, 1.0 - 0.6 * first / depth_steps, 0.0)
+    return torch.from_numpy(out), torch.from_numpy(y.astype(np.int64)), k
+
+
+TEXTURE_SHAPES = ("disc", "square", "triangle", "cross", "ring")
+TEXTURE_PERIODS_PX = (3.2, 4.4)  # the two grating periods (pixels at 32x32): fine vs coarse
+
+
+def textures(
+    n: int,
+    *,
+    size: int = 32,
+    seed: int = 0,
+    clutter: int = 4,
+    clutter_contrast: float = 0.5,
+    noise: float = 0.08,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A deterministic texture-and-shape set, harder than `shapes`: 10 classes = 5 shapes x 2
+    grating periods (TEXTURE_PERIODS_PX, scaled with `size`). The shape, at random position, scale
+    and rotation, is filled with a grating of random orientation, phase and colours over
+    `clutter` distractor blobs (random shapes, gratings of random period spanning the classes',
+    `clutter_contrast` times the contrast) and Gaussian pixel noise of std `noise`. The shape
+    shows only by its texture, not by its brightness, so telling the classes apart takes fine
+    spatial filters and a wide receptive field: small subnets fall behind large ones
+    (benchmarks/textures_spread.md). Returns x (n, 3, size, size) in [0, 1], labels and 10."""
+    rng = np.random.default_rng(seed)
+    shapes_k, periods_k = len(TEXTURE_SHAPES), len(TEXTURE_PERIODS_PX)
+    k = shapes_k * periods_k
+    y = np.arange(n) % k
+    rng.shuffle(y)
+    u = (np.arange(size) + 0.5) / size * 2 - 1  # pixel centres in [-1, 1]
+    gy, gx = np.meshgrid(u, u, indexing="ij")
+    px = size / 2  # pixels per unit of u
+    lo, hi = min(TEXTURE_PERIODS_PX) * size / 32, max(TEXTURE_PERIODS_PX) * size / 32
+    out = np.empty((n, 3, size, size), dtype=np.float32)
+
+    def grating(period_px: float, contrast: float = 1.0) -> np.ndarray:
+        th = rng.uniform(0, math.pi)
+        freq = 2 * math.pi * px / period_px
+        wave = np.sin(freq * (gx * math.cos(th) + gy * math.sin(th)) + rng.uniform(0, 2 * math.pi))
+        mid = rng.uniform(0.35, 0.65, 3)
+        half = contrast * rng.uniform(0.15, 0.3, 3) * rng.choice([-1.0, 1.0], 3)
+        c1, c2 = mid + half, mid - half
+        w = (wave > 0).astype(np.float32) * 0.7 + 0.15 * (wave + 1)  # square-ish wave, soft edges
+        return c1[:, None, None] * w + c2[:, None, None] * (1 - w)
+
+    def mask(kind: int, cx: float, cy: float, r: float, rot: float) -> np.ndarray:
+        dx, dy = gx - cx, gy - cy
+        c, s = math.cos(rot), math.sin(rot)
+        x, yy = (c * dx + s * dy) / r, (-s * dx + c * dy) / r
+        rad = np.sqrt(x * x + yy * yy)
+        if kind == 0:
+            return rad <= 1
+        if kind == 1:
+            return np.maximum(np.abs(x), np.abs(yy)) <= 0.8
+        if kind == 2:
+            return (yy >= -0.5) & (np.sqrt(3) * np.abs(x) + yy <= 1)
+        if kind == 3:
+            return (np.minimum(np.abs(x), np.abs(yy)) <= 0.33) & (np.maximum(np.abs(x), np.abs(yy)) <= 1)
+        return (rad <= 1) & (rad >= 0.55)
+
+    for i in range(n):
+        shape, period = divmod(int(y[i]), periods_k)
+        img = np.broadcast_to(rng.uniform(0.3, 0.7, 3)[:, None, None], (3, size, size)).copy()
+        for _ in range(clutter):
+            cx, cy = rng.uniform(-1, 1, 2)
+            blob = mask(int(rng.integers(0, shapes_k)), cx, cy, rng.uniform(0.2, 0.45), rng.uniform(0, 6.3))
+            img = np.where(blob, grating(rng.uniform(lo * 0.85, hi * 1.15), clutter_contrast), img)
+        p = TEXTURE_PERIODS_PX[period] * size / 32 * rng.uniform(0.95, 1.05)
+        fx, fy = rng.uniform(-0.3, 0.3, 2)
+        fg = mask(shape, fx, fy, rng.uniform(0.5, 0.75), rng.uniform(0, 2 * math.pi))
+        img = np.where(fg, grating(p), img)
+        img = img + rng.normal(0, noise, img.shape)
+        out[i] = np.clip(img, 0, 1)
     return torch.from_numpy(out), torch.from_numpy(y.astype(np.int64)), k
 
 

@@ -14,7 +14,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from nasopt.spec._base import SafeDir, _Spec
 
 ESTIMATORS = ("analytic-proxy", "supernet")
-DATASET_NAMES = ("digits", "shapes", "cifar10", "cifar100", "npz", "folder")
+DATASET_NAMES = ("digits", "shapes", "textures", "cifar10", "cifar100", "npz", "folder")
 SAMPLING_RULES = ("sandwich", "uniform")
 
 
@@ -50,7 +50,7 @@ class SupernetSpec(_Spec):
     """
 
     estimator: Literal["supernet"]
-    dataset: Literal["digits", "shapes", "cifar10", "cifar100", "npz", "folder"] = "digits"
+    dataset: Literal["digits", "shapes", "textures", "cifar10", "cifar100", "npz", "folder"] = "digits"
     path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     limit: Annotated[int, Field(ge=2, le=100_000_000)] | None = None
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2

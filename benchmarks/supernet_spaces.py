@@ -1,0 +1,211 @@
+"""Does every seed space's supernet train? One small supernet per space, scored over random subnets.
+
+For each seed search space (the quickstart's mbconv-quick, NASC's FBNet space at its 32x32 input,
+JMSNAS's full op set with its no-shortcut MBConvs, SplitNets' multi-view space, Wang et al.'s
+VGG11 with and without compression actions) this trains a small weight-sharing supernet on the
+bundled synthetic `shapes` set (10 classes; one camera, or one per view for the multi-view space),
+then scores `--subnets` uniformly drawn subnets on the held-out split (BatchNorm recalibrated per
+subnet) and reports their accuracy range against chance (1 / 10). A space counts as **clearly
+above chance** when even its worst drawn subnet scores at least twice chance.
+
+Budget, so that the whole run fits about 30 minutes on 2 shared CPU cores: 2,400 images (a
+quarter held out), 3-4 epochs (fbnet-nasc 6); spaces whose largest subnet costs over 50 MMACs train one random
+subnet per step (`uniform`) instead of the sandwich. splitnets-multiview-32 (12 views, up to
+4.2 GMACs a sample) is cut to 4 views at 16x16 with the 4-sensor objective; every other space
+runs as shipped.
+
+    python benchmarks/supernet_spaces.py --markdown benchmarks/supernet_spaces.md
+    python benchmarks/supernet_spaces.py --only mbconv-jmsnas-quick   # one row, printed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasopt.accuracy.supernet import SupernetAccuracy
+from nasopt.core.system import build_system
+from nasopt.presets import load_objective, load_space
+from nasopt.space import SearchSpace
+from nasopt.spec import SearchSpaceSpec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from analytic import machine
+from supernet_ranking import kept_notes
+
+BASE: dict[str, Any] = {
+    "estimator": "supernet",
+    "dataset": "shapes",
+    "samples": 2400,
+    "val_fraction": 0.25,
+    "sampling": "sandwich",
+    "random_subnets": 1,
+    "epochs": 4,
+    "batch_size": 32,
+    "lr": 0.003,
+    "warmup_epochs": 0.5,
+    "label_smoothing": 0.1,
+    "loss_rates": [0.0],
+    "calibration_batches": 8,
+    "val_samples": 0,
+}
+HEAVY = {"sampling": "uniform", "epochs": 3}
+
+
+@dataclass
+class Row:
+    """One space's supernet: the preset names, what differs from BASE, and why."""
+
+    label: str
+    space: str
+    objective: str
+    options: dict[str, Any] = field(default_factory=dict)
+    views: int | None = None  # multi-view: cut to this many views ...
+    px: int | None = None  # ... at this input size
+    note: str = ""
+
+
+ROWS = [
+    Row("mbconv-quick", "mbconv-quick", "jmsnas-chain"),
+    Row(
+        "fbnet-nasc",
+        "fbnet-nasc",
+        "nasc-raspi-edgegpu",
+        {**HEAVY, "epochs": 6},  # 3 epochs: 0.065-0.233, median 0.19
+        note="32x32, 100-way classifier",
+    ),
+    Row("mbconv-jmsnas-quick", "mbconv-jmsnas-quick", "jmsnas-chain", note="13 ops incl. no-shortcut"),
+    Row(
+        "splitnets-multiview-32",
+        "splitnets-multiview-32",
+        "splitnets-hmd-4",
+        {**HEAVY, "max_params": 100_000_000},  # its supernet has 79 M parameters at 4 views
+        views=4,
+        px=16,
+        note="4 of 12 views, 16x16, 40-way classifier",
+    ),
+    Row("vgg11-compress", "vgg11-compress", "edge-cloud-4g", HEAVY),
+    Row("vgg11-cifar", "vgg11-cifar", "edge-cloud-4g", HEAVY, note="one network: only the cut varies"),
+]
+
+
+def space_of(row: Row) -> SearchSpaceSpec:
+    spec = load_space(row.space)
+    update: dict[str, Any] = {}
+    if row.px is not None:
+        update["input"] = spec.input.model_copy(update={"height": row.px, "width": row.px})
+    if row.views is not None and spec.fusion is not None:
+        update["fusion"] = spec.fusion.model_copy(update={"views": row.views})
+    if update:
+        update["name"] = f"{spec.name}-{row.views}v{row.px}px"
+    return spec.model_copy(update=update)
+
+
+def run_row(row: Row, subnets: int, seed: int, checkpoint_dir: str) -> dict[str, Any]:
+    space = SearchSpace(space_of(row), build_system(load_objective(row.objective)))
+    options = {**BASE, **row.options, "checkpoint_dir": checkpoint_dir}
+    est = SupernetAccuracy(space, options)
+    t = time.perf_counter()
+    res = est.ensure_trained(progress=False)
+    train_s = time.perf_counter() - t
+    rng = random.Random(seed)
+    cands = [space.sample(rng) for _ in range(subnets)]
+    acc = [est.evaluate(c) for c in cands]
+    macs = [space.network(c).macs for c in cands]
+    chance = 1 / est.data.num_classes
+    return {
+        "label": row.label,
+        "space": space.spec.name,
+        "objective": row.objective,
+        "note": row.note,
+        "options": {k: v for k, v in options.items() if k != "checkpoint_dir"},
+        "train_s": res.seconds,  # the checkpoint's own record when it was reused
+        "load_s": train_s,
+        "trained": res.trained,
+        "train_samples": len(est.data.train_y),
+        "val_samples": len(est.data.val_y),
+        "accuracy": acc,
+        "macs": macs,
+        "chance": chance,
+        "above_chance": min(acc) >= 2 * chance,
+    }
+
+
+def table(results: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| space | supernet training | train s | subnet MMACs | accuracy min-max (median) | chance "
+        "| clearly above chance |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        o = r["options"]
+        acc, macs = r["accuracy"], r["macs"]
+        training = f"{o['sampling']}, {o['epochs']} ep, lr {o['lr']}, warm-up {o['warmup_epochs']}"
+        label = r["label"] + (f" ({r['note']})" if r["note"] else "")
+        lines.append(
+            f"| {label} | {training} | {r['train_s']:.0f} | {min(macs) / 1e6:.1f}-{max(macs) / 1e6:.1f} | "
+            f"{min(acc):.3f}-{max(acc):.3f} ({statistics.median(acc):.3f}) | {r['chance']:.2f} | "
+            f"{'**yes**' if r['above_chance'] else 'no'} |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subnets", type=int, default=8, help="random subnets scored per space")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", action="append", default=None, help="run only this row (repeatable)")
+    ap.add_argument("--checkpoint-dir", default=".nasopt/benchmark-spaces")
+    ap.add_argument("--markdown", default=None, help="write the report here, raw numbers as .json")
+    args = ap.parse_args(argv)
+    command = "python benchmarks/supernet_spaces.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    rows = [r for r in ROWS if args.only is None or r.label in args.only]
+    results = []
+    t0 = time.perf_counter()
+    for row in rows:
+        results.append(run_row(row, args.subnets, args.seed, args.checkpoint_dir))
+        print("\n".join(table(results[-1:])[2:]), flush=True)
+    wall = time.perf_counter() - t0
+    above = [r["label"] for r in results if r["above_chance"]]
+    below = [r["label"] for r in results if not r["above_chance"]]
+    lines = [
+        "# Every seed space's supernet: accuracy of random subnets vs chance",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s); "
+        f"{wall / 60:.1f} min in all.",
+        "",
+        f"Data: bundled `shapes` ({results[0]['train_samples']} training / {results[0]['val_samples']} "
+        f"validation images, 10 classes). {args.subnets} uniformly drawn subnets per space (seed "
+        f"{args.seed}), each scored on the whole validation split without packet loss after "
+        f"BatchNorm recalibration on {BASE['calibration_batches']} training batches.",
+        "",
+        *table(results),
+        "",
+        f"Clearly above chance (worst drawn subnet >= 2x chance): {', '.join(above) or 'none'}. "
+        f"Not: {', '.join(below) or 'none'}.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        out = Path(args.markdown)
+        out.write_text(text + kept_notes(out))
+        out.with_suffix(".json").write_text(
+            json.dumps({"command": command, "rows": results}, indent=1) + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
