@@ -113,6 +113,51 @@ def tree_subnet(
     return calibrated(net, cand, torch.randn(8, 4, 3, 16, 16)), system
 
 
+# Three blocks of one layer each, the model-tree tests' network: small enough to enumerate.
+THREE_BLOCKS: dict[str, Any] = {
+    "name": "three-blocks",
+    "input": {"channels": 3, "height": 8, "width": 8},
+    "num_classes": 10,
+    "input_bits": 8,
+    "activation_bits": 32,
+    "weight_bits": 32,
+    "ops": {
+        "c3": {"type": "conv", "kernel": 3},
+        "c5": {"type": "conv", "kernel": 5},
+        "dw": {"type": "dwsep", "kernel": 3},
+    },
+    "stages": [
+        {"name": "b0", "widths": [8], "layers": [{"choices": ["c5", "c3"]}]},
+        {"name": "b1", "widths": [8], "layers": [{"choices": ["c3", "dw"]}]},
+        {
+            "name": "b2",
+            "widths": [8],
+            "layers": [{"choices": ["c3", "dw"]}, {"op": "gap"}, {"op": "classifier"}],
+        },
+    ],
+    "split": {"points": "all"},
+}
+
+
+def edge_cloud_system(link: dict[str, Any]) -> System:
+    """Wang et al.'s two devices (a slow edge, a fast cloud) joined by the link `up` (`link`:
+    its bandwidth or contexts and latency)."""
+    spec = parse_spec(
+        ObjectiveSpec,
+        {
+            "name": "edge-cloud",
+            "devices": {
+                "edge": {"compute": {"kind": "throughput", "macs_per_s": 2e7}},
+                "cloud": {"compute": {"kind": "throughput", "macs_per_s": 1e10}},
+            },
+            "links": {"up": {"src": "edge", "dst": "cloud", **link}},
+            "topology": {"kind": "chain", "devices": ["edge", "cloud"]},
+        },
+        "edge-cloud.toml",
+    )
+    return build_system(spec)
+
+
 def chain_system(
     macs_per_s: list[float],
     bandwidth_bps: list[float],

@@ -19,32 +19,10 @@ from nasopt.core.system import build_system
 from nasopt.errors import SpecError
 from nasopt.presets import load_objective, load_space
 from nasopt.space import SearchSpace
-from nasopt.spec import ObjectiveSpec, SearchSpaceSpec, parse_spec
+from nasopt.spec import SearchSpaceSpec, parse_spec
 from nasopt.study.model_tree import TreeProblem, compare, dynamic_surgery
+from tests.conftest import THREE_BLOCKS, edge_cloud_system
 
-THREE_BLOCKS: dict[str, Any] = {
-    "name": "three-blocks",
-    "input": {"channels": 3, "height": 8, "width": 8},
-    "num_classes": 10,
-    "input_bits": 8,
-    "activation_bits": 32,
-    "weight_bits": 32,
-    "ops": {
-        "c3": {"type": "conv", "kernel": 3},
-        "c5": {"type": "conv", "kernel": 5},
-        "dw": {"type": "dwsep", "kernel": 3},
-    },
-    "stages": [
-        {"name": "b0", "widths": [8], "layers": [{"choices": ["c5", "c3"]}]},
-        {"name": "b1", "widths": [8], "layers": [{"choices": ["c3", "dw"]}]},
-        {
-            "name": "b2",
-            "widths": [8],
-            "layers": [{"choices": ["c3", "dw"]}, {"op": "gap"}, {"op": "classifier"}],
-        },
-    ],
-    "split": {"points": "all"},
-}
 TWO_CONTEXTS = {
     "kind": "discrete",
     "states": [
@@ -55,22 +33,9 @@ TWO_CONTEXTS = {
 
 
 def _system(contexts: dict[str, Any] | None) -> Any:
-    link: dict[str, Any] = {"src": "edge", "dst": "cloud", "latency_s": 0.001}
+    link: dict[str, Any] = {"latency_s": 0.001}
     link.update({"contexts": contexts} if contexts else {"bandwidth_bps": 2e6})
-    spec = parse_spec(
-        ObjectiveSpec,
-        {
-            "name": "edge-cloud",
-            "devices": {
-                "edge": {"compute": {"kind": "throughput", "macs_per_s": 2e7}},
-                "cloud": {"compute": {"kind": "throughput", "macs_per_s": 1e10}},
-            },
-            "links": {"up": link},
-            "topology": {"kind": "chain", "devices": ["edge", "cloud"]},
-        },
-        "edge-cloud.toml",
-    )
-    return build_system(spec)
+    return edge_cloud_system(link)
 
 
 def _space(system: Any) -> SearchSpace:

@@ -11,41 +11,17 @@ import pytest
 
 from nasopt.cli import main
 from nasopt.core.model_tree import ModelTree, shared_blocks, tree_layout
-from nasopt.core.system import build_system
 from nasopt.errors import SpecError
 from nasopt.space import SearchSpace
-from nasopt.spec import ModelTreeView, ObjectiveSpec, SearchSpaceSpec, parse_spec
+from nasopt.spec import ModelTreeView, SearchSpaceSpec, parse_spec
 from nasopt.study.lifecycle import load
 from nasopt.study.storage import open_storage
 from nasopt.study.tree_objective import BEST_TREE_ATTR, TREE_ATTR
 from nasopt.views.tree_figure import OFFLOAD_COLOUR, sharing_plot
+from tests.conftest import THREE_BLOCKS, edge_cloud_system
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = ROOT / "studies" / "model-tree-4g-slow.toml"
-
-THREE_BLOCKS: dict[str, Any] = {
-    "name": "three-blocks",
-    "input": {"channels": 3, "height": 8, "width": 8},
-    "num_classes": 10,
-    "input_bits": 8,
-    "activation_bits": 32,
-    "weight_bits": 32,
-    "ops": {
-        "c3": {"type": "conv", "kernel": 3},
-        "c5": {"type": "conv", "kernel": 5},
-        "dw": {"type": "dwsep", "kernel": 3},
-    },
-    "stages": [
-        {"name": "b0", "widths": [8], "layers": [{"choices": ["c5", "c3"]}]},
-        {"name": "b1", "widths": [8], "layers": [{"choices": ["c3", "dw"]}]},
-        {
-            "name": "b2",
-            "widths": [8],
-            "layers": [{"choices": ["c3", "dw"]}, {"op": "gap"}, {"op": "classifier"}],
-        },
-    ],
-    "split": {"points": "all"},
-}
 
 
 def _three_contexts_layout() -> Any:
@@ -54,22 +30,7 @@ def _three_contexts_layout() -> Any:
         {"name": "Y", "bandwidth_bps": 2e6, "probability": 0.3},
         {"name": "Z", "bandwidth_bps": 0.5e6, "probability": 0.2},
     ]
-    spec = parse_spec(
-        ObjectiveSpec,
-        {
-            "name": "edge-cloud",
-            "devices": {
-                "edge": {"compute": {"kind": "throughput", "macs_per_s": 2e7}},
-                "cloud": {"compute": {"kind": "throughput", "macs_per_s": 1e10}},
-            },
-            "links": {
-                "up": {"src": "edge", "dst": "cloud", "contexts": {"kind": "discrete", "states": states}}
-            },
-            "topology": {"kind": "chain", "devices": ["edge", "cloud"]},
-        },
-        "edge-cloud.toml",
-    )
-    system = build_system(spec)
+    system = edge_cloud_system({"contexts": {"kind": "discrete", "states": states}})
     space = SearchSpace(parse_spec(SearchSpaceSpec, THREE_BLOCKS, "three-blocks.toml"), system)
     return space, tree_layout(space.macro, system, space.largest())
 
