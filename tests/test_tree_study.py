@@ -16,7 +16,7 @@ from nasopt.space import SearchSpace
 from nasopt.spec import ModelTreeView, SearchSpaceSpec, parse_spec
 from nasopt.study.lifecycle import load
 from nasopt.study.storage import open_storage
-from nasopt.study.tree_objective import BEST_TREE_ATTR, TREE_ATTR
+from nasopt.study.tree_objective import TREE_ATTR, best_tree_trial
 from nasopt.views.tree_figure import OFFLOAD_COLOUR, sharing_plot
 from tests.conftest import THREE_BLOCKS, edge_cloud_system
 
@@ -100,10 +100,10 @@ def test_a_tree_study_runs_resumes_and_reports_from_the_cli(tmp_path: Path, caps
     assert "block00.ctx2.action" in trials[0].params
     assert any(name.endswith(".ctx1.op") for name in trials[0].params)
     assert study.metric_names == ["goal"]
-    best = study.user_attrs[BEST_TREE_ATTR]
-    assert best["trial"] == study.best_trial.number
-    assert best["value"] == pytest.approx(study.best_value)
-    assert best["offload"] == study.best_trial.user_attrs[TREE_ATTR]["offload"]
+    top = best_tree_trial(study)
+    assert top is not None and top.number == study.best_trial.number
+    assert max(t.value for t in trials if t.value is not None) == pytest.approx(top.value)
+    best = {"trial": top.number, **top.user_attrs[TREE_ATTR]}
     assert best["contexts"] == ["weak", "normal", "good"]
     # the report's default view for a tree study draws the best tree's sharing
     out = tmp_path / "r.html"
@@ -114,6 +114,14 @@ def test_a_tree_study_runs_resumes_and_reports_from_the_cli(tmp_path: Path, caps
     from nasopt.views.dashboard import register
 
     assert "nasopt-model_tree-0" in register(storage, study.study_name)
+    # threshold sweeps compare single networks: refused by name, from the study or the preset
+    capsys.readouterr()
+    sweep = ["sweep", "--threshold", "latency_ms=50", *common]
+    assert main([*sweep, "--from-front", "--study-name", study.study_name]) == 2
+    assert "model_tree" in capsys.readouterr().err
+    assert main([*sweep, spec]) == 2
+    assert "model_tree" in capsys.readouterr().err
+    assert len(study.get_trials()) == 5 and len(open_storage(url).get_all_studies()) == 1
 
 
 def test_a_tree_study_refuses_a_system_it_cannot_fork_on(tmp_path: Path, capsys: Any) -> None:

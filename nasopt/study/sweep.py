@@ -137,6 +137,18 @@ def study_point(study: optuna.Study, threshold: float, key: str = "latency_ms") 
     return _point(scored, threshold, len(study.trials), study.study_name)
 
 
+def _single_networks(resolved: ResolvedStudy) -> None:
+    """Threshold sweeps rank single networks by a constrained metric; a model tree's trials
+    carry a reward over replayed contexts instead, so such a study is refused by name."""
+    if resolved.study.model_tree is not None:
+        raise SpecError(
+            f"study {resolved.study.name!r} searches model trees ([model_tree]): a threshold sweep "
+            "compares single networks; compare trees with nasopt.study.model_tree.compare "
+            "(README, Varying networks)",
+            field="model_tree",
+        )
+
+
 def sweep_from_study(
     study: optuna.Study, resolved: ResolvedStudy, key: str, values: list[float], *, reevaluate: bool
 ) -> list[SweepPoint]:
@@ -144,6 +156,7 @@ def sweep_from_study(
 
     With `reevaluate`, each stored candidate is re-scored under `resolved` (e.g. after
     `--set objective.links.X.bandwidth_bps=...`); otherwise the stored attributes are used."""
+    _single_networks(resolved)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     # per trial, once: (number, accuracy, latency_ms, the swept metric, other constraints met)
     scored: list[tuple[int, float, float, float, bool]] = []
@@ -225,6 +238,7 @@ def threshold_studies(
     (the `--set` overrides already applied to `base`) give the names a suffix of their own."""
     import hashlib
 
+    _single_networks(base)
     suffix = "." + hashlib.sha256("|".join(sets).encode()).hexdigest()[:6] if sets else ""
     out = []
     for value in values:

@@ -22,7 +22,6 @@ from nasopt.space import SearchSpace
 from nasopt.spec import ModelTreeSpec, ObjectiveSpec, SearchSpaceSpec, StudySpec
 from nasopt.study.model_tree import TreeProblem
 
-BEST_TREE_ATTR = "nasopt:best_tree"
 TREE_ATTR = "model_tree"  # a trial's tree
 
 
@@ -116,24 +115,32 @@ class TreeObjective:
         }
         for key, item in attrs.items():
             trial.set_user_attr(key, item)
-        best = trial.study.user_attrs.get(BEST_TREE_ATTR)
-        if best is None or value > float(best.get("value", float("-inf"))):
-            trial.study.set_user_attr(BEST_TREE_ATTR, {"trial": trial.number, "value": value, **doc})
         return (value,)
+
+
+def best_tree_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial of a model-tree study (None: not one, or none completed), read
+    from the trials themselves so parallel workers cannot leave it stale."""
+    if len(study.directions) != 1:
+        return None
+    try:
+        trial = study.best_trial
+    except ValueError:  # no completed trial
+        return None
+    return trial if TREE_ATTR in trial.user_attrs else None
 
 
 def best_tree_summary(study: optuna.Study) -> str | None:
     """The best tree of a model-tree study in a few lines (None: not a model-tree study or no
     trial yet): its trial, latency, accuracy, branches taken and the text sharing figure."""
-    best = study.user_attrs.get(BEST_TREE_ATTR)
-    if best is None:
+    trial = best_tree_trial(study)
+    if trial is None:
         return None
-    trial = study.trials[int(best["trial"])]
     a = trial.user_attrs
     branches = sorted(a.get("branches", {}).items(), key=lambda kv: -kv[1])
     lines = [
         f"Best model tree: trial {trial.number} of {len(study.trials)} "
-        f"({study.metric_names[0] if study.metric_names else 'value'} {best['value']:.4g})",
+        f"({study.metric_names[0] if study.metric_names else 'value'} {trial.value:.4g})",
         f"latency mean {a['latency_mean_ms']:.4g} ms | p95 {a['latency_p95_ms']:.4g} ms | "
         f"worst {a['latency_worst_ms']:.4g} ms"
         + (f" | deadline misses {a['deadline_miss']:.2%}" if "deadline_miss" in a else "")

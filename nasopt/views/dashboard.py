@@ -15,7 +15,7 @@ import optuna
 from nasopt.spec import DashboardSpec
 from nasopt.study.lifecycle import SPEC_ATTR
 from nasopt.study.pareto import front
-from nasopt.study.tree_objective import BEST_TREE_ATTR, best_tree_summary
+from nasopt.study.tree_objective import best_tree_summary, best_tree_trial
 from nasopt.views.fields import complete_trials
 from nasopt.views.figures import build
 from nasopt.views.notes import save_trial_note, summary_markdown, trial_note
@@ -46,9 +46,8 @@ def register(
     save_note(study, summary_markdown(study, resolved))
     step()
     if resolved.study.model_tree is not None:  # trials are trees: a note for the best one
-        summary = best_tree_summary(study)
-        if summary is not None:
-            best = study.trials[int(study.user_attrs[BEST_TREE_ATTR]["trial"])]
+        summary, best = best_tree_summary(study), best_tree_trial(study)
+        if summary is not None and best is not None:
             save_trial_note(study, best, f"```\n{summary}\n```\n")
         step()
         return ids

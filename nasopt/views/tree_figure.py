@@ -14,7 +14,7 @@ from nasopt.core.system import build_system
 from nasopt.errors import SpecError
 from nasopt.space import SearchSpace
 from nasopt.spec import ModelTreeView, ResolvedStudy
-from nasopt.study.tree_objective import BEST_TREE_ATTR, TREE_ATTR, tree_from_dict
+from nasopt.study.tree_objective import TREE_ATTR, best_tree_trial, tree_from_dict
 from nasopt.views.fields import PALETTE
 
 if TYPE_CHECKING:
@@ -37,12 +37,12 @@ def study_layout(resolved: ResolvedStudy) -> TreeLayout:
 
 
 def study_tree(study: optuna.Study, layout: TreeLayout, view: ModelTreeView) -> tuple[ModelTree, int]:
-    """The tree a view draws: the study's stored best one, or trial `view.trial`'s."""
+    """The tree a view draws: the study's best one, or trial `view.trial`'s."""
     if view.trial == "best":
-        best = study.user_attrs.get(BEST_TREE_ATTR)
+        best = best_tree_trial(study)
         if best is None:
             raise SpecError("the study has no tree yet (no completed trial)", field="model_tree.trial")
-        return tree_from_dict(layout, best), int(best["trial"])
+        return tree_from_dict(layout, best.user_attrs[TREE_ATTR]), best.number
     numbers = {t.number: t for t in study.get_trials(deepcopy=False) if TREE_ATTR in t.user_attrs}
     if view.trial not in numbers:
         raise SpecError(
