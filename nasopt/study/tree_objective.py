@@ -4,8 +4,8 @@ the objective's replayed link contexts and stored like any nasopt trial.
 
 Parameters read `block03.ctx2.action` and `layer04.ctx2.op`; the one objective value is Wang's
 reward (eq. 7, maximised) or, with `accuracy_floor`, minus the mean latency less a penalty under
-the floor (`goal`). Each trial's tree is in its user attr `model_tree`, and the best tree so far
-in the study's user attr `nasopt:best_tree` (what the sharing figure draws)."""
+the floor (`goal`). Each trial's tree is in its user attr `model_tree`; the study's best trial
+holds the best tree (`best_tree_trial`, what the sharing figure draws)."""
 
 from __future__ import annotations
 

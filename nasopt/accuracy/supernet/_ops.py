@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasopt.accuracy.supernet._dist import sync_sums, world_size
 from nasopt.core.ops import is_residual
 from nasopt.spec import OpSpec
 
@@ -86,8 +87,6 @@ class ElasticBN(nn.Module):
 def _synced_batch_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Training BatchNorm over the global batch of a distributed run: per-channel sums of
     values and squares all-reduced (differentiably) across ranks, whose rows are equally many."""
-    from nasopt.accuracy.supernet._dist import sync_sums, world_size
-
     c = x.shape[1]
     n = x.numel() // c * world_size()
     if n <= 1:  # one value per channel: nothing to normalise over
