@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nasopt.accuracy.supernet import RunContext, Supernet
+from nasopt.accuracy.supernet._ops import bn_statistics
 from nasopt.core.candidate import Candidate
 from nasopt.core.macro import compile_space
 from nasopt.errors import SpecError
@@ -133,18 +134,6 @@ def extract(estimator: Any, candidate: Candidate) -> Subnet:
     sub = Subnet(net, candidate, stats)
     sub.eval()
     return sub
-
-
-def bn_statistics(
-    collect: dict[str, list[torch.Tensor]], var_floor: float = 0.0
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Mean and variance per BatchNorm key from what `RunContext.bn_collect` gathered (each
-    batch's mean and mean square, averaged over the batches); variances at least `var_floor`."""
-    out = {}
-    for key, rows in collect.items():
-        mean, sq = torch.stack(rows).mean(0)
-        out[key] = (mean, (sq - mean * mean).clamp_min(var_floor))
-    return out
 
 
 def calibrated_subnet(

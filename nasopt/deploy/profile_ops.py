@@ -19,7 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasopt.accuracy.supernet._ops import ElasticConv, ElasticLinear, ElasticMBConv, RunContext
+from nasopt.accuracy.supernet._ops import (
+    ElasticConv,
+    ElasticLinear,
+    ElasticMBConv,
+    RunContext,
+    bn_statistics,
+)
 from nasopt.core.ops import is_residual
 from nasopt.deploy._onnx import to_onnx
 from nasopt.deploy.profile_keys import KeyedLayer
@@ -64,11 +70,7 @@ class OpModule(nn.Module):
         collect: dict[str, list[torch.Tensor]] = {}
         with torch.no_grad():
             self.fn(x, RunContext(bn_collect=collect))
-        stats = {}
-        for key, rows in collect.items():
-            mean, sq = torch.stack(rows).mean(0)
-            stats[key] = (mean, (sq - mean * mean).clamp_min(1e-3))
-        self.ctx = RunContext(bn_fixed=stats)
+        self.ctx = RunContext(bn_fixed=bn_statistics(collect, var_floor=1e-3))
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

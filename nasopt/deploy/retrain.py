@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from nasopt.accuracy.supernet import RunContext, Supernet, SupernetAccuracy
+from nasopt.accuracy.supernet._ops import bn_statistics
 from nasopt.core.candidate import Candidate
-from nasopt.deploy._subnet import Subnet, bn_statistics, extract, state_digest, validation_accuracy
+from nasopt.deploy._subnet import Subnet, extract, state_digest, validation_accuracy
 from nasopt.errors import SpecError
 from nasopt.spec import RetrainSpec
 

@@ -22,7 +22,7 @@ from nasopt.accuracy.data import Dataset, load_dataset
 from nasopt.accuracy.supernet import _dist
 from nasopt.accuracy.supernet._config import SupernetConfig, content_hash
 from nasopt.accuracy.supernet._net import Supernet
-from nasopt.accuracy.supernet._ops import RunContext
+from nasopt.accuracy.supernet._ops import RunContext, bn_statistics
 from nasopt.accuracy.supernet._threads import use_free_cores
 from nasopt.accuracy.supernet._train import CheckpointError, TrainResult, load_checkpoint, train_supernet
 from nasopt.core.candidate import Candidate
@@ -197,11 +197,7 @@ class SupernetAccuracy:
         with torch.no_grad():
             for x in self.calibration_batches():
                 net(x, candidate, RunContext(bn_collect=collect))
-        out = {}
-        for key, stats in collect.items():
-            mean, sq = torch.stack(stats).mean(0)
-            out[key] = (mean, (sq - mean * mean).clamp_min(0))
-        return out
+        return bn_statistics(collect)
 
     def evaluate(self, candidate: Candidate, loss_rate: float = 0.0) -> float:
         """Top-1 accuracy on the validation split under packet loss at `loss_rate`."""

@@ -84,6 +84,18 @@ class ElasticBN(nn.Module):
         return F.batch_norm(x, None, None, w, b, True, 0.0, _EPS)
 
 
+def bn_statistics(
+    collect: dict[str, list[torch.Tensor]], var_floor: float = 0.0
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Mean and variance per BatchNorm key from what `RunContext.bn_collect` gathered (each
+    batch's mean and mean square, averaged over the batches); variances at least `var_floor`."""
+    out = {}
+    for key, rows in collect.items():
+        mean, sq = torch.stack(rows).mean(0)
+        out[key] = (mean, (sq - mean * mean).clamp_min(var_floor))
+    return out
+
+
 def _synced_batch_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Training BatchNorm over the global batch of a distributed run: per-channel sums of
     values and squares all-reduced (differentiably) across ranks, whose rows are equally many."""
