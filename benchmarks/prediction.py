@@ -44,13 +44,17 @@ def main() -> int:
     ap.add_argument("--candidates", type=int, default=50)
     ap.add_argument("--calibrate", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=1000)
+    ap.add_argument("--statistic", default="min", help="min | median of the timed runs")
+    ap.add_argument(
+        "--rounds", type=int, default=100, help="round-robin passes the timed runs are split into"
+    )
     ap.add_argument("-o", "--output", default=str(HERE / "prediction.json"))
     ap.add_argument("--render", action="store_true", help="print the tables of --output, run nothing")
     ap.add_argument("--noise", default=None, help="a preset: measurement repeatability only")
     args = ap.parse_args()
     if args.noise:
-        return noise(args.noise, 5, 4, args.warmup, args.repeats)
+        return noise(args.noise, 5, 4, args.warmup, args.repeats, args.statistic, args.rounds)
     if args.render:
         print(render(json.loads(Path(args.output).read_text())))
         return 0
@@ -61,10 +65,11 @@ def main() -> int:
             table = Path(tmp) / f"{preset}-{args.backend}.json"
             check = Path(tmp) / f"{preset}-{args.backend}-check.json"
             cmd = [
-                "nasopt", "profile", "--space", preset, "--backend", args.backend,
+                sys.executable, "-m", "nasopt", "profile", "--space", preset, "--backend", args.backend,
                 "-o", str(table), "--check", "--candidates", str(args.candidates),
                 "--calibrate", str(args.calibrate), "--warmup", str(args.warmup),
-                "--repeats", str(args.repeats), "--check-output", str(check), "--no-progress",
+                "--repeats", str(args.repeats), "--statistic", args.statistic, "--rounds", str(args.rounds),
+                "--check-output", str(check), "--no-progress",
             ]  # fmt: skip
             load_before = os.getloadavg()
             t0 = time.time()
@@ -79,7 +84,7 @@ def main() -> int:
             runs.append(
                 {
                     "preset": preset,
-                    "command": " ".join(cmd).replace(tmp, "OUT"),
+                    "command": " ".join(["nasopt", *cmd[3:]]).replace(tmp, "OUT"),
                     "seconds": round(seconds, 1),
                     "load_average_before": [round(v, 2) for v in load_before],
                     "load_average_after": [round(v, 2) for v in os.getloadavg()],
@@ -92,9 +97,10 @@ def main() -> int:
     return 0
 
 
-def noise(preset: str, n: int, rounds: int, warmup: int, repeats: int) -> int:
-    """The same `n` candidates (seed 0, as --check draws them), each exported once and timed
-    `rounds` times, round-robin: how much the measurement of one model moves on this machine."""
+def noise(preset: str, n: int, times_: int, warmup: int, repeats: int, statistic: str, rounds: int) -> int:
+    """The same `n` candidates (seed 0, as --check draws them), each exported once and measured
+    `times_` times as --check measures (`statistic` of `repeats` runs in `rounds` round-robin
+    passes over the `n`): how much the measurement of one model moves on this machine."""
     import random
 
     import torch
@@ -103,7 +109,7 @@ def noise(preset: str, n: int, rounds: int, warmup: int, repeats: int) -> int:
     from nasopt.deploy._onnx import ort_session
     from nasopt.deploy._subnet import calibrated_subnet
     from nasopt.deploy.profile_check import _input
-    from nasopt.deploy.profile_ops import export_onnx, time_onnx, using_clock
+    from nasopt.deploy.profile_ops import export_onnx, onnx_call, time_calls, using_clock
     from nasopt.presets import load_space
     from nasopt.space import SearchSpace
 
@@ -117,13 +123,16 @@ def noise(preset: str, n: int, rounds: int, warmup: int, repeats: int) -> int:
     for cand in cands:
         x = _input(spec, cand, 1, net.views)
         sub = calibrated_subnet(net, cand, [_input(spec, cand, 2, net.views)], var_floor=1e-3)
-        runs.append((ort_session(export_onnx(sub, (x,), ["input"], ["logits"])), {"input": x.numpy()}))
+        runs.append(
+            onnx_call(ort_session(export_onnx(sub, (x,), ["input"], ["logits"])), {"input": x.numpy()})
+        )
     times: list[list[float]] = [[] for _ in cands]
     print(f"load average before: {os.getloadavg()}")
-    with using_clock("cpu"):
-        for _ in range(rounds):
-            for i, (sess, feeds) in enumerate(runs):
-                times[i].append(time_onnx(sess, feeds, warmup, repeats) * 1e3)
+    print(f"{statistic} of {repeats} runs after {warmup} warm-ups, in {rounds} round-robin passes")
+    with using_clock("cpu", statistic):
+        for _ in range(times_):
+            for i, t in enumerate(time_calls(runs, warmup, repeats, rounds)):
+                times[i].append(t * 1e3)
     print(f"load average after: {os.getloadavg()}")
     for i, t in enumerate(times):
         lo, hi = min(t), max(t)

@@ -251,7 +251,18 @@ def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:
         "-o", "--output", default=None, help="table to write (default: profile-SPACE-BACKEND.json)"
     )
     p.add_argument("--warmup", type=int, default=10, help="untimed runs per measurement (default 10)")
-    p.add_argument("--repeats", type=_positive_int, default=50, help="timed runs, median kept (default 50)")
+    p.add_argument(
+        "--repeats", type=_positive_int, default=50, help="timed runs per measurement (default 50)"
+    )
+    p.add_argument(
+        "--statistic", default="min", help="kept of the timed runs: min (default; robust to load) | median"
+    )
+    p.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=5,
+        help="round-robin passes the timed runs are split into (default 5)",
+    )
     p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--clock", default="cpu", help="cpu (the thread's CPU time; default) | wall")
     p.add_argument(
@@ -520,6 +531,7 @@ def _profile(args: argparse.Namespace) -> int:
         "repeats": args.repeats,
         "threads": args.threads,
         "clock": args.clock,
+        "statistic": args.statistic,
     }
     if args.export:
         doc = time_export(Path(args.export), **opts)
@@ -532,10 +544,11 @@ def _profile(args: argparse.Namespace) -> int:
         )
     spec = load_space(args.space)
     if args.table is None:
-        result = profile_space(spec, progress=not args.no_progress, **opts)
+        result = profile_space(spec, rounds=args.rounds, progress=not args.no_progress, **opts)
         out = write_table(result, Path(args.output or f"profile-{spec.name}-{backend}.json"))
         print(
-            f"wrote {out} ({len(result.times_ms)} op timings, ms, median of {args.repeats}) and its side file"
+            f"wrote {out} ({len(result.times_ms)} op timings, ms, {args.statistic} of {args.repeats}) "
+            "and its side file"
         )
         print(f"objective device: {objective_snippet(out, result.fits())}")
         table_path = out
@@ -549,6 +562,7 @@ def _profile(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         calibrate=args.calibrate,
         seed=args.seed,
+        rounds=args.rounds,
         progress=not args.no_progress,
         **opts,
     )

@@ -223,6 +223,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ([], "--space"),
         (["--space", "TINY", "--check", "--table", "missing.json"], "missing.json"),
         (["--space", "TINY", "--clock", "sundial"], "clock"),
+        (["--space", "TINY", "--statistic", "mean"], "--statistic"),
         (["--export", "no-such-dir"], "no-such-dir"),
     ],
 )
@@ -233,3 +234,33 @@ def test_bad_input_exits_2_with_one_line(
     assert main(["profile", *args, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("nasopt: error:") and needle in err
+
+
+def test_timed_runs_are_taken_round_robin_and_the_statistic_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`time_calls`: warm-ups first, then each pass times repeats/rounds runs of every call in
+    turn; `min` keeps the fastest run, `median` the middle one (a fake clock ticks per call)."""
+    from nasopt.deploy import profile_ops
+    from nasopt.errors import SpecError
+
+    order: list[str] = []
+    now = [0.0]
+    cost = {"a": [5.0, 1.0, 3.0, 2.0, 4.0], "b": [9.0, 8.0, 7.0, 6.0, 5.0]}
+
+    def call(name: str) -> None:
+        order.append(name)
+        costs = cost[name]
+        now[0] += costs[(sum(n == name for n in order) - 1) % len(costs)]
+
+    monkeypatch.setitem(profile_ops.CLOCKS, "cpu", lambda: now[0])
+    calls = [lambda: call("a"), lambda: call("b")]
+    with profile_ops.using_clock("cpu", "min"):
+        fastest = profile_ops.time_calls(calls, warmup=1, repeats=4, rounds=2)
+    assert order == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]
+    assert fastest == [1.0, 5.0]  # a's timed runs cost 1, 3, 2, 4; b's 8, 7, 6, 5
+    order.clear()
+    with profile_ops.using_clock("cpu", "median"):
+        middle = profile_ops.time_calls(calls, warmup=0, repeats=4, rounds=4)
+    assert order == ["a", "b"] * 4
+    assert middle == [2.5, 7.5]  # the costs start over with the cleared order: a 5, 1, 3, 2; b 9, 8, 7, 6
+    with pytest.raises(SpecError, match="statistic"), profile_ops.using_clock("cpu", "mean"):
+        pass

@@ -3,7 +3,9 @@ lookup table an objective names as `compute = { kind = "lookup", table = "FILE" 
 
 The keys are the lookup-table compute model's (`nasopt.deploy.profile_keys`); each op runs as
 the supernet's own module (`nasopt.deploy.profile_ops`) with onnxruntime or PyTorch, one thread,
-`warmup` untimed runs, then the median of `repeats`. onnxruntime times have the cost of an
+`warmup` untimed runs, then the minimum (`--statistic min`, the default) or the median of
+`repeats` timed runs, taken in round-robin passes over all the ops so that a slow spell of a
+shared machine does not land on a few of them. onnxruntime times have the cost of an
 empty `session.run` (measured, stated in the side file) subtracted, since a whole model pays it
 once, not once per layer; an identity skip costs 0. Beside the table (`FILE`, key -> ms) a side
 file `FILE.meta.json` records the machine, backend, settings, load average, and a throughput
@@ -17,7 +19,10 @@ import json
 import math
 import os
 import platform
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,8 @@ class ProfileResult:
     repeats: int
     threads: int
     clock: str = "cpu"
+    statistic: str = "median"
+    rounds: int = 1
     call_overhead_ms: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
 
@@ -57,7 +64,8 @@ class ProfileResult:
             "keys": len(self.times_ms),
             "warmup": self.warmup,
             "repeats": self.repeats,
-            "statistic": "median",
+            "statistic": self.statistic,
+            "rounds": self.rounds,
             "threads": self.threads,
             "clock": self.clock,
             "call_overhead_ms": self.call_overhead_ms,
@@ -106,16 +114,20 @@ def profile_space(
     repeats: int = 50,
     threads: int = 1,
     clock: str = "cpu",
+    statistic: str = "min",
+    rounds: int = 5,
     progress: bool = True,
     chunk: int = 48,
 ) -> ProfileResult:
-    """Time every op configuration of `spec` with `backend` (median of `repeats` runs after
-    `warmup`, `threads` intra-op threads, on `clock`: see `profile_ops.CLOCKS`); a bar on stderr
-    with `progress`."""
+    """Time every op configuration of `spec` with `backend` (`statistic` of `repeats` runs after
+    `warmup`, taken in `rounds` round-robin passes over all the ops, `threads` intra-op
+    threads, on `clock`: see `profile_ops.CLOCKS`); a bar on stderr with `progress`."""
     from nasopt.deploy.profile_ops import check_clock, using_clock
 
-    with using_clock(check_clock(clock, threads)):
-        return _profile(spec, backend, warmup, repeats, threads, clock, progress, chunk)
+    with using_clock(check_clock(clock, threads), statistic):
+        result = _profile(spec, backend, warmup, repeats, threads, rounds, progress, chunk)
+    result.clock, result.statistic, result.rounds = clock, statistic, rounds
+    return result
 
 
 def _profile(
@@ -124,14 +136,22 @@ def _profile(
     warmup: int,
     repeats: int,
     threads: int,
-    clock: str,
+    rounds: int,
     progress: bool,
     chunk: int,
 ) -> ProfileResult:
+    import torch
     from tqdm import tqdm
 
     from nasopt.deploy._onnx import ort_session
-    from nasopt.deploy.profile_ops import OpModule, example_input, export_ops, time_onnx, time_torch
+    from nasopt.deploy.profile_ops import (
+        OpModule,
+        example_input,
+        export_ops,
+        onnx_call,
+        time_calls,
+        torch_threads,
+    )
 
     check_backend(backend)
     if warmup < 0 or repeats < 1:
@@ -141,7 +161,9 @@ def _profile(
     times: dict[str, float] = {}
     items = list(layers.values())
     overhead_s = _empty_run_s(warmup, repeats, threads) if backend == "onnxruntime" else 0.0
-    with tqdm(total=len(items), desc=f"profiling ops ({backend})", unit="op", disable=not progress) as bar:
+    keys: list[str] = []
+    calls: list[Callable[[], Any]] = []
+    with tqdm(total=len(items), desc=f"preparing ops ({backend})", unit="op", disable=not progress) as bar:
         for start in range(0, len(items), chunk):
             group = items[start : start + chunk]
             mods = [OpModule(item) for item in group]
@@ -150,21 +172,22 @@ def _profile(
             for i, m in enumerate(mods):
                 if m.identity:  # an identity skip runs nothing (HW-NAS-Bench reports 0 too)
                     times[group[i].key] = 0.0
+            keys += [group[i].key for i in live]
             if backend == "torch":
-                for i in live:
-                    times[group[i].key] = time_torch(mods[i], xs[i], warmup, repeats, threads) * 1e3
-                    bar.update(1)
+                calls += [partial(mods[i], xs[i]) for i in live]
             elif live:
-                bar.set_postfix_str("exporting")
                 models = export_ops([mods[i] for i in live], [xs[i] for i in live])
-                bar.set_postfix_str("")
-                for i, data in zip(live, models, strict=True):
-                    sess = ort_session(data, threads)
-                    feeds = {sess.get_inputs()[0].name: xs[i].numpy()}
-                    t = time_onnx(sess, feeds, warmup, repeats)
-                    times[group[i].key] = max(t - overhead_s, 0.0) * 1e3
-                    bar.update(1)
-            bar.update(len(group) - len(live))
+                sessions = [ort_session(data, threads) for data in models]
+                calls += [
+                    onnx_call(sess, {sess.get_inputs()[0].name: xs[i].numpy()})
+                    for i, sess in zip(live, sessions, strict=True)
+                ]
+            bar.update(len(group))
+    if progress:
+        print(f"timing {len(calls)} ops ({rounds} round-robin passes) ...", file=sys.stderr, flush=True)
+    with torch_threads(threads), torch.no_grad():
+        for key, t in zip(keys, time_calls(calls, warmup, repeats, rounds), strict=True):
+            times[key] = max(t - overhead_s, 0.0) * 1e3
     return ProfileResult(
         space=spec.name,
         backend=backend,
@@ -173,7 +196,6 @@ def _profile(
         warmup=warmup,
         repeats=repeats,
         threads=threads,
-        clock=clock,
         call_overhead_ms=overhead_s * 1e3,
         machine=machine,
     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import random
 import statistics
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,17 +59,16 @@ def _input(spec: SearchSpaceSpec, candidate: Candidate, batch: int, views: int) 
     return torch.randn(shape, generator=torch.Generator().manual_seed(1))
 
 
-def measure_subnet(
-    sub: Any, x: torch.Tensor, backend: str, warmup: int, repeats: int, threads: int = 1
-) -> float:
-    """Median seconds of one forward pass of `sub` on `x` with `backend`."""
+def subnet_call(sub: Any, x: torch.Tensor, backend: str, threads: int = 1) -> Callable[[], Any]:
+    """One forward pass of `sub` on `x` with `backend` (onnxruntime: `sub` exported as `nasopt
+    export` exports a part); for torch, call it under `torch_threads` and `no_grad`."""
     from nasopt.deploy._onnx import ort_session
-    from nasopt.deploy.profile_ops import export_onnx, time_onnx, time_torch
+    from nasopt.deploy.profile_ops import export_onnx, onnx_call
 
     if backend == "torch":
-        return time_torch(sub, x, warmup, repeats, threads)
+        return lambda: sub(x)
     sess = ort_session(export_onnx(sub, (x,), ["input"], ["logits"]), threads)
-    return time_onnx(sess, {"input": x.numpy()}, warmup, repeats)
+    return onnx_call(sess, {"input": x.numpy()})
 
 
 def _table_fits(spec: SearchSpaceSpec, table: Path) -> dict[str, Any]:
@@ -96,17 +97,22 @@ def check_predictions(
     repeats: int = 50,
     threads: int = 1,
     clock: str = "cpu",
+    statistic: str = "min",
+    rounds: int = 5,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Measure `candidates` random candidates of `spec` end to end and compare each compute
-    model's prediction (throughput and linear fitted to `table`'s timings, the lookup `table`);
-    with `calibrate` > 0, that many other candidates fit a per-candidate constant added to the
-    lookup model ("lookup+overhead"). The JSON document `nasopt profile --check` writes."""
+    """Measure `candidates` random candidates of `spec` end to end (`statistic` of `repeats` runs,
+    in `rounds` round-robin passes over all candidates) and compare each compute model's
+    prediction (throughput and linear fitted to `table`'s timings, the lookup `table`); with
+    `calibrate` > 0, that many other candidates fit a per-candidate constant added to the lookup
+    model ("lookup+overhead"). The JSON document `nasopt profile --check` writes."""
     from nasopt.deploy.profile_ops import check_clock, using_clock
 
-    with using_clock(check_clock(clock, threads)):
-        doc = _check(spec, table, backend, candidates, calibrate, seed, warmup, repeats, threads, progress)
-    return {**doc, "clock": clock}
+    with using_clock(check_clock(clock, threads), statistic):
+        doc = _check(
+            spec, table, backend, candidates, calibrate, seed, warmup, repeats, threads, rounds, progress
+        )
+    return {**doc, "clock": clock, "statistic": statistic, "rounds": rounds}
 
 
 def _check(
@@ -119,12 +125,14 @@ def _check(
     warmup: int,
     repeats: int,
     threads: int,
+    rounds: int,
     progress: bool,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
     from nasopt.accuracy.supernet import Supernet
     from nasopt.deploy._subnet import calibrated_subnet
+    from nasopt.deploy.profile_ops import time_calls, torch_threads
 
     check_backend(backend)
     if candidates < 1 or calibrate < 0:
@@ -140,19 +148,25 @@ def _check(
     net = Supernet(spec).eval()
     machine = machine_info()
 
-    def run(cands: list[Candidate], label: str) -> list[Measured]:
-        out = []
-        for cand in tqdm(cands, desc=label, unit="candidate", disable=not progress):
-            network = space.network(cand)
-            x = _input(spec, cand, 1, net.views)
-            sub = calibrated_subnet(net, cand, [_input(spec, cand, 2, net.views)], var_floor=1e-3)
-            t = measure_subnet(sub, x, backend, warmup, repeats, threads)
-            pred = {name: predicted_s(network, m) * 1e3 for name, m in models.items()}
-            out.append(Measured(cand, network.macs, t * 1e3, pred))
-        return out
-
-    calib_rows = run(calib, f"calibration ({backend})") if calib else []
-    rows = run(tested, f"measuring candidates ({backend})")
+    calls = []
+    for cand in tqdm(
+        calib + tested, desc=f"exporting candidates ({backend})", unit="candidate", disable=not progress
+    ):
+        x = _input(spec, cand, 1, net.views)
+        sub = calibrated_subnet(net, cand, [_input(spec, cand, 2, net.views)], var_floor=1e-3)
+        calls.append(subnet_call(sub, x, backend, threads))
+    if progress:
+        print(
+            f"timing {len(calls)} candidates ({rounds} round-robin passes) ...", file=sys.stderr, flush=True
+        )
+    with torch_threads(threads), torch.no_grad():
+        ts = time_calls(calls, warmup, repeats, rounds)
+    measured = []
+    for cand, t in zip(calib + tested, ts, strict=True):
+        network = space.network(cand)
+        pred = {name: predicted_s(network, m) * 1e3 for name, m in models.items()}
+        measured.append(Measured(cand, network.macs, t * 1e3, pred))
+    calib_rows, rows = measured[: len(calib)], measured[len(calib) :]
     names = list(models)
     calibration: dict[str, Any] | None = None
     if calib_rows:
@@ -178,7 +192,6 @@ def _check(
         "warmup": warmup,
         "repeats": repeats,
         "threads": threads,
-        "statistic": "median",
         "within": WITHIN,
         "machine": machine,
         "models": fits_out,
@@ -253,16 +266,17 @@ def time_export(
     repeats: int = 50,
     threads: int = 1,
     clock: str = "cpu",
+    statistic: str = "min",
 ) -> dict[str, Any]:
-    """Median time of every exported part of `out_dir` (checked against its manifest first) on
-    this machine, each fed what its sources send for one input, and of all parts run in
-    execution order (no transfer), beside the manifest's predicted compute times."""
+    """Time (`statistic` of `repeats` runs) of every exported part of `out_dir` (checked against
+    its manifest first) on this machine, each fed what its sources send for one input, and of all
+    parts run in execution order (no transfer), beside the manifest's predicted compute times."""
     from nasopt.deploy.profile_ops import check_clock, using_clock
 
     check_backend(backend)
-    with using_clock(check_clock(clock, threads)):
+    with using_clock(check_clock(clock, threads), statistic):
         doc = _time_export(out_dir, backend, warmup, repeats, threads)
-    return {**doc, "clock": clock}
+    return {**doc, "clock": clock, "statistic": statistic}
 
 
 def _time_export(out_dir: Path, backend: str, warmup: int, repeats: int, threads: int) -> dict[str, Any]:

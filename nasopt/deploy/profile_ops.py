@@ -106,6 +106,13 @@ machine it leaves out the time other processes hold the core (preemption), which
 counts; on an idle machine the two agree. `wall`: elapsed time (needed with several threads)."""
 
 
+STATISTICS: dict[str, Callable[[list[float]], float]] = {"min": min, "median": statistics.median}
+"""What one measurement keeps of its timed runs. `min`: the run least disturbed by the rest of a
+shared machine, whose speed drifts by 20-40 % over seconds (benchmarks/prediction.md); `median`."""
+
+_TIMING = {"clock": "cpu", "statistic": "median"}  # what `time_calls` uses (set by `using_clock`)
+
+
 def check_clock(clock: str, threads: int) -> str:
     if clock not in CLOCKS:
         raise SpecError("unknown clock", field="--clock", value=clock, allowed=list(CLOCKS))
@@ -114,43 +121,68 @@ def check_clock(clock: str, threads: int) -> str:
     return clock
 
 
-_CLOCK = ["cpu"]  # the clock median_time_s reads (set by `using_clock`)
+def check_statistic(statistic: str) -> str:
+    if statistic not in STATISTICS:
+        raise SpecError("unknown statistic", field="--statistic", value=statistic, allowed=list(STATISTICS))
+    return statistic
 
 
 @contextmanager
-def using_clock(clock: str) -> Iterator[None]:
-    """Time with `clock` ("cpu" or "wall") inside the block."""
-    before = _CLOCK[0]
-    _CLOCK[0] = clock
+def using_clock(clock: str, statistic: str = "median") -> Iterator[None]:
+    """Time with `clock` ("cpu" or "wall") and keep `statistic` of the runs inside the block."""
+    before = dict(_TIMING)
+    _TIMING.update(clock=clock, statistic=check_statistic(statistic))
     try:
         yield
     finally:
-        _CLOCK[0] = before
+        _TIMING.update(before)
+
+
+def time_calls(calls: list[Callable[[], Any]], warmup: int, repeats: int, rounds: int = 1) -> list[float]:
+    """Seconds of each of `calls` (current clock and statistic, see `using_clock`) over `repeats`
+    timed runs after `warmup` untimed ones. The timed runs are taken in `rounds` round-robin
+    passes, each timing repeats/rounds runs of one call back to back before the next call, so
+    every call's runs spread over the whole measurement and a slow spell hits all alike."""
+    if rounds < 1:
+        raise SpecError("need at least one round", field="--rounds", value=rounds)
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    clock = CLOCKS[_TIMING["clock"]]
+    rounds = min(rounds, repeats)
+    times: list[list[float]] = [[] for _ in calls]
+    for r in range(rounds):
+        n = repeats // rounds + (r < repeats % rounds)
+        for call, ts in zip(calls, times, strict=True):
+            for _ in range(n):
+                t0 = clock()
+                call()
+                ts.append(clock() - t0)
+    keep = STATISTICS[_TIMING["statistic"]]
+    return [keep(ts) for ts in times]
 
 
 def median_time_s(call: Callable[[], Any], warmup: int, repeats: int) -> float:
-    """Median time of `call()` (on the current clock, see `CLOCKS`) over `repeats` runs after
-    `warmup` untimed ones."""
-    for _ in range(warmup):
-        call()
-    times = []
-    clock = CLOCKS[_CLOCK[0]]
-    for _ in range(repeats):
-        t0 = clock()
-        call()
-        times.append(clock() - t0)
-    return statistics.median(times)
+    """Time of `call()` over `repeats` runs after `warmup` untimed ones (the current clock and
+    statistic: the median unless `using_clock` says otherwise)."""
+    return time_calls([call], warmup, repeats)[0]
+
+
+def onnx_call(session: Any, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+    """One `session.run` on `feeds` (each made C-contiguous once, so no run copies its input)."""
+    fixed = {name: np.ascontiguousarray(v) for name, v in feeds.items()}
+    return lambda: session.run(None, fixed)
 
 
 def time_torch(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int, threads: int = 1) -> float:
-    """Median seconds of `module(x)` in PyTorch eager mode, no autograd."""
+    """Seconds of `module(x)` in PyTorch eager mode, no autograd."""
     with torch_threads(threads), torch.no_grad():
         return median_time_s(lambda: module(x), warmup, repeats)
 
 
 def time_onnx(session: Any, feeds: dict[str, np.ndarray], warmup: int, repeats: int) -> float:
-    """Median seconds of one `session.run` on `feeds`."""
-    return median_time_s(lambda: session.run(None, feeds), warmup, repeats)
+    """Seconds of one `session.run` on `feeds`."""
+    return median_time_s(onnx_call(session, feeds), warmup, repeats)
 
 
 def export_onnx(

@@ -76,7 +76,8 @@ def prediction_section_html(check: dict[str, Any]) -> str:
     note = (
         f"Measured on {html.escape(str(machine.get('cpu', '?')))} (load average "
         f"{html.escape(str(machine.get('load_average', '?')))}), {check['backend']}, "
-        f"{check.get('threads', 1)} thread, median of {check.get('repeats', '?')} runs; throughput "
+        f"{check.get('threads', 1)} thread, {check.get('statistic', 'median')} of "
+        f"{check.get('repeats', '?')} runs; throughput "
         f"and linear models fitted to the profiled op timings by least squares"
         + (f" ({rate:.4g} MAC/s)" if rate else "")
         + "."
