@@ -12,7 +12,8 @@ any estimator can show against it.
 It also reports Kendall's tau between MACs and either accuracy, to tell ranking from a mere size
 preference. `--jobs 2` trains two stand-alone nets at a time; `--spread-macs` draws one random
 subnet per MACs bin instead of uniformly; `--reference-calibration` sets the BatchNorm
-recalibration batches of the stand-alone nets (default 32: 4 add ~0.005 of noise). A rerun keeps
+recalibration batches of the stand-alone nets (default 32: 4 add ~0.005 of noise) and
+`--calibration-batches` those of the supernet's candidates (default: the study's). A rerun keeps
 the report's hand-written notes (everything from the NOTES_MARKER line on). `--reference` scores
 the supernet against the stand-alone accuracies stored by an earlier run (training only the seeds
 it lacks), so that supernet variants share one reference; `--supernet-epochs` overrides the study's.
@@ -227,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--supernet-epochs", type=int, default=None, help="override the study's supernet epochs")
     ap.add_argument(
+        "--calibration-batches",
+        type=int,
+        default=None,
+        help="override the study's BatchNorm recalibration batches per candidate (evaluation only: "
+        "the trained supernet is reused)",
+    )
+    ap.add_argument(
         "--markdown", default=None, help="write the report here (and print it), raw numbers as .json"
     )
     args = ap.parse_args(argv)
@@ -237,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = dict(r.study.accuracy)
     if args.supernet_epochs:
         accuracy["epochs"] = args.supernet_epochs
+    if args.calibration_batches:
+        accuracy["calibration_batches"] = args.calibration_batches
     if accuracy.get("estimator") != "supernet":
         raise SystemExit(f"{args.study}: [accuracy] estimator must be 'supernet'")
     study_est = SupernetAccuracy(space, accuracy)  # the study's own evaluation settings
