@@ -16,6 +16,7 @@ runs as shipped.
 
     python benchmarks/supernet_spaces.py --markdown benchmarks/supernet_spaces.md
     python benchmarks/supernet_spaces.py --only mbconv-jmsnas-quick   # one row, printed
+    python benchmarks/supernet_spaces.py --only vgg11-compress --set epochs=12   # another budget
 """
 
 from __future__ import annotations
@@ -165,10 +166,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", action="append", default=None, help="run only this row (repeatable)")
     ap.add_argument("--checkpoint-dir", default=".nasopt/benchmark-spaces")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override one [accuracy] option of every row run, e.g. --set epochs=12 (repeatable)",
+    )
     ap.add_argument("--markdown", default=None, help="write the report here, raw numbers as .json")
     args = ap.parse_args(argv)
     command = "python benchmarks/supernet_spaces.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=JSON, e.g. epochs=12")
+        overrides[key] = json.loads(value)
     rows = [r for r in ROWS if args.only is None or r.label in args.only]
+    rows = [Row(**{**r.__dict__, "options": {**r.options, **overrides}}) for r in rows]
     results = []
     t0 = time.perf_counter()
     for row in rows:
