@@ -97,9 +97,11 @@ def main() -> int:
     return 0
 
 
-def noise(preset: str, n: int, times_: int, warmup: int, repeats: int, statistic: str, rounds: int) -> int:
+def noise(
+    preset: str, n: int, measurements: int, warmup: int, repeats: int, statistic: str, rounds: int
+) -> int:
     """The same `n` candidates (seed 0, as --check draws them), each exported once and measured
-    `times_` times as --check measures (`statistic` of `repeats` runs in `rounds` round-robin
+    `measurements` times as --check measures (`statistic` of `repeats` runs in `rounds` round-robin
     passes over the `n`): how much the measurement of one model moves on this machine."""
     import random
 
@@ -130,7 +132,7 @@ def noise(preset: str, n: int, times_: int, warmup: int, repeats: int, statistic
     print(f"load average before: {os.getloadavg()}")
     print(f"{statistic} of {repeats} runs after {warmup} warm-ups, in {rounds} round-robin passes")
     with using_clock("cpu", statistic):
-        for _ in range(times_):
+        for _ in range(measurements):
             for i, t in enumerate(time_calls(runs, warmup, repeats, rounds)):
                 times[i].append(t * 1e3)
     print(f"load average after: {os.getloadavg()}")
