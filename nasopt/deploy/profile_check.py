@@ -287,7 +287,7 @@ def _time_export(out_dir: Path, backend: str, warmup: int, repeats: int, threads
     from nasopt.deploy._onnx import ort_session
     from nasopt.deploy.export import check_export
     from nasopt.deploy.manifest import input_value
-    from nasopt.deploy.profile_ops import median_time_s, torch_threads
+    from nasopt.deploy.profile_ops import time_call, torch_threads
 
     manifest = check_export(out_dir)
     shape = [1 if d == "batch" else int(d) for d in manifest.input.shape]
@@ -308,7 +308,7 @@ def _time_export(out_dir: Path, backend: str, warmup: int, repeats: int, threads
             def run_ort(s: Any = sess, f: dict[str, Any] = feeds) -> Any:
                 return s.run(None, f)
 
-            t = median_time_s(run_ort, warmup, repeats)
+            t = time_call(run_ort, warmup, repeats)
             runners.append((part.device, run_ort))
         else:
             with warnings.catch_warnings():
@@ -320,13 +320,13 @@ def _time_export(out_dir: Path, backend: str, warmup: int, repeats: int, threads
                 return m(*aa)
 
             with torch_threads(threads), torch.no_grad():
-                t = median_time_s(call, warmup, repeats)
+                t = time_call(call, warmup, repeats)
             runners.append((part.device, call))
         rows.append(
             {"device": part.device, "measured_ms": t * 1e3, "predicted_compute_ms": part.predicted_compute_ms}
         )
     with torch_threads(threads), torch.no_grad():
-        total = median_time_s(lambda: [run() for _, run in runners], warmup, repeats)
+        total = time_call(lambda: [run() for _, run in runners], warmup, repeats)
     return {
         "export": str(out_dir),
         "backend": backend,

@@ -162,7 +162,7 @@ def time_calls(calls: list[Callable[[], Any]], warmup: int, repeats: int, rounds
     return [keep(ts) for ts in times]
 
 
-def median_time_s(call: Callable[[], Any], warmup: int, repeats: int) -> float:
+def time_call(call: Callable[[], Any], warmup: int, repeats: int) -> float:
     """Time of `call()` over `repeats` runs after `warmup` untimed ones (the current clock and
     statistic: the median unless `using_clock` says otherwise)."""
     return time_calls([call], warmup, repeats)[0]
@@ -174,15 +174,9 @@ def onnx_call(session: Any, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
     return lambda: session.run(None, fixed)
 
 
-def time_torch(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int, threads: int = 1) -> float:
-    """Seconds of `module(x)` in PyTorch eager mode, no autograd."""
-    with torch_threads(threads), torch.no_grad():
-        return median_time_s(lambda: module(x), warmup, repeats)
-
-
 def time_onnx(session: Any, feeds: dict[str, np.ndarray], warmup: int, repeats: int) -> float:
     """Seconds of one `session.run` on `feeds`."""
-    return median_time_s(onnx_call(session, feeds), warmup, repeats)
+    return time_call(onnx_call(session, feeds), warmup, repeats)
 
 
 def export_onnx(
