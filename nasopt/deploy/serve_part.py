@@ -87,9 +87,14 @@ class _Route:
 
 
 def _die_with_parent() -> None:
-    """Under the runner, exit when it dies, even if killed (Linux: PR_SET_PDEATHSIG)."""
+    """Under the runner, leave Ctrl-C to it (it stops every part itself, and a part that quit
+    first would turn the interrupt into a 'went away' error) and exit when it dies, even if
+    killed (Linux: PR_SET_PDEATHSIG)."""
     parent = os.environ.get(PARENT_ENV)
-    if not parent or not sys.platform.startswith("linux"):
+    if not parent:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
