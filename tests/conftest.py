@@ -163,13 +163,15 @@ def chain_system(
     bandwidth_bps: list[float],
     memory_bytes: list[int | None] | None = None,
     latency_s: float = 0.0,
+    run_overhead_s: float = 0.0,
 ) -> System:
     """A chain d0 -> d1 -> ... with throughput devices and plain links."""
     n = len(macs_per_s)
     caps = memory_bytes or [None] * n
     devices = {}
     for i in range(n):
-        dev: dict[str, Any] = {"compute": {"kind": "throughput", "macs_per_s": macs_per_s[i]}}
+        compute = {"kind": "throughput", "macs_per_s": macs_per_s[i], "run_overhead_s": run_overhead_s}
+        dev: dict[str, Any] = {"compute": compute}
         if caps[i] is not None:
             dev["memory_bytes"] = caps[i]
         devices[f"d{i}"] = dev

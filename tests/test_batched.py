@@ -14,7 +14,7 @@ from nasopt.core.system import System, build_system
 from nasopt.errors import SpecError
 from nasopt.presets import load_objective, load_space
 from nasopt.space import SearchSpace
-from nasopt.spec import preset_dirs
+from nasopt.spec import ObjectiveSpec, preset_dirs
 from tests.conftest import chain_system, space_spec
 
 
@@ -80,9 +80,23 @@ def check_batch(space: SearchSpace, system: System, candidates: list[Any]) -> No
         assert_same(result, j, evaluate(space.network(candidate), system), space, candidate)
 
 
+def with_run_overhead(objective: ObjectiveSpec, run_overhead_s: float) -> ObjectiveSpec:
+    """The objective with every device paying `run_overhead_s` once per inference."""
+    devices = {
+        name: dev.model_copy(
+            update={"compute": dev.compute.model_copy(update={"run_overhead_s": run_overhead_s})}
+        )
+        for name, dev in objective.devices.items()
+    }
+    return objective.model_copy(update={"devices": devices})
+
+
+@pytest.mark.parametrize("run_overhead_s", [0.0, 3e-4])
 @pytest.mark.parametrize(("space_name", "objective_name"), _pairs())
-def test_batched_equals_scalar_on_every_preset(space_name: str, objective_name: str) -> None:
-    system = build_system(load_objective(objective_name))
+def test_batched_equals_scalar_on_every_preset(
+    space_name: str, objective_name: str, run_overhead_s: float
+) -> None:
+    system = build_system(with_run_overhead(load_objective(objective_name), run_overhead_s))
     space = SearchSpace(load_space(space_name), system)
     rng = random.Random(f"{space_name}/{objective_name}")
     candidates = [space.sample(rng) for _ in range(40)] + [space.largest(), space.smallest()]
@@ -104,9 +118,15 @@ def test_batched_refuses_only_scalar_only_features():
 @pytest.mark.parametrize("n_devices", [1, 2, 3])
 def test_batched_equals_scalar_with_taps_bottlenecks_equal_and_edge_cuts(n_devices: int) -> None:
     """The small space splits MBConvs at their depthwise conv; bottlenecks at the input, at a
-    tap, at the last layer, and equal cuts (relaying devices) are all compared."""
+    tap, at the last layer, and equal cuts (relaying devices, which pay no run overhead) are
+    all compared."""
     spec = space_spec(bottleneck={"widths": ["none", 4, 8], "bits": [4, 8]})
-    system = chain_system([1e9 * (i + 1) for i in range(n_devices)], [1e6] * (n_devices - 1), latency_s=1e-3)
+    system = chain_system(
+        [1e9 * (i + 1) for i in range(n_devices)],
+        [1e6] * (n_devices - 1),
+        latency_s=1e-3,
+        run_overhead_s=2e-4,
+    )
     space = SearchSpace(spec, system)
     rng = random.Random(n_devices)
     candidates = [space.sample(rng) for _ in range(300)]

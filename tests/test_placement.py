@@ -46,9 +46,12 @@ def brute_force(space: SearchSpace, candidate, system) -> tuple[float, float]:
     rates=st.lists(st.floats(1e7, 1e11), min_size=4, max_size=4),
     bandwidths=st.lists(st.floats(1e4, 1e9), min_size=3, max_size=3),
     caps=st.lists(st.one_of(st.none(), st.integers(2_000, 200_000)), min_size=4, max_size=4),
+    run_overhead_s=st.sampled_from([0.0, 1e-4, 1e-2]),
 )
-def test_optimal_split_equals_brute_force(n_devices, seed, rates, bandwidths, caps):
-    system = chain_system(rates[:n_devices], bandwidths[: n_devices - 1], caps[:n_devices])
+def test_optimal_split_equals_brute_force(n_devices, seed, rates, bandwidths, caps, run_overhead_s):
+    system = chain_system(
+        rates[:n_devices], bandwidths[: n_devices - 1], caps[:n_devices], run_overhead_s=run_overhead_s
+    )
     space = SearchSpace(space_spec(), system)
     candidate = space.sample(random.Random(seed))
     result = optimal_split(space.macro, candidate, system)
@@ -71,6 +74,21 @@ def test_optimal_split_prefers_the_fast_device_when_links_are_free():
     candidate = space.largest()
     result = optimal_split(space.macro, candidate, system)
     assert result.cuts == (-1,)  # send the input, compute everything on the fast device
+
+
+def test_a_run_overhead_is_paid_once_per_device_that_runs_a_layer():
+    """Two equal devices, free links: a split costs one more run overhead, so a large one keeps
+    the whole network on one device; the relaying device pays nothing."""
+    system = chain_system([1e9, 1e9], [1e15], run_overhead_s=1.0)
+    space = SearchSpace(space_spec(), system)
+    candidate = space.largest()
+    result = optimal_split(space.macro, candidate, system)
+    assert result.cuts in {(-1,), (len(space.macro.layers) - 1,)}
+    whole = evaluate(space.network(replace(candidate, cuts=result.cuts)), system)
+    split = evaluate(space.network(replace(candidate, cuts=(0,))), system)
+    assert whole.latency_s == pytest.approx(result.latency_s)
+    assert split.latency_s - whole.latency_s == pytest.approx(1.0, rel=1e-6)
+    assert sorted(whole.compute_s.values())[0] == 0.0
 
 
 def test_optimal_split_rejects_a_bottleneck_candidate():

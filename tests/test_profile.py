@@ -5,19 +5,22 @@ exits 2 with one line."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from nasopt.cli import main
+from nasopt.core.candidate import Candidate
+from nasopt.core.compute import ComputeModel
 from nasopt.core.evaluation import evaluate
 from nasopt.core.system import build_system
-from nasopt.deploy.profile import fit_models, meta_path, profile_space, write_table
+from nasopt.deploy.profile import fit_models, meta_path, objective_snippet, profile_space, write_table
 from nasopt.deploy.profile_check import CHECK_FORMAT, read_check
 from nasopt.deploy.profile_keys import keyed_layers
 from nasopt.presets import load_space
 from nasopt.space import SearchSpace
-from nasopt.spec import ObjectiveSpec, parse_spec
+from nasopt.spec import ComputeSpec, ObjectiveSpec, parse_spec
 from tests.conftest import space_spec
 
 TINY = """
@@ -184,6 +187,20 @@ def test_onnxruntime_profile_and_check(tiny: Path, tmp_path: Path) -> None:
 
     doc = check_predictions(spec, table, backend="onnxruntime", candidates=1, progress=False, **FAST)
     assert doc["backend"] == "onnxruntime" and all(r["measured_ms"] > 0 for r in doc["rows"])
+    # the printed compute spec adds back, once per run, the empty-run cost taken off every op
+    compute = tomllib.loads(objective_snippet(table, result.fits()))["compute"]
+    assert compute["run_overhead_s"] == pytest.approx(result.call_overhead_ms * 1e-3, rel=1e-3)
+    model = ComputeModel(parse_spec(ComputeSpec, compute, "snippet"), "compute")
+    row = doc["rows"][0]
+    network = SearchSpace(spec).network(Candidate.from_dict(row["candidate"]))
+    views = [
+        network.views if network.fuse_after is not None and i <= network.fuse_after else 1
+        for i in range(len(network.layers))
+    ]
+    layers_ms = (
+        sum(model.layer_time_s(layer) * n for layer, n in zip(network.layers, views, strict=True)) * 1e3
+    )
+    assert row["predicted_ms"]["lookup"] == pytest.approx(layers_ms + result.call_overhead_ms, rel=1e-3)
 
 
 def test_exported_parts_are_timed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -294,6 +294,10 @@ class BatchEvaluator:
         }
         self._built = False
 
+    def _run_overhead_s(self, device: str) -> float:
+        """What `device` pays once per inference of its part (its compute model's spec)."""
+        return self.system.devices[device].compute.spec.run_overhead_s
+
     # ------------------------------------------------------------------ tables
 
     def _build(self) -> None:
@@ -628,6 +632,7 @@ class BatchEvaluator:
             times[self._model_of[d]][bounds[m + 1], cols] - times[self._model_of[d]][bounds[m], cols]
             for m, d in enumerate(chain)
         ]
+        ran = [bounds[m + 1] > bounds[m] for m in range(n_dev)]  # the device runs a layer
         params = [params_sum[bounds[m + 1], cols] - params_sum[bounds[m], cols] for m in range(n_dev)]
         macs = [macs_sum[bounds[m + 1], cols] - macs_sum[bounds[m], cols] for m in range(n_dev)]
         layer_index = np.arange(n_layers)[:, None]
@@ -657,6 +662,7 @@ class BatchEvaluator:
                 macs[m] = macs[m] + sign * np.where(sel, table.macs[idx], 0)
                 if sign > 0:
                     peak[m] = np.maximum(peak[m], np.where(sel, table.live[self._mem_of[d]][idx], 0))
+                    ran[m] = ran[m] | sel
 
         for k in range(n_cuts):
             c = cuts[k]
@@ -693,6 +699,8 @@ class BatchEvaluator:
             raw = at_input & ~at_neck
             sent_bits[k] = np.where(raw, spec.input_bits, sent_bits[k])
             cut_pixels[k] = np.where(raw, 0, self._pixels[shape])
+        for m, d in enumerate(chain):
+            compute[m] = compute[m] + np.where(ran[m], self._run_overhead_s(d), 0.0)
         payload = sent_elems * sent_bits / 8.0  # memory.payload_bytes over arrays
         links = system.chain_links
         transfer = [_transfer_s(link, payload[m]) for m, link in enumerate(links)]
@@ -776,9 +784,13 @@ class BatchEvaluator:
         sent: dict[str, np.ndarray] = {}
         zero = np.zeros(n)
 
-        def run(device: str, start: np.ndarray, end: np.ndarray, received: np.ndarray) -> np.ndarray:
+        def run(
+            device: str, start: np.ndarray, end: np.ndarray, received: np.ndarray, merges: bool = False
+        ) -> np.ndarray:
             t_all = times[self._model_of[device]]
+            ran = (end > start) | merges  # the aggregator runs the merge, if nothing else
             compute[device] = t_all[end, cols] - t_all[start, cols]
+            compute[device] = compute[device] + np.where(ran, self._run_overhead_s(device), 0.0)
             params[device] = params_sum[end, cols] - params_sum[start, cols]
             macs[device] = macs_sum[end, cols] - macs_sum[start, cols]
             peak[device] = _range_max(live[self._mem_of[device]], start, end, layer_index)
@@ -835,7 +847,7 @@ class BatchEvaluator:
         ends = [*(tail + 1), np.full(n, n_layers)]
         start = np.full(n, par.last + 1)
         for m, device in enumerate(system.after):
-            total = total + run(device, start, ends[m], zero)
+            total = total + run(device, start, ends[m], zero, merges=m == 0)
             if m == 0:  # the merge runs first on the aggregator
                 mt = merge.times[self._model_of[device]][merge_entry]
                 compute[device] = compute[device] + mt
@@ -951,6 +963,7 @@ class BatchEvaluator:
         for leaf in system.leaves:
             mi = self._model_of[leaf]
             t = times[mi][f + 1, cols] + np.where(has_neck, reduce.times[mi][nk], 0.0)
+            t = t + np.where((f >= 0) | has_neck, self._run_overhead_s(leaf), 0.0)
             compute[leaf] = t
             weights[leaf], memory[leaf] = _peak_memory(head_params, head_live(self._mem_of[leaf]), zero, spec)
             macs[leaf] = head_macs
@@ -977,6 +990,7 @@ class BatchEvaluator:
         assert root is not None
         mi = self._model_of[root]
         root_t = times[mi][-1] - times[mi][f + 1, cols]
+        root_t = root_t + np.where(f + 1 < len(macro.layers), self._run_overhead_s(root), 0.0)
         compute[root] = root_t
         macs[root] = tail_macs
         weights[root], memory[root] = _peak_memory(

@@ -75,6 +75,7 @@ class _Acc:
         self.net = network
         self.sys = system
         self.compute_s: dict[str, float] = {}
+        self.called: set[str] = set()  # devices that ran a layer (and paid run_overhead_s)
         self.memory: dict[str, int] = {}
         self.weights: dict[str, int] = {}
         self.activation: dict[str, int] = {}
@@ -86,7 +87,8 @@ class _Acc:
 
     def run(self, device: str, start: int, end: int, buffered_bytes: float = 0.0, repeat: int = 1) -> float:
         """Run layers [start, end) on `device` `repeat` times in a row (one per view: the weights
-        are held once, the compute, MACs and energy count every run)."""
+        are held once, the compute, MACs and energy count every run). The device's first run
+        of an inference pays its compute model's `run_overhead_s` (one call of its part)."""
         dev = self.sys.devices[device]
         layers = self.net.layers
         t = 0.0
@@ -108,6 +110,9 @@ class _Acc:
         if repeat != 1:
             t *= repeat
             macs *= repeat
+        if end > start and device not in self.called:
+            self.called.add(device)
+            t += model.spec.run_overhead_s
         self.placement[start:end] = [device] * (end - start)
         net = self.net
         weights = weight_bytes(params, net.weight_bits)

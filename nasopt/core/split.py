@@ -117,9 +117,11 @@ def _solve(
         return 0.0 if j in (START, END) else payload[j]
 
     def segment_costs(device_index: int, a: int, candidates: range) -> dict[int, float]:
-        """Compute time of device `device_index` from point a to each b (inf when over memory)."""
+        """Compute time of device `device_index` from point a to each b (inf when over memory);
+        a device that runs any layer pays its `run_overhead_s` once."""
         dev = system.devices[chain[device_index]]
         time_of = dev.compute.layer_time_s
+        run_overhead_s = dev.compute.spec.run_overhead_s
         model = dev.memory_model
         out: dict[int, float] = {}
         t = 0.0
@@ -139,7 +141,7 @@ def _solve(
                 if mem > dev.memory_bytes:
                     out[b] = math.inf
                     continue
-            out[b] = t
+            out[b] = t + run_overhead_s if end > flat_of(a) + 1 else t
         return out
 
     # best[j] after device m: least latency with cut m at point j, and its back-pointer

@@ -5,12 +5,13 @@ The keys are the lookup-table compute model's (`nasopt.deploy.profile_keys`); ea
 the supernet's own module (`nasopt.deploy.profile_ops`) with onnxruntime or PyTorch, one thread,
 `warmup` untimed runs, then the minimum (`--statistic min`, the default) or the median of
 `repeats` timed runs, taken in round-robin passes over all the ops so that a slow spell of a
-shared machine does not land on a few of them. onnxruntime times have the cost of an
-empty `session.run` (measured, stated in the side file) subtracted, since a whole model pays it
-once, not once per layer; an identity skip costs 0. Beside the table (`FILE`, key -> ms) a side
-file `FILE.meta.json` records the machine, backend, settings, load average, and a throughput
-and a linear compute model fitted to the same timings by least squares, for the layers the table
-has no key for (`fallback = "throughput"`) and for `nasopt profile --check`.
+shared machine does not land on a few of them. onnxruntime times have the cost of an empty
+`session.run` (measured, stated in the side file as `call_overhead_ms`) subtracted, since a whole
+model pays it once, not once per layer: a device's `run_overhead_s` adds it back once per part.
+An identity skip costs 0. Beside the table (`FILE`, key -> ms) a side file `FILE.meta.json`
+records the machine, backend, settings, load average, and a throughput and a linear compute model
+fitted to the same timings by least squares, for the layers the table has no key for
+(`fallback = "throughput"`) and for `nasopt profile --check`.
 """
 
 from __future__ import annotations
@@ -304,21 +305,36 @@ def fit_models(layers: dict[str, KeyedLayer], times_ms: dict[str, float]) -> dic
 
 def compute_specs(table: Path, fits: dict[str, Any]) -> dict[str, ComputeSpec]:
     """The three compute models of `nasopt profile --check`: the fitted throughput and linear
-    models, and the lookup table with the fitted throughput as fallback for keyless layers."""
+    models, and the lookup table with the fitted throughput as fallback for keyless layers;
+    each adds, once per run, the empty-run cost subtracted from every op it was fitted to."""
     lin = {k: v for k, v in fits["linear"].items() if k != "fit"}
     rate = fits["throughput"]["macs_per_s"]
+    run = run_overhead_s(table)
     return {
-        "throughput": ComputeSpec(kind="throughput", macs_per_s=rate),
-        "linear": ComputeSpec(kind="linear", **lin),
+        "throughput": ComputeSpec(kind="throughput", macs_per_s=rate, run_overhead_s=run),
+        "linear": ComputeSpec(kind="linear", run_overhead_s=run, **lin),
         "lookup": ComputeSpec(
-            kind="lookup", table=str(table), table_unit="ms", fallback="throughput", macs_per_s=rate
+            kind="lookup",
+            table=str(table),
+            table_unit="ms",
+            fallback="throughput",
+            macs_per_s=rate,
+            run_overhead_s=run,
         ),
     }
+
+
+def run_overhead_s(table: Path) -> float:
+    """The per-run cost `nasopt profile` measured and subtracted from every op of `table`
+    (0 for a table without side file, or timed with torch)."""
+    meta = read_meta(table) or {}
+    value = meta.get("call_overhead_ms", 0.0)
+    return float(value) * 1e-3 if isinstance(value, int | float) else 0.0
 
 
 def objective_snippet(table: Path, fits: dict[str, Any]) -> str:
     rate = fits["throughput"]["macs_per_s"]
     return (
         f'compute = {{ kind = "lookup", table = "{table}", table_unit = "ms", '
-        f'fallback = "throughput", macs_per_s = {rate:.4g} }}'
+        f'fallback = "throughput", macs_per_s = {rate:.4g}, run_overhead_s = {run_overhead_s(table):.4g} }}'
     )

@@ -5,8 +5,9 @@ Each candidate runs whole on this machine as the extracted `Subnet` of an untrai
 (weights do not change the time; BatchNorm statistics from one random batch), with PyTorch, or
 exported to ONNX exactly as `nasopt export` exports a part and run with onnxruntime. Predicted
 latency = the sum of the compute model's per-layer times over the candidate's layers (the cost
-model's `Network`, views counted per view). Optional calibration: a per-candidate constant (the
-median of measured minus lookup-predicted) fitted on separate candidates, never the tested ones.
+model's `Network`, views counted per view) plus its `run_overhead_s` once. Optional calibration:
+a per-candidate constant (the median of measured minus lookup-predicted) fitted on separate
+candidates, never the tested ones.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ class Measured:
 
 
 def predicted_s(network: Network, model: ComputeModel) -> float:
-    """The candidate's compute time on one device of `model`: every layer, per view."""
-    total = 0.0
+    """The candidate's compute time on one device of `model`: every layer, per view, and one
+    run overhead (the whole candidate is one part)."""
+    total = model.spec.run_overhead_s
     for i, layer in enumerate(network.layers):
         n = network.views if network.fuse_after is not None and i <= network.fuse_after else 1
         total += model.layer_time_s(layer) * n
