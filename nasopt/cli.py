@@ -266,6 +266,12 @@ def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--clock", default="cpu", help="cpu (the thread's CPU time; default) | wall")
     p.add_argument(
+        "--isolated",
+        action="store_true",
+        help="onnxruntime: time each op's graph as is, with the layout conversions at its ends that a"
+        " model pays once, not per layer (default: without them)",
+    )
+    p.add_argument(
         "--check", action="store_true", help="measure random candidates end to end, compare models"
     )
     p.add_argument("--table", default=None, help="with --check: an existing table (default: profile first)")
@@ -544,7 +550,9 @@ def _profile(args: argparse.Namespace) -> int:
         )
     spec = load_space(args.space)
     if args.table is None:
-        result = profile_space(spec, rounds=args.rounds, progress=not args.no_progress, **opts)
+        result = profile_space(
+            spec, rounds=args.rounds, progress=not args.no_progress, in_graph=not args.isolated, **opts
+        )
         out = write_table(result, Path(args.output or f"profile-{spec.name}-{backend}.json"))
         print(
             f"wrote {out} ({len(result.times_ms)} op timings, ms, {args.statistic} of {args.repeats}) "

@@ -49,8 +49,9 @@ def to_onnx(
     return program, onnx_program
 
 
-def ort_session(model: bytes | str, threads: int = 1) -> Any:
-    """An onnxruntime CPU session with `threads` intra-op threads, sequential execution."""
+def ort_session(model: bytes | str, threads: int = 1, *, optimize: bool = True) -> Any:
+    """An onnxruntime CPU session with `threads` intra-op threads, sequential execution
+    (`optimize=False`: for a graph onnxruntime has already optimised)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -58,4 +59,6 @@ def ort_session(model: bytes | str, threads: int = 1) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from nasopt.deploy.profile_graph import InnerGraph
 from nasopt.deploy.profile_keys import KeyedLayer, keyed_layers
 from nasopt.errors import SpecError
 from nasopt.spec import ComputeSpec, SearchSpaceSpec
@@ -52,6 +53,7 @@ class ProfileResult:
     rounds: int = 1
     call_overhead_ms: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
+    in_graph_ops: int | None = None  # ops timed without their end conversions; None: as is
 
     def fits(self) -> dict[str, Any]:
         return fit_models(self.layers, self.times_ms)
@@ -70,6 +72,7 @@ class ProfileResult:
             "threads": self.threads,
             "clock": self.clock,
             "call_overhead_ms": self.call_overhead_ms,
+            "in_graph_ops": self.in_graph_ops,
             "machine": self.machine,
             "fits": self.fits(),
         }
@@ -119,14 +122,17 @@ def profile_space(
     rounds: int = 5,
     progress: bool = True,
     chunk: int = 48,
+    in_graph: bool = True,
 ) -> ProfileResult:
     """Time every op configuration of `spec` with `backend` (`statistic` of `repeats` runs after
     `warmup`, taken in `rounds` round-robin passes over all the ops, `threads` intra-op
-    threads, on `clock`: see `profile_ops.CLOCKS`); a bar on stderr with `progress`."""
+    threads, on `clock`: see `profile_ops.CLOCKS`); a bar on stderr with `progress`.
+    `in_graph` (onnxruntime): time each op without the layout conversions at its ends, as it
+    runs between other layers (`profile_graph`); False: the op's graph as is."""
     from nasopt.deploy.profile_ops import check_clock, using_clock
 
     with using_clock(check_clock(clock, threads), statistic):
-        result = _profile(spec, backend, warmup, repeats, threads, rounds, progress, chunk)
+        result = _profile(spec, backend, warmup, repeats, threads, rounds, progress, chunk, in_graph)
     result.clock, result.statistic, result.rounds = clock, statistic, rounds
     return result
 
@@ -140,11 +146,13 @@ def _profile(
     rounds: int,
     progress: bool,
     chunk: int,
+    in_graph: bool,
 ) -> ProfileResult:
     import torch
     from tqdm import tqdm
 
     from nasopt.deploy._onnx import ort_session
+    from nasopt.deploy.profile_graph import inner_graph
     from nasopt.deploy.profile_ops import (
         OpModule,
         example_input,
@@ -164,6 +172,7 @@ def _profile(
     overhead_s = _empty_run_s(warmup, repeats, threads) if backend == "onnxruntime" else 0.0
     keys: list[str] = []
     calls: list[Callable[[], Any]] = []
+    stripped = 0  # ops timed without the NCHWc conversions at their ends
     with tqdm(total=len(items), desc=f"preparing ops ({backend})", unit="op", disable=not progress) as bar:
         for start in range(0, len(items), chunk):
             group = items[start : start + chunk]
@@ -178,11 +187,14 @@ def _profile(
                 calls += [partial(mods[i], xs[i]) for i in live]
             elif live:
                 models = export_ops([mods[i] for i in live], [xs[i] for i in live])
-                sessions = [ort_session(data, threads) for data in models]
-                calls += [
-                    onnx_call(sess, {sess.get_inputs()[0].name: xs[i].numpy()})
-                    for i, sess in zip(live, sessions, strict=True)
-                ]
+                for i, data in zip(live, models, strict=True):
+                    inner = inner_graph(data) if in_graph else None
+                    if inner is None:
+                        sess, x = ort_session(data, threads), xs[i].numpy()
+                    else:
+                        sess, x = ort_session(inner.model, threads, optimize=False), _blocked(inner)
+                        stripped += 1
+                    calls.append(onnx_call(sess, {sess.get_inputs()[0].name: x}))
             bar.update(len(group))
     if progress:
         print(f"timing {len(calls)} ops ({rounds} round-robin passes) ...", file=sys.stderr, flush=True)
@@ -199,7 +211,13 @@ def _profile(
         threads=threads,
         call_overhead_ms=overhead_s * 1e3,
         machine=machine,
+        in_graph_ops=stripped if backend == "onnxruntime" and in_graph else None,
     )
+
+
+def _blocked(inner: InnerGraph) -> np.ndarray:
+    """A fixed random input of an inner graph's (channel-blocked) input shape."""
+    return np.random.default_rng(0).standard_normal(inner.input_shape, dtype=np.float32)
 
 
 def _empty_run_s(warmup: int, repeats: int, threads: int) -> float:
