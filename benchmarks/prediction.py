@@ -150,6 +150,13 @@ def render(out: dict) -> str:
         fits = c["models"]
         meas = sorted(r["measured_ms"] for r in c["rows"])
         cal = c.get("calibration") or {}
+        meta = c.get("table_meta") or {}
+        in_graph = meta.get("in_graph_ops")
+        how = (
+            f"{in_graph} ops timed without their end conversions"
+            if in_graph is not None
+            else "ops timed as is"
+        )
         lines += [
             f"### {run['preset']} ({c['backend']}, {c['candidates']} candidates)",
             "",
@@ -158,6 +165,8 @@ def render(out: dict) -> str:
             f"{run['load_average_after']} after",
             f"- table: {c['table_meta']['keys'] if c.get('table_meta') else '?'} op keys; measured latency "
             f"{meas[0]:.3f} to {meas[-1]:.3f} ms (median {meas[len(meas) // 2]:.3f} ms)",
+            f"- {how}; empty-run cost {meta.get('call_overhead_ms', 0):.4f} ms, added once per candidate"
+            " (`run_overhead_s`) by every model",
             f"- fitted throughput {fits['throughput']['macs_per_s']:.4g} MAC/s ({fits['throughput']['fit']})",
             f"- calibration: {cal.get('candidates', 0)} other candidates, "
             f"overhead {cal.get('overhead_ms', 0):.4f} ms",

@@ -182,7 +182,9 @@ def test_onnxruntime_profile_and_check(tiny: Path, tmp_path: Path) -> None:
     spec = load_space(str(tiny))
     result = profile_space(spec, backend="onnxruntime", progress=False, **FAST)
     assert set(result.times_ms) == set(keyed_layers(spec)) and result.call_overhead_ms > 0
+    assert result.in_graph_ops is not None and result.in_graph_ops > 0
     table = write_table(result, tmp_path / "t.json")
+    assert json.loads(meta_path(table).read_text())["in_graph_ops"] == result.in_graph_ops
     from nasopt.deploy.profile_check import check_predictions
 
     doc = check_predictions(spec, table, backend="onnxruntime", candidates=1, progress=False, **FAST)
@@ -281,3 +283,12 @@ def test_timed_runs_are_taken_round_robin_and_the_statistic_is_kept(monkeypatch:
     assert middle == [2.5, 7.5]  # the costs start over with the cleared order: a 5, 1, 3, 2; b 9, 8, 7, 6
     with pytest.raises(SpecError, match="statistic"), profile_ops.using_clock("cpu", "mean"):
         pass
+
+
+def test_isolated_times_every_op_graph_as_is(tiny: Path, tmp_path: Path) -> None:
+    table = tmp_path / "isolated.json"
+    args = ["profile", "--space", str(tiny), "--isolated", "-o", str(table), "--warmup", "0"]
+    assert main([*args, "--repeats", "1", "--rounds", "1", "--no-progress"]) == 0
+    meta = json.loads(meta_path(table).read_text())
+    assert meta["backend"] == "onnxruntime" and meta["in_graph_ops"] is None
+    assert set(json.loads(table.read_text())) == set(keyed_layers(load_space(str(tiny))))

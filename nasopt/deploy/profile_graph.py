@@ -71,11 +71,12 @@ def inner_graph(model: bytes) -> InnerGraph | None:
             new_in, in_shape = reorder_in[0].output[0], blocked
             g.node.remove(reorder_in[0])
             stripped.append("input")
-    last = residual if residual is not None else producer
     reorder_out = [
         n
         for n in g.node
-        if n.op_type == "ReorderOutput" and n.domain == NCHWC and (n is last or n.output[0] in last.input)
+        if n.op_type == "ReorderOutput"
+        and n.domain == NCHWC
+        and (n is producer if residual is None else n.output[0] in residual.input)
     ]
     # a residual add stays, on blocked tensors, only when its skip input is blocked too
     if len(reorder_out) == 1 and (residual is None or new_in != x):
