@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from nasopt.deploy.profile_graph import InnerGraph
+from nasopt.deploy.profile_graph import InnerGraph, inner_graph
 from nasopt.deploy.profile_keys import KeyedLayer, keyed_layers
 from nasopt.errors import SpecError
 from nasopt.spec import ComputeSpec, SearchSpaceSpec
@@ -152,7 +152,6 @@ def _profile(
     from tqdm import tqdm
 
     from nasopt.deploy._onnx import ort_session
-    from nasopt.deploy.profile_graph import inner_graph
     from nasopt.deploy.profile_ops import (
         OpModule,
         example_input,
