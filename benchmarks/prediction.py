@@ -165,6 +165,8 @@ def render(out: dict) -> str:
             f"{run['load_average_after']} after",
             f"- table: {c['table_meta']['keys'] if c.get('table_meta') else '?'} op keys; measured latency "
             f"{meas[0]:.3f} to {meas[-1]:.3f} ms (median {meas[len(meas) // 2]:.3f} ms)",
+            "- the table's ops and the candidates timed "
+            + ("together, in the same passes" if c.get("timed_with_table") else "one after the other"),
             f"- {how}; empty-run cost {meta.get('call_overhead_ms', 0):.4f} ms, added once per candidate"
             " (`run_overhead_s`) by every model",
             f"- fitted throughput {fits['throughput']['macs_per_s']:.4g} MAC/s ({fits['throughput']['fit']})",

@@ -8,7 +8,7 @@ studies (`open_storage`, `create_or_resume`), the seeds' baselines of a study
 (`compute_baselines`, `ensure_baselines`, `store_baselines`, `load_baselines`), the samplers
 (`ASNGSampler`, `EvolutionSampler`, `ReinforceSampler`) and deployment (`extract`, `Subnet`,
 `export_parts`, `retrain`, `run_split`, `SplitRunner`, and on-device measurement:
-`profile_space`, `write_table`, `check_predictions`, `time_export`); varying links
+`profile_space`, `write_table`, `check_predictions`, `profile_and_check`, `time_export`); varying links
 (`latency_distribution`) and Wang et al.'s model tree (`ModelTree`, `tree_layout`, `compose`,
 `TreeProblem`).
 
@@ -50,6 +50,7 @@ _LAZY = {  # these import optuna (and nasopt.deploy torch)
     "profile_space": "nasopt.deploy.profile",
     "write_table": "nasopt.deploy.profile",
     "check_predictions": "nasopt.deploy.profile_check",
+    "profile_and_check": "nasopt.deploy.profile_check",
     "time_export": "nasopt.deploy.profile_check",
     "NasObjective": "nasopt.study.objective",
     "open_storage": "nasopt.study.storage",
@@ -114,6 +115,7 @@ __all__ = [
     "load_study",
     "open_storage",
     "optimal_split",
+    "profile_and_check",
     "profile_space",
     "resolve",
     "retrain",

@@ -526,7 +526,13 @@ def _retrain(args: argparse.Namespace) -> int:
 
 def _profile(args: argparse.Namespace) -> int:
     from nasopt.deploy.profile import check_backend, objective_snippet, profile_space, write_table
-    from nasopt.deploy.profile_check import check_predictions, summary_rows, time_export, write_check
+    from nasopt.deploy.profile_check import (
+        check_predictions,
+        profile_and_check,
+        summary_rows,
+        time_export,
+        write_check,
+    )
     from nasopt.presets import load_space
     from nasopt.study.pareto import table
 
@@ -549,31 +555,34 @@ def _profile(args: argparse.Namespace) -> int:
             "a search space is needed", field="--space", allowed="a preset name or path, or --export DIR"
         )
     spec = load_space(args.space)
+    check_opts = {
+        "candidates": args.candidates,
+        "calibrate": args.calibrate,
+        "seed": args.seed,
+        "rounds": args.rounds,
+        "progress": not args.no_progress,
+        **opts,
+    }
     if args.table is None:
-        result = profile_space(
-            spec, rounds=args.rounds, progress=not args.no_progress, in_graph=not args.isolated, **opts
-        )
-        out = write_table(result, Path(args.output or f"profile-{spec.name}-{backend}.json"))
+        out = Path(args.output or f"profile-{spec.name}-{backend}.json")
+        if args.check:  # ops and candidates timed in the same passes: drift hits both alike
+            result, doc = profile_and_check(spec, out, in_graph=not args.isolated, **check_opts)
+        else:
+            result = profile_space(
+                spec, rounds=args.rounds, progress=not args.no_progress, in_graph=not args.isolated, **opts
+            )
+            write_table(result, out)
         print(
             f"wrote {out} ({len(result.times_ms)} op timings, ms, {args.statistic} of {args.repeats}) "
             "and its side file"
         )
         print(f"objective device: {objective_snippet(out, result.fits())}")
-        table_path = out
-    else:
-        table_path = Path(args.table)
-    if not args.check:
+        if not args.check:
+            return 0
+    elif not args.check:
         return 0
-    doc = check_predictions(
-        spec,
-        table_path,
-        candidates=args.candidates,
-        calibrate=args.calibrate,
-        seed=args.seed,
-        rounds=args.rounds,
-        progress=not args.no_progress,
-        **opts,
-    )
+    else:
+        doc = check_predictions(spec, Path(args.table), **check_opts)
     check_out = write_check(doc, Path(args.check_output or f"check-{spec.name}-{backend}.json"))
     rows = summary_rows(doc)
     print(table(rows, list(rows[0])))

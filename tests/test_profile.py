@@ -292,3 +292,38 @@ def test_isolated_times_every_op_graph_as_is(tiny: Path, tmp_path: Path) -> None
     meta = json.loads(meta_path(table).read_text())
     assert meta["backend"] == "onnxruntime" and meta["in_graph_ops"] is None
     assert set(json.loads(table.read_text())) == set(keyed_layers(load_space(str(tiny))))
+
+
+def test_profile_and_check_times_ops_and_candidates_in_the_same_passes(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without `--table`, `--check` times every op and every candidate in one `time_calls` (so
+    drift hits the table and the candidates alike) and splits the times back: each op minus the
+    empty run (timed before), each candidate as measured, calibration candidates first."""
+    from nasopt.deploy import profile_ops
+    from nasopt.deploy.profile_check import profile_and_check
+
+    batches: list[int] = []
+
+    def fake_time_calls(calls: list, warmup: int, repeats: int, rounds: int = 1) -> list[float]:
+        batches.append(len(calls))
+        if len(calls) == 1:  # the empty session.run
+            return [0.5e-3]
+        return [1e-3 * (i + 1) for i in range(len(calls))]  # call i takes (i + 1) ms
+
+    monkeypatch.setattr(profile_ops, "time_calls", fake_time_calls)
+    spec = load_space(str(tiny))
+    table = tmp_path / "t.json"
+    result, doc = profile_and_check(
+        spec, table, backend="onnxruntime", candidates=3, calibrate=2, progress=False, **FAST
+    )
+    live = [k for k in keyed_layers(spec) if result.times_ms[k] > 0]
+    assert batches == [1, len(live) + 2 + 3]
+    assert result.call_overhead_ms == pytest.approx(0.5)
+    ops_ms = sorted(result.times_ms[k] for k in live)
+    assert ops_ms == pytest.approx([i + 0.5 for i in range(len(live))])
+    assert json.loads(table.read_text()) == pytest.approx(result.times_ms)
+    first_tested_ms = len(live) + 2 + 1.0
+    assert [r["measured_ms"] for r in doc["rows"]] == pytest.approx([first_tested_ms + i for i in range(3)])
+    assert doc["timed_with_table"] is True and doc["calibration"]["candidates"] == 2
+    assert doc["table_meta"]["call_overhead_ms"] == pytest.approx(0.5)

@@ -129,46 +129,90 @@ def profile_space(
     threads, on `clock`: see `profile_ops.CLOCKS`); a bar on stderr with `progress`.
     `in_graph` (onnxruntime): time each op without the layout conversions at its ends, as it
     runs between other layers (`profile_graph`); False: the op's graph as is."""
-    from nasopt.deploy.profile_ops import check_clock, using_clock
+    import torch
 
+    from nasopt.deploy.profile_ops import check_clock, time_calls, torch_threads, using_clock
+
+    check_timing(warmup, repeats)
     with using_clock(check_clock(clock, threads), statistic):
-        result = _profile(spec, backend, warmup, repeats, threads, rounds, progress, chunk, in_graph)
-    result.clock, result.statistic, result.rounds = clock, statistic, rounds
-    return result
+        ops = prepare_ops(spec, backend, warmup, repeats, threads, progress, chunk, in_graph)
+        if progress:
+            print(
+                f"timing {len(ops.calls)} ops ({rounds} round-robin passes) ...", file=sys.stderr, flush=True
+            )
+        with torch_threads(threads), torch.no_grad():
+            timings_s = time_calls(ops.calls, warmup, repeats, rounds)
+    return ops.result(
+        timings_s, warmup=warmup, repeats=repeats, clock=clock, statistic=statistic, rounds=rounds
+    )
 
 
-def _profile(
+def check_timing(warmup: int, repeats: int) -> None:
+    if warmup < 0 or repeats < 1:
+        raise SpecError("need warmup >= 0 and repeats >= 1", field="--repeats", value=repeats)
+
+
+@dataclass
+class OpCalls:
+    """The ops of a space, ready to time: one call per op that runs anything, and (onnxruntime)
+    the time of an empty `session.run`, measured first and taken off every op."""
+
+    spec: SearchSpaceSpec
+    backend: str
+    threads: int
+    layers: dict[str, KeyedLayer]
+    keys: list[str]  # one per call
+    calls: list[Callable[[], Any]]
+    zero_ms: dict[str, float]  # identity skips: they run nothing
+    in_graph_ops: int | None
+    machine: dict[str, Any]
+    overhead_s: float
+
+    def result(
+        self, timings_s: list[float], *, warmup: int, repeats: int, clock: str, statistic: str, rounds: int
+    ) -> ProfileResult:
+        """The table from `timings_s`, one per call (see `profile_ops.time_calls`)."""
+        op_ms = {k: max(t - self.overhead_s, 0.0) * 1e3 for k, t in zip(self.keys, timings_s, strict=True)}
+        times = {**self.zero_ms, **op_ms}
+        return ProfileResult(
+            space=self.spec.name,
+            backend=self.backend,
+            times_ms=dict(sorted(times.items())),
+            layers=self.layers,
+            warmup=warmup,
+            repeats=repeats,
+            threads=self.threads,
+            clock=clock,
+            statistic=statistic,
+            rounds=rounds,
+            call_overhead_ms=self.overhead_s * 1e3,
+            machine=self.machine,
+            in_graph_ops=self.in_graph_ops,
+        )
+
+
+def prepare_ops(
     spec: SearchSpaceSpec,
     backend: str,
     warmup: int,
     repeats: int,
     threads: int,
-    rounds: int,
     progress: bool,
-    chunk: int,
-    in_graph: bool,
-) -> ProfileResult:
-    import torch
+    chunk: int = 48,
+    in_graph: bool = True,
+) -> OpCalls:
+    """Every op of `spec` as a call to time with `backend` (see `profile_space`; torch calls run
+    under `torch.no_grad`)."""
     from tqdm import tqdm
 
     from nasopt.deploy._onnx import ort_session
-    from nasopt.deploy.profile_ops import (
-        OpModule,
-        example_input,
-        export_ops,
-        onnx_call,
-        time_calls,
-        torch_threads,
-    )
+    from nasopt.deploy.profile_ops import OpModule, example_input, export_ops, onnx_call
 
     check_backend(backend)
-    if warmup < 0 or repeats < 1:
-        raise SpecError("need warmup >= 0 and repeats >= 1", field="--repeats", value=repeats)
     machine = machine_info()
     layers = keyed_layers(spec)
-    times: dict[str, float] = {}
+    zero_ms: dict[str, float] = {}
     items = list(layers.values())
-    overhead_s = _empty_run_s(warmup, repeats, threads) if backend == "onnxruntime" else 0.0
     keys: list[str] = []
     calls: list[Callable[[], Any]] = []
     stripped = 0  # ops timed without the NCHWc conversions at their ends
@@ -180,7 +224,7 @@ def _profile(
             live = [i for i, m in enumerate(mods) if not m.identity]
             for i, m in enumerate(mods):
                 if m.identity:  # an identity skip runs nothing (HW-NAS-Bench reports 0 too)
-                    times[group[i].key] = 0.0
+                    zero_ms[group[i].key] = 0.0
             keys += [group[i].key for i in live]
             if backend == "torch":
                 calls += [partial(mods[i], xs[i]) for i in live]
@@ -195,22 +239,17 @@ def _profile(
                         stripped += 1
                     calls.append(onnx_call(sess, {sess.get_inputs()[0].name: x}))
             bar.update(len(group))
-    if progress:
-        print(f"timing {len(calls)} ops ({rounds} round-robin passes) ...", file=sys.stderr, flush=True)
-    with torch_threads(threads), torch.no_grad():
-        for key, t in zip(keys, time_calls(calls, warmup, repeats, rounds), strict=True):
-            times[key] = max(t - overhead_s, 0.0) * 1e3
-    return ProfileResult(
-        space=spec.name,
+    return OpCalls(
+        spec=spec,
         backend=backend,
-        times_ms=dict(sorted(times.items())),
-        layers=layers,
-        warmup=warmup,
-        repeats=repeats,
         threads=threads,
-        call_overhead_ms=overhead_s * 1e3,
-        machine=machine,
+        layers=layers,
+        keys=keys,
+        calls=calls,
+        zero_ms=zero_ms,
         in_graph_ops=stripped if backend == "onnxruntime" and in_graph else None,
+        machine=machine,
+        overhead_s=_empty_run_s(warmup, repeats, threads) if backend == "onnxruntime" else 0.0,
     )
 
 
@@ -220,7 +259,8 @@ def _blocked(inner: InnerGraph) -> np.ndarray:
 
 
 def _empty_run_s(warmup: int, repeats: int, threads: int) -> float:
-    """Median seconds of `session.run` on a one-node graph (Identity of 1 float)."""
+    """Seconds of `session.run` on a one-node graph (Identity of 1 float): the cost every op's
+    time includes and a whole model pays once."""
     import onnx
     from onnx import TensorProto, helper
 

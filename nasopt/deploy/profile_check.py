@@ -26,7 +26,17 @@ import torch
 from nasopt.core.candidate import Candidate
 from nasopt.core.compute import ComputeModel, load_table
 from nasopt.core.network import Network
-from nasopt.deploy.profile import check_backend, compute_specs, fit_models, machine_info, read_meta
+from nasopt.deploy.profile import (
+    ProfileResult,
+    check_backend,
+    check_timing,
+    compute_specs,
+    fit_models,
+    machine_info,
+    prepare_ops,
+    read_meta,
+    write_table,
+)
 from nasopt.deploy.profile_keys import keyed_layers
 from nasopt.errors import SpecError
 from nasopt.space import SearchSpace
@@ -108,48 +118,187 @@ def check_predictions(
     prediction (throughput and linear fitted to `table`'s timings, the lookup `table`); with
     `calibrate` > 0, that many other candidates fit a per-candidate constant added to the lookup
     model ("lookup+overhead"). The JSON document `nasopt profile --check` writes."""
-    from nasopt.deploy.profile_ops import check_clock, using_clock
+    from nasopt.deploy.profile_ops import check_clock, time_calls, torch_threads, using_clock
 
+    check_timing(warmup, repeats)
+    fits = _table_fits(spec, table)  # a bad table fails before any export
     with using_clock(check_clock(clock, threads), statistic):
-        doc = _check(
-            spec, table, backend, candidates, calibrate, seed, warmup, repeats, threads, rounds, progress
-        )
+        cands = prepare_candidates(spec, backend, candidates, calibrate, seed, threads, progress)
+        if progress:
+            print(
+                f"timing {len(cands.calls)} candidates ({rounds} round-robin passes) ...",
+                file=sys.stderr,
+                flush=True,
+            )
+        with torch_threads(threads), torch.no_grad():
+            timings_s = time_calls(cands.calls, warmup, repeats, rounds)
+    doc = cands.doc(table, fits, timings_s, warmup=warmup, repeats=repeats, with_table=False)
     return {**doc, "clock": clock, "statistic": statistic, "rounds": rounds}
 
 
-def _check(
+def profile_and_check(
     spec: SearchSpaceSpec,
     table: Path,
+    *,
+    backend: str = "onnxruntime",
+    candidates: int = 20,
+    calibrate: int = 0,
+    seed: int = 0,
+    warmup: int = 10,
+    repeats: int = 50,
+    threads: int = 1,
+    clock: str = "cpu",
+    statistic: str = "min",
+    rounds: int = 5,
+    progress: bool = True,
+    in_graph: bool = True,
+) -> tuple[ProfileResult, dict[str, Any]]:
+    """`profile_space` and `check_predictions` in one measurement: the ops and the candidates are
+    timed in the same round-robin passes, so a slow or fast spell of the machine (a few % over
+    minutes on a shared host) lands on the table and on the candidates alike. Writes the table to
+    `table`; returns it and the check document."""
+    from nasopt.deploy.profile_ops import check_clock, time_calls, torch_threads, using_clock
+
+    check_timing(warmup, repeats)
+    with using_clock(check_clock(clock, threads), statistic):
+        ops = prepare_ops(spec, backend, warmup, repeats, threads, progress, in_graph=in_graph)
+        cands = prepare_candidates(spec, backend, candidates, calibrate, seed, threads, progress)
+        calls = ops.calls + cands.calls
+        if progress:
+            print(
+                f"timing {len(ops.calls)} ops and {len(cands.calls)} candidates together "
+                f"({rounds} round-robin passes) ...",
+                file=sys.stderr,
+                flush=True,
+            )
+        with torch_threads(threads), torch.no_grad():
+            timings_s = time_calls(calls, warmup, repeats, rounds)
+    result = ops.result(
+        timings_s[: len(ops.calls)],
+        warmup=warmup,
+        repeats=repeats,
+        clock=clock,
+        statistic=statistic,
+        rounds=rounds,
+    )
+    write_table(result, table)
+    doc = cands.doc(
+        table,
+        _table_fits(spec, table),
+        timings_s[len(ops.calls) :],
+        warmup=warmup,
+        repeats=repeats,
+        with_table=True,
+    )
+    return result, {**doc, "clock": clock, "statistic": statistic, "rounds": rounds}
+
+
+@dataclass
+class CandidateCalls:
+    """Random candidates of a space, exported and ready to time: the calibration ones first."""
+
+    spec: SearchSpaceSpec
+    backend: str
+    seed: int
+    threads: int
+    tested: list[Candidate]
+    calibration: list[Candidate]
+    calls: list[Callable[[], Any]]
+    machine: dict[str, Any]
+
+    def doc(
+        self,
+        table: Path,
+        fits: dict[str, Any],
+        timings_s: list[float],
+        *,
+        warmup: int,
+        repeats: int,
+        with_table: bool,
+    ) -> dict[str, Any]:
+        """The check document from one time per call (`with_table`: timed in the same passes as
+        the table's ops)."""
+        models = {name: ComputeModel(s, f"profile.{name}") for name, s in compute_specs(table, fits).items()}
+        space = SearchSpace(self.spec)
+        measured = []
+        for cand, t in zip(self.calibration + self.tested, timings_s, strict=True):
+            network = space.network(cand)
+            pred = {name: predicted_s(network, m) * 1e3 for name, m in models.items()}
+            measured.append(Measured(cand, network.macs, t * 1e3, pred))
+        calib_rows, rows = measured[: len(self.calibration)], measured[len(self.calibration) :]
+        names = list(models)
+        calibration: dict[str, Any] | None = None
+        if calib_rows:
+            offset = statistics.median(r.measured_ms - r.predicted_ms["lookup"] for r in calib_rows)
+            calibration = {
+                "candidates": len(calib_rows),
+                "seed": self.seed + _CALIBRATION_SEED,
+                "overhead_ms": offset,
+                "fit": "median of measured - lookup-predicted latency over the calibration candidates",
+            }
+            for r in rows:
+                r.predicted_ms["lookup+overhead"] = r.predicted_ms["lookup"] + offset
+            names.append("lookup+overhead")
+        fits_out = {**fits, "lookup": {"table": str(table), "fallback": "throughput (the fitted rate)"}}
+        return {
+            "format": CHECK_FORMAT,
+            "space": self.spec.name,
+            "backend": self.backend,
+            "table": str(table),
+            "table_meta": read_meta(table),
+            "timed_with_table": with_table,
+            "candidates": len(rows),
+            "seed": self.seed,
+            "warmup": warmup,
+            "repeats": repeats,
+            "threads": self.threads,
+            "within": WITHIN,
+            "machine": self.machine,
+            "models": fits_out,
+            "calibration": calibration,
+            "summary": {name: summarise(rows, name) for name in names},
+            "rows": [
+                {
+                    "candidate": r.candidate.to_dict(),
+                    "macs": r.macs,
+                    "measured_ms": r.measured_ms,
+                    "predicted_ms": r.predicted_ms,
+                }
+                for r in rows
+            ],
+        }
+
+
+_CALIBRATION_SEED = 1_000_003  # the calibration candidates' stream: seed + this, never the tested one
+
+
+def prepare_candidates(
+    spec: SearchSpaceSpec,
     backend: str,
     candidates: int,
     calibrate: int,
     seed: int,
-    warmup: int,
-    repeats: int,
     threads: int,
-    rounds: int,
     progress: bool,
-) -> dict[str, Any]:
+) -> CandidateCalls:
+    """`calibrate` + `candidates` random candidates of `spec` (separate seeded streams), each the
+    extracted subnet of an untrained supernet, exported for `backend` (see the module doc)."""
     from tqdm import tqdm
 
     from nasopt.accuracy.supernet import Supernet
     from nasopt.deploy._subnet import calibrated_subnet
-    from nasopt.deploy.profile_ops import time_calls, torch_threads
 
     check_backend(backend)
     if candidates < 1 or calibrate < 0:
         raise SpecError("need at least one candidate", field="--candidates", value=candidates)
-    fits = _table_fits(spec, table)
-    models = {name: ComputeModel(s, f"profile.{name}") for name, s in compute_specs(table, fits).items()}
     space = SearchSpace(spec)
     rng = random.Random(seed)
     tested = [space.sample(rng) for _ in range(candidates)]
-    calib_rng = random.Random(seed + 1_000_003)
+    calib_rng = random.Random(seed + _CALIBRATION_SEED)
     calib = [space.sample(calib_rng) for _ in range(calibrate)]
     torch.manual_seed(seed)
     net = Supernet(spec).eval()
     machine = machine_info()
-
     calls = []
     for cand in tqdm(
         calib + tested, desc=f"exporting candidates ({backend})", unit="candidate", disable=not progress
@@ -157,58 +306,7 @@ def _check(
         x = _input(spec, cand, 1, net.views)
         sub = calibrated_subnet(net, cand, [_input(spec, cand, 2, net.views)], var_floor=1e-3)
         calls.append(subnet_call(sub, x, backend, threads))
-    if progress:
-        print(
-            f"timing {len(calls)} candidates ({rounds} round-robin passes) ...", file=sys.stderr, flush=True
-        )
-    with torch_threads(threads), torch.no_grad():
-        ts = time_calls(calls, warmup, repeats, rounds)
-    measured = []
-    for cand, t in zip(calib + tested, ts, strict=True):
-        network = space.network(cand)
-        pred = {name: predicted_s(network, m) * 1e3 for name, m in models.items()}
-        measured.append(Measured(cand, network.macs, t * 1e3, pred))
-    calib_rows, rows = measured[: len(calib)], measured[len(calib) :]
-    names = list(models)
-    calibration: dict[str, Any] | None = None
-    if calib_rows:
-        offset = statistics.median(r.measured_ms - r.predicted_ms["lookup"] for r in calib_rows)
-        calibration = {
-            "candidates": len(calib_rows),
-            "seed": seed + 1_000_003,
-            "overhead_ms": offset,
-            "fit": "median of measured - lookup-predicted latency over the calibration candidates",
-        }
-        for r in rows:
-            r.predicted_ms["lookup+overhead"] = r.predicted_ms["lookup"] + offset
-        names.append("lookup+overhead")
-    fits_out = {**fits, "lookup": {"table": str(table), "fallback": "throughput (the fitted rate)"}}
-    return {
-        "format": CHECK_FORMAT,
-        "space": spec.name,
-        "backend": backend,
-        "table": str(table),
-        "table_meta": read_meta(table),
-        "candidates": len(rows),
-        "seed": seed,
-        "warmup": warmup,
-        "repeats": repeats,
-        "threads": threads,
-        "within": WITHIN,
-        "machine": machine,
-        "models": fits_out,
-        "calibration": calibration,
-        "summary": {name: summarise(rows, name) for name in names},
-        "rows": [
-            {
-                "candidate": r.candidate.to_dict(),
-                "macs": r.macs,
-                "measured_ms": r.measured_ms,
-                "predicted_ms": r.predicted_ms,
-            }
-            for r in rows
-        ],
-    }
+    return CandidateCalls(spec, backend, seed, threads, tested, calib, calls, machine)
 
 
 def summarise(rows: list[Measured], name: str) -> dict[str, float]:
