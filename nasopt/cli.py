@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nasopt.errors import SpecError
 
@@ -279,7 +279,11 @@ def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:
         "--candidates", type=_positive_int, default=20, help="with --check: candidates (default 20)"
     )
     p.add_argument(
-        "--calibrate", type=int, default=0, help="with --check: other candidates fitting an overhead"
+        "--calibrate",
+        type=int,
+        default=None,
+        help="whole candidates timed with the ops, whose median excess over the table's sum becomes "
+        "its run overhead (default 10; 0: none; not with --table)",
     )
     p.add_argument("--seed", type=int, default=0, help="with --check: candidate sampling seed (default 0)")
     p.add_argument("--check-output", default=None, help="check JSON (default: check-SPACE-BACKEND.json)")
@@ -525,7 +529,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from nasopt.deploy.profile import check_backend, objective_snippet, profile_space, write_table
+    from nasopt.deploy.profile import check_backend, objective_snippet
     from nasopt.deploy.profile_check import (
         check_predictions,
         profile_and_check,
@@ -555,41 +559,47 @@ def _profile(args: argparse.Namespace) -> int:
             "a search space is needed", field="--space", allowed="a preset name or path, or --export DIR"
         )
     spec = load_space(args.space)
-    check_opts = {
-        "candidates": args.candidates,
-        "calibrate": args.calibrate,
-        "seed": args.seed,
-        "rounds": args.rounds,
-        "progress": not args.no_progress,
-        **opts,
-    }
+    check_opts = {"seed": args.seed, "rounds": args.rounds, "progress": not args.no_progress, **opts}
+    check_doc: dict[str, Any] | None
     if args.table is None:
         out = Path(args.output or f"profile-{spec.name}-{backend}.json")
-        if args.check:  # ops and candidates timed in the same passes: drift hits both alike
-            result, doc = profile_and_check(spec, out, in_graph=not args.isolated, **check_opts)
-        else:
-            result = profile_space(
-                spec, rounds=args.rounds, progress=not args.no_progress, in_graph=not args.isolated, **opts
-            )
-            write_table(result, out)
+        calibrate = 10 if args.calibrate is None else args.calibrate
+        result, check_doc = profile_and_check(
+            spec,
+            out,
+            candidates=args.candidates if args.check else 0,
+            calibrate=calibrate,
+            in_graph=not args.isolated,
+            **check_opts,
+        )
         print(
             f"wrote {out} ({len(result.times_ms)} op timings, ms, {args.statistic} of {args.repeats}) "
             "and its side file"
         )
+        if result.calibration:
+            print(
+                f"calibrated on {calibrate} whole candidates: run overhead {result.run_overhead_ms:.4g} ms "
+                f"(empty run {result.call_overhead_ms:.4g} ms, median excess "
+                f"{result.calibration['offset_ms']:+.4g} ms)"
+            )
         print(f"objective device: {objective_snippet(out, result.fits())}")
-        if not args.check:
+        if check_doc is None:
             return 0
+    elif args.calibrate is not None:
+        raise SpecError(
+            "a table's calibration is measured when it is profiled", field="--calibrate", allowed="no --table"
+        )
     elif not args.check:
         return 0
     else:
-        doc = check_predictions(spec, Path(args.table), **check_opts)
-    check_out = write_check(doc, Path(args.check_output or f"check-{spec.name}-{backend}.json"))
-    rows = summary_rows(doc)
+        check_doc = check_predictions(spec, Path(args.table), candidates=args.candidates, **check_opts)
+    check_out = write_check(check_doc, Path(args.check_output or f"check-{spec.name}-{backend}.json"))
+    rows = summary_rows(check_doc)
     print(table(rows, list(rows[0])))
-    rate = doc["models"]["throughput"]["macs_per_s"]
+    rate = check_doc["models"]["throughput"]["macs_per_s"]
     print(
-        f"\n{doc['candidates']} candidates of {spec.name}, {backend}; throughput and linear fitted to the "
-        f"table's op timings (least squares): {rate:.4g} MAC/s. Wrote {check_out}"
+        f"\n{check_doc['candidates']} candidates of {spec.name}, {backend}; throughput and linear fitted to "
+        f"the table's op timings (least squares): {rate:.4g} MAC/s. Wrote {check_out}"
     )
     return 0
 

@@ -20,7 +20,7 @@ from nasopt.deploy.profile_check import CHECK_FORMAT, read_check
 from nasopt.deploy.profile_keys import keyed_layers
 from nasopt.presets import load_space
 from nasopt.space import SearchSpace
-from nasopt.spec import ComputeSpec, ObjectiveSpec, parse_spec
+from nasopt.spec import ComputeSpec, ObjectiveSpec, SearchSpaceSpec, parse_spec
 from tests.conftest import space_spec
 
 TINY = """
@@ -159,7 +159,8 @@ def test_check_on_three_candidates_writes_its_json(
     assert "within ±10 %" in out and "lookup" in out and "MAC/s" in out
     doc = read_check(check)
     assert doc["format"] == CHECK_FORMAT and doc["candidates"] == 3 and len(doc["rows"]) == 3
-    assert set(doc["summary"]) == {"throughput", "linear", "lookup", "lookup+overhead"}
+    assert set(doc["summary"]) == {"throughput", "linear", "lookup", "lookup (uncalibrated)"}
+    assert doc["calibration"]["candidates"] == 2 and doc["timed_with_table"] is True
     for s in doc["summary"].values():
         assert 0 <= s["within_10pct"] <= 1 and s["median_abs_error"] >= 0
     for row in doc["rows"]:
@@ -171,6 +172,9 @@ def test_check_on_three_candidates_writes_its_json(
     again = ["profile", "--space", str(tiny), "--backend", "torch", "--table", str(table), "--check"]
     again += ["--candidates", "3", "--check-output", str(check), "--no-progress", "--repeats", "3"]
     assert main(again) == 0
+    assert read_check(check)["timed_with_table"] is False
+    assert main([*again, "--calibrate", "2"]) == 2  # an existing table keeps its own calibration
+    assert "--calibrate" in capsys.readouterr().err
     from nasopt.views.prediction_figure import prediction_scatter, prediction_section_html
 
     fig = prediction_scatter(read_check(check))
@@ -297,11 +301,15 @@ def test_isolated_times_every_op_graph_as_is(tiny: Path, tmp_path: Path) -> None
 def test_profile_and_check_times_ops_and_candidates_in_the_same_passes(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without `--table`, `--check` times every op and every candidate in one `time_calls` (so
-    drift hits the table and the candidates alike) and splits the times back: each op minus the
-    empty run (timed before), each candidate as measured, calibration candidates first."""
+    """`nasopt profile` times every op and every candidate in one `time_calls` (so drift hits the
+    table and the candidates alike) and splits the times back: each op minus the empty run (timed
+    before), then the calibration candidates, whose median excess over the table becomes its run
+    overhead, then the tested ones, predicted with it."""
+    import statistics
+
     from nasopt.deploy import profile_ops
-    from nasopt.deploy.profile_check import profile_and_check
+    from nasopt.deploy.profile import compute_specs, run_overhead_s
+    from nasopt.deploy.profile_check import predicted_s, profile_and_check
 
     batches: list[int] = []
 
@@ -317,13 +325,38 @@ def test_profile_and_check_times_ops_and_candidates_in_the_same_passes(
     result, doc = profile_and_check(
         spec, table, backend="onnxruntime", candidates=3, calibrate=2, progress=False, **FAST
     )
+    assert doc is not None
     live = [k for k in keyed_layers(spec) if result.times_ms[k] > 0]
     assert batches == [1, len(live) + 2 + 3]
     assert result.call_overhead_ms == pytest.approx(0.5)
     ops_ms = sorted(result.times_ms[k] for k in live)
     assert ops_ms == pytest.approx([i + 0.5 for i in range(len(live))])
     assert json.loads(table.read_text()) == pytest.approx(result.times_ms)
+    # calibration: candidates 0-1 of the separate stream took len(live) + 1 and + 2 ms
+    fits = fit_models(keyed_layers(spec), result.times_ms)
+    plain = ComputeModel(compute_specs(table, fits, calibrated=False)["lookup"], "t")
+    space = SearchSpace(spec)
+    calib = [Candidate.from_dict(c) for c in _calibration_candidates(spec, 2)]
+    excess = [len(live) + 1 + j - predicted_s(space.network(c), plain) * 1e3 for j, c in enumerate(calib)]
+    assert result.calibration is not None and result.calibration["candidates"] == 2
+    assert result.calibration["offset_ms"] == pytest.approx(statistics.median(excess))
+    assert run_overhead_s(table) * 1e3 == pytest.approx(max(0.5 + statistics.median(excess), 0.0))
+    assert run_overhead_s(table, calibrated=False) * 1e3 == pytest.approx(0.5)
+    # the tested candidates: measured as timed, the lookup predicted with the calibrated overhead
     first_tested_ms = len(live) + 2 + 1.0
     assert [r["measured_ms"] for r in doc["rows"]] == pytest.approx([first_tested_ms + i for i in range(3)])
-    assert doc["timed_with_table"] is True and doc["calibration"]["candidates"] == 2
-    assert doc["table_meta"]["call_overhead_ms"] == pytest.approx(0.5)
+    for r in doc["rows"]:
+        shift = r["predicted_ms"]["lookup"] - r["predicted_ms"]["lookup (uncalibrated)"]
+        assert shift == pytest.approx(result.run_overhead_ms - 0.5)
+    assert doc["timed_with_table"] is True and doc["calibration"] == result.calibration
+
+
+def _calibration_candidates(spec: SearchSpaceSpec, n: int) -> list[dict]:
+    """The calibration stream `profile_and_check` draws (seed 0)."""
+    import random
+
+    from nasopt.deploy.profile_check import _CALIBRATION_SEED
+
+    space = SearchSpace(spec)
+    rng = random.Random(_CALIBRATION_SEED)
+    return [space.sample(rng).to_dict() for _ in range(n)]

@@ -54,6 +54,14 @@ class ProfileResult:
     call_overhead_ms: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
     in_graph_ops: int | None = None  # ops timed without their end conversions; None: as is
+    calibration: dict[str, Any] | None = None  # whole candidates timed with the ops: `offset_ms`
+
+    @property
+    def run_overhead_ms(self) -> float:
+        """What a part pays once per run beyond its ops: the empty-run cost, plus the calibration
+        candidates' median excess over the table's sum (not below 0 in all)."""
+        offset = float(self.calibration["offset_ms"]) if self.calibration else 0.0
+        return max(self.call_overhead_ms + offset, 0.0)
 
     def fits(self) -> dict[str, Any]:
         return fit_models(self.layers, self.times_ms)
@@ -72,6 +80,8 @@ class ProfileResult:
             "threads": self.threads,
             "clock": self.clock,
             "call_overhead_ms": self.call_overhead_ms,
+            "calibration": self.calibration,
+            "run_overhead_ms": self.run_overhead_ms,
             "in_graph_ops": self.in_graph_ops,
             "machine": self.machine,
             "fits": self.fits(),
@@ -360,13 +370,13 @@ def fit_models(layers: dict[str, KeyedLayer], times_ms: dict[str, float]) -> dic
     }
 
 
-def compute_specs(table: Path, fits: dict[str, Any]) -> dict[str, ComputeSpec]:
+def compute_specs(table: Path, fits: dict[str, Any], calibrated: bool = True) -> dict[str, ComputeSpec]:
     """The three compute models of `nasopt profile --check`: the fitted throughput and linear
     models, and the lookup table with the fitted throughput as fallback for keyless layers;
-    each adds, once per run, the empty-run cost subtracted from every op it was fitted to."""
+    each adds the table's run overhead once per run (`run_overhead_s`)."""
     lin = {k: v for k, v in fits["linear"].items() if k != "fit"}
     rate = fits["throughput"]["macs_per_s"]
-    run = run_overhead_s(table)
+    run = run_overhead_s(table, calibrated)
     return {
         "throughput": ComputeSpec(kind="throughput", macs_per_s=rate, run_overhead_s=run),
         "linear": ComputeSpec(kind="linear", run_overhead_s=run, **lin),
@@ -381,11 +391,14 @@ def compute_specs(table: Path, fits: dict[str, Any]) -> dict[str, ComputeSpec]:
     }
 
 
-def run_overhead_s(table: Path) -> float:
-    """The per-run cost `nasopt profile` measured and subtracted from every op of `table`
-    (0 for a table without side file, or timed with torch)."""
+def run_overhead_s(table: Path, calibrated: bool = True) -> float:
+    """The per-run cost of `table`'s side file: `run_overhead_ms` (the empty-run cost subtracted
+    from every op plus the calibration, see `ProfileResult.run_overhead_ms`), or with
+    `calibrated=False` (or an older side file) the empty-run cost alone; 0 without side file."""
     meta = read_meta(table) or {}
-    value = meta.get("call_overhead_ms", 0.0)
+    value = meta.get("run_overhead_ms") if calibrated else None
+    if not isinstance(value, int | float):
+        value = meta.get("call_overhead_ms", 0.0)
     return float(value) * 1e-3 if isinstance(value, int | float) else 0.0
 
 

@@ -5,9 +5,9 @@ Each candidate runs whole on this machine as the extracted `Subnet` of an untrai
 (weights do not change the time; BatchNorm statistics from one random batch), with PyTorch, or
 exported to ONNX exactly as `nasopt export` exports a part and run with onnxruntime. Predicted
 latency = the sum of the compute model's per-layer times over the candidate's layers (the cost
-model's `Network`, views counted per view) plus its `run_overhead_s` once. Optional calibration:
-a per-candidate constant (the median of measured minus lookup-predicted) fitted on separate
-candidates, never the tested ones.
+model's `Network`, views counted per view) plus the table's `run_overhead_s` once: the empty-run
+cost and, for a table profiled with calibration candidates, their median excess over the table
+(`profile_and_check`); the tested candidates are a separate random stream.
 """
 
 from __future__ import annotations
@@ -103,7 +103,6 @@ def check_predictions(
     *,
     backend: str = "onnxruntime",
     candidates: int = 20,
-    calibrate: int = 0,
     seed: int = 0,
     warmup: int = 10,
     repeats: int = 50,
@@ -115,15 +114,16 @@ def check_predictions(
 ) -> dict[str, Any]:
     """Measure `candidates` random candidates of `spec` end to end (`statistic` of `repeats` runs,
     in `rounds` round-robin passes over all candidates) and compare each compute model's
-    prediction (throughput and linear fitted to `table`'s timings, the lookup `table`); with
-    `calibrate` > 0, that many other candidates fit a per-candidate constant added to the lookup
-    model ("lookup+overhead"). The JSON document `nasopt profile --check` writes."""
+    prediction (throughput and linear fitted to an existing `table`'s timings, the lookup
+    `table`, each with the table's run overhead). The JSON document `nasopt profile --check`
+    writes."""
     from nasopt.deploy.profile_ops import check_clock, time_calls, torch_threads, using_clock
 
     check_timing(warmup, repeats)
+    _check_count(candidates)
     fits = _table_fits(spec, table)  # a bad table fails before any export
     with using_clock(check_clock(clock, threads), statistic):
-        cands = prepare_candidates(spec, backend, candidates, calibrate, seed, threads, progress)
+        cands = prepare_candidates(spec, backend, candidates, 0, seed, threads, progress)
         if progress:
             print(
                 f"timing {len(cands.calls)} candidates ({rounds} round-robin passes) ...",
@@ -136,13 +136,18 @@ def check_predictions(
     return {**doc, "clock": clock, "statistic": statistic, "rounds": rounds}
 
 
+def _check_count(candidates: int) -> None:
+    if candidates < 1:
+        raise SpecError("need at least one candidate", field="--candidates", value=candidates)
+
+
 def profile_and_check(
     spec: SearchSpaceSpec,
     table: Path,
     *,
     backend: str = "onnxruntime",
     candidates: int = 20,
-    calibrate: int = 0,
+    calibrate: int = 10,
     seed: int = 0,
     warmup: int = 10,
     repeats: int = 50,
@@ -152,14 +157,21 @@ def profile_and_check(
     rounds: int = 5,
     progress: bool = True,
     in_graph: bool = True,
-) -> tuple[ProfileResult, dict[str, Any]]:
-    """`profile_space` and `check_predictions` in one measurement: the ops and the candidates are
-    timed in the same round-robin passes, so a slow or fast spell of the machine (a few % over
-    minutes on a shared host) lands on the table and on the candidates alike. Writes the table to
-    `table`; returns it and the check document."""
+) -> tuple[ProfileResult, dict[str, Any] | None]:
+    """Profile `spec` into `table` (as `profile_space`), calibrated on `calibrate` random whole
+    candidates, and check it on `candidates` others (0: no check, None returned for the
+    document). Ops and candidates are timed in the same round-robin passes, so a slow or fast
+    spell of the machine (a few % over minutes on a shared host) lands on all alike.
+
+    Calibration: the median over the calibration candidates of measured minus the table's sum
+    (with the empty-run cost) is added to the table's `run_overhead_ms`: what a whole model pays
+    beyond its ops as timed one by one (layout conversions between blocked regions, buffers), once
+    per part. The tested candidates are a separate random stream, never used to calibrate."""
     from nasopt.deploy.profile_ops import check_clock, time_calls, torch_threads, using_clock
 
     check_timing(warmup, repeats)
+    if candidates < 0 or calibrate < 0:
+        raise SpecError("need candidates >= 0 and calibrate >= 0", field="--calibrate", value=calibrate)
     with using_clock(check_clock(clock, threads), statistic):
         ops = prepare_ops(spec, backend, warmup, repeats, threads, progress, in_graph=in_graph)
         cands = prepare_candidates(spec, backend, candidates, calibrate, seed, threads, progress)
@@ -182,14 +194,14 @@ def profile_and_check(
         rounds=rounds,
     )
     write_table(result, table)
-    doc = cands.doc(
-        table,
-        _table_fits(spec, table),
-        timings_s[len(ops.calls) :],
-        warmup=warmup,
-        repeats=repeats,
-        with_table=True,
-    )
+    cand_s = timings_s[len(ops.calls) :]
+    fits = _table_fits(spec, table)
+    if calibrate:
+        result.calibration = cands.calibration_fit(table, fits, cand_s[:calibrate])
+        write_table(result, table)
+    if not candidates:
+        return result, None
+    doc = cands.doc(table, fits, cand_s, warmup=warmup, repeats=repeats, with_table=True)
     return result, {**doc, "clock": clock, "statistic": statistic, "rounds": rounds}
 
 
@@ -206,6 +218,30 @@ class CandidateCalls:
     calls: list[Callable[[], Any]]
     machine: dict[str, Any]
 
+    def _measured(
+        self, cands: list[Candidate], models: dict[str, ComputeModel], timings_s: list[float]
+    ) -> list[Measured]:
+        space = SearchSpace(self.spec)
+        rows = []
+        for cand, t in zip(cands, timings_s, strict=True):
+            network = space.network(cand)
+            pred = {name: predicted_s(network, m) * 1e3 for name, m in models.items()}
+            rows.append(Measured(cand, network.macs, t * 1e3, pred))
+        return rows
+
+    def calibration_fit(self, table: Path, fits: dict[str, Any], timings_s: list[float]) -> dict[str, Any]:
+        """The table's calibration from the calibration candidates' times: the median of measured
+        minus the uncalibrated lookup prediction."""
+        lookup = {"lookup": ComputeModel(compute_specs(table, fits, calibrated=False)["lookup"], "profile")}
+        rows = self._measured(self.calibration, lookup, timings_s)
+        return {
+            "candidates": len(rows),
+            "seed": self.seed + _CALIBRATION_SEED,
+            "offset_ms": statistics.median(r.measured_ms - r.predicted_ms["lookup"] for r in rows),
+            "fit": "median of measured - lookup-predicted latency (ops and empty run) over the calibration "
+            "candidates, timed with the ops",
+        }
+
     def doc(
         self,
         table: Path,
@@ -216,36 +252,24 @@ class CandidateCalls:
         repeats: int,
         with_table: bool,
     ) -> dict[str, Any]:
-        """The check document from one time per call (`with_table`: timed in the same passes as
-        the table's ops)."""
-        models = {name: ComputeModel(s, f"profile.{name}") for name, s in compute_specs(table, fits).items()}
-        space = SearchSpace(self.spec)
-        measured = []
-        for cand, t in zip(self.calibration + self.tested, timings_s, strict=True):
-            network = space.network(cand)
-            pred = {name: predicted_s(network, m) * 1e3 for name, m in models.items()}
-            measured.append(Measured(cand, network.macs, t * 1e3, pred))
-        calib_rows, rows = measured[: len(self.calibration)], measured[len(self.calibration) :]
-        names = list(models)
-        calibration: dict[str, Any] | None = None
-        if calib_rows:
-            offset = statistics.median(r.measured_ms - r.predicted_ms["lookup"] for r in calib_rows)
-            calibration = {
-                "candidates": len(calib_rows),
-                "seed": self.seed + _CALIBRATION_SEED,
-                "overhead_ms": offset,
-                "fit": "median of measured - lookup-predicted latency over the calibration candidates",
-            }
-            for r in rows:
-                r.predicted_ms["lookup+overhead"] = r.predicted_ms["lookup"] + offset
-            names.append("lookup+overhead")
+        """The check document from one time per call, calibration candidates first (`with_table`:
+        timed in the same passes as the table's ops). With a calibrated table, the lookup table
+        without its calibration is a fourth model, "lookup (uncalibrated)"."""
+        specs = compute_specs(table, fits)
+        models = {name: ComputeModel(s, f"profile.{name}") for name, s in specs.items()}
+        meta = read_meta(table) or {}
+        calibration = meta.get("calibration")
+        if calibration:
+            plain = compute_specs(table, fits, calibrated=False)["lookup"]
+            models["lookup (uncalibrated)"] = ComputeModel(plain, "profile.lookup")
+        rows = self._measured(self.tested, models, timings_s[len(self.calibration) :])
         fits_out = {**fits, "lookup": {"table": str(table), "fallback": "throughput (the fitted rate)"}}
         return {
             "format": CHECK_FORMAT,
             "space": self.spec.name,
             "backend": self.backend,
             "table": str(table),
-            "table_meta": read_meta(table),
+            "table_meta": meta or None,
             "timed_with_table": with_table,
             "candidates": len(rows),
             "seed": self.seed,
@@ -256,7 +280,7 @@ class CandidateCalls:
             "machine": self.machine,
             "models": fits_out,
             "calibration": calibration,
-            "summary": {name: summarise(rows, name) for name in names},
+            "summary": {name: summarise(rows, name) for name in models},
             "rows": [
                 {
                     "candidate": r.candidate.to_dict(),
@@ -289,8 +313,6 @@ def prepare_candidates(
     from nasopt.deploy._subnet import calibrated_subnet
 
     check_backend(backend)
-    if candidates < 1 or calibrate < 0:
-        raise SpecError("need at least one candidate", field="--candidates", value=candidates)
     space = SearchSpace(spec)
     rng = random.Random(seed)
     tested = [space.sample(rng) for _ in range(candidates)]
