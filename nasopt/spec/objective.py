@@ -36,7 +36,7 @@ class ComputeSpec(_Spec):
     default_s_per_mac: SecondsPerUnit | None = None
     overhead_s: Seconds = 0.0
     # once per inference of the device's part, however many layers it runs (a runtime's per-call
-    # cost: `nasopt profile` subtracts it from every op it times and records it as call_overhead_ms)
+    # cost and what a whole model pays beyond its ops: `nasopt profile` writes run_overhead_ms)
     run_overhead_s: Seconds = 0.0
     table: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     table_unit: Literal["s", "ms", "us"] = "ms"
