@@ -151,6 +151,8 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         o = r["options"]
         acc, macs = r["accuracy"], r["macs"]
         training = f"{o['sampling']}, {o['epochs']} ep, lr {o['lr']}, warm-up {o['warmup_epochs']}"
+        if o.get("block_distill"):
+            training += f", block distill {o['block_distill']}"
         label = r["label"] + (f" ({r['note']})" if r["note"] else "")
         lines.append(
             f"| {label} | {training} | {r['train_s']:.0f} | {min(macs) / 1e6:.1f}-{max(macs) / 1e6:.1f} | "

@@ -65,6 +65,10 @@ def _rank(rank: int, port: int, job: str, folder: str) -> None:
         if job == "grads+train":
             grads = first_step_grads(SupernetAccuracy(tiny_space(), config(out)))
             torch.save(grads, out / f"grads-rank{rank}.pt")
+        if job == "distill-grads":  # the first step's gradients with block-wise distillation only
+            grads = first_step_grads(SupernetAccuracy(tiny_space(), {**config(out), "block_distill": 1.0}))
+            torch.save(grads, out / f"grads-rank{rank}.pt")
+            return
         if job == "crash" and rank == 1:
             real_step = train_mod.train_step
             calls = [0]
@@ -106,6 +110,21 @@ def test_one_step_gradients_equal_the_single_process(runs: dict[str, Path]) -> N
     single = torch.load(runs["single"].parent / "single-grads.pt", weights_only=True)
     for rank in range(RANKS):
         dist_grads = torch.load(runs["ddp"] / f"grads-rank{rank}.pt", weights_only=True)
+        assert dist_grads.keys() == single.keys()
+        for name, g in single.items():
+            torch.testing.assert_close(dist_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_block_distill_gradients_equal_the_single_process(tmp_path: Path) -> None:
+    """The block-wise loss divides by the global batch's variance on every rank, so its
+    gradients, averaged over the ranks, are the single process's."""
+    torch.set_num_threads(1)
+    single = first_step_grads(SupernetAccuracy(tiny_space(), {**config(tmp_path), "block_distill": 1.0}))
+    plain = first_step_grads(SupernetAccuracy(tiny_space(), config(tmp_path)))
+    assert any(name not in plain or not torch.equal(plain[name], g) for name, g in single.items())
+    spawn("distill-grads", tmp_path / "ddp")
+    for rank in range(RANKS):
+        dist_grads = torch.load(tmp_path / "ddp" / f"grads-rank{rank}.pt", weights_only=True)
         assert dist_grads.keys() == single.keys()
         for name, g in single.items():
             torch.testing.assert_close(dist_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)

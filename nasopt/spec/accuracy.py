@@ -43,7 +43,10 @@ class SupernetSpec(_Spec):
     smallest and `random_subnets` random subnets per step, distilled in place from the largest)
     or "uniform" (one random subnet per step); `loss_rates`: packet-loss dropout rates drawn from
     during training, after `loss_warmup_epochs` epochs without loss; `warmup_epochs`: linear
-    learning-rate warm-up before the cosine decay; `calibration_batches`: training batches used to
+    learning-rate warm-up before the cosine decay; `block_distill` (sandwich): weight of a
+    block-wise feature loss, every layer of the other subnets fed the largest subnet's input to
+    that layer and trained to give its output (DNA, Li et al. CVPR 2020), so that ops of different
+    types in one layer learn the same features; `calibration_batches`: training batches used to
     recalibrate BatchNorm per candidate; `val_samples`: validation samples scored per candidate
     (0: all); `max_params`: refuse supernets larger than this; `checkpoint_dir`: a folder
     relative to the working directory (no `..`), or an absolute one.
@@ -67,6 +70,7 @@ class SupernetSpec(_Spec):
     warmup_epochs: Epochs = 0.0
     loss_warmup_epochs: Epochs = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    block_distill: Annotated[float, Field(ge=0, le=1000)] = 0.0
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     checkpoint_dir: SafeDir = ".nasopt/checkpoints"
     checkpoint_every: Annotated[int, Field(ge=1, le=1_000_000)] = 20

@@ -23,7 +23,8 @@ class SupernetConfig:
     distilled in place from the largest) or "uniform" (one random subnet per step); `loss_rates`:
     packet-loss dropout rates drawn from during training (NASC), after `loss_warmup_epochs` epochs
     without loss; `warmup_epochs`: linear learning-rate warm-up before the cosine decay;
-    `label_smoothing`: of the cross-entropy on the labels; `calibration_batches`: training
+    `label_smoothing`: of the cross-entropy on the labels; `block_distill` (sandwich): weight of the
+    block-wise feature loss (`_train.block_loss`); `calibration_batches`: training
     batches used to recalibrate BatchNorm per candidate; `val_samples`: validation samples scored
     per candidate (0: all); `max_params`: refuse supernets larger than this.
     """
@@ -43,6 +44,7 @@ class SupernetConfig:
     warmup_epochs: float = 0.0
     loss_warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    block_distill: float = 0.0
     seed: int = 0
     checkpoint_dir: str = ".nasopt/checkpoints"
     checkpoint_every: int = 20
@@ -73,6 +75,14 @@ class SupernetConfig:
         for key in ("val_fraction", "lr", "weight_decay", "warmup_epochs", "loss_warmup_epochs"):
             values[key] = float(values[key])
         values["label_smoothing"] = float(values["label_smoothing"])
+        values["block_distill"] = float(values["block_distill"])
+        if values["block_distill"] and values["sampling"] != "sandwich":
+            raise SpecError(
+                "block_distill needs the sandwich's largest subnet as its teacher",
+                field="accuracy.block_distill",
+                value=values["block_distill"],
+                allowed='0 with sampling = "uniform", or sampling = "sandwich"',
+            )
         return cls(**values)
 
     def data_options(self) -> dict[str, Any]:
@@ -93,6 +103,8 @@ class SupernetConfig:
         for k in ("val_samples", "max_params", "extra"):
             d.pop(k)
         d["loss_rates"] = list(self.loss_rates)
+        if not self.block_distill:  # off: the same hash as before the option existed
+            d.pop("block_distill")
         if self.path is not None:
             d["path"] = str(Path(self.path).resolve())
         return d

@@ -296,7 +296,9 @@ class Supernet(nn.Module):
                         skip=lambda h, cut=cut: carry(cut, h),
                     )
                 else:
-                    x = block(x, ctx, op, width)
+                    x_in, x = x, block(x, ctx, op, width)
+                    if ctx.blocks is not None:
+                        ctx.blocks.append((layer, x_in, x))
                     if cut is not None:
                         x = send(cut, str(i), x)
                 if step.fuse:

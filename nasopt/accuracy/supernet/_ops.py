@@ -15,6 +15,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,7 @@ class RunContext:
     `sync_bn`: training batch statistics are summed over the ranks of a distributed run;
     `shard`: (this rank, ranks) when the batch is this rank's rows of a global batch, so random
     packet loss draws the global batch's mask and keeps these rows (same result as one process).
+    `blocks`: collect every layer's input and output (block-wise distillation).
     """
 
     loss_rate: float = 0.0
@@ -49,6 +51,7 @@ class RunContext:
     used: dict[int, tuple[nn.Parameter, torch.Tensor]] | None = None  # param id -> (param, slice)
     sync_bn: bool = False
     shard: tuple[int, int] | None = None
+    blocks: list[tuple[Any, torch.Tensor, torch.Tensor]] | None = None  # (MacroLayer, input, output)
 
     def use(self, param: nn.Parameter, view: torch.Tensor) -> torch.Tensor:
         if self.used is not None:

@@ -153,19 +153,31 @@ def train_step(
         x, y = _dist.shard(x), _dist.shard(y)
     shard = (_dist.rank(), ranks) if ranks > 1 else None
     teacher: torch.Tensor | None = None
+    teacher_blocks: list[tuple[Any, torch.Tensor, torch.Tensor]] = []
     step_loss = 0.0
     correct = 0
-    for k, cand in enumerate(_sample_subnets(space, config, rng)):
+    subnets = _sample_subnets(space, config, rng)
+    distil_blocks = config.block_distill > 0 and config.sampling == "sandwich"
+    for k, cand in enumerate(subnets):
         rate = rng.choice(config.loss_rates)
-        ctx = RunContext(loss_rate=rate if packet_loss else 0.0, sync_bn=ranks > 1, shard=shard)
+        ctx = RunContext(
+            loss_rate=rate if packet_loss else 0.0,
+            sync_bn=ranks > 1,
+            shard=shard,
+            blocks=[] if distil_blocks else None,
+        )
         logits = net(x, cand, ctx)
         if teacher is None or config.sampling == "uniform":
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             if k == 0:
                 teacher = logits.detach()
+                teacher_blocks = [(layer, a.detach(), b.detach()) for layer, a, b in ctx.blocks or []]
                 correct = int((logits.argmax(1) == y).sum().item())
         else:  # in-place distillation from the largest subnet (BigNAS / OFA)
             loss = F.kl_div(F.log_softmax(logits, 1), F.softmax(teacher, 1), reduction="batchmean")
+            if distil_blocks:
+                blocks = block_loss(net, subnets[0], cand, teacher_blocks, ctx.blocks or [], ranks > 1, shard)
+                loss = loss + config.block_distill * blocks
         loss.backward()
         step_loss += loss.item()
     if ranks > 1:
@@ -174,6 +186,59 @@ def train_step(
         step_loss, correct = loss_sum / ranks, round(correct_sum)
     opt.step()
     return step_loss, correct
+
+
+def block_loss(
+    net: Supernet,
+    teacher: Candidate,
+    cand: Candidate,
+    teacher_blocks: list[tuple[Any, torch.Tensor, torch.Tensor]],
+    cand_blocks: list[tuple[Any, torch.Tensor, torch.Tensor]],
+    sync_bn: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Block-wise distillation (DNA, Li et al. CVPR 2020): every layer where `cand` differs from
+    the largest subnet `teacher` runs on the teacher's input to that layer (its first channels,
+    as many as `cand` feeds it) and is pulled towards the teacher's output there (its first
+    channels); the mean over those layers of the squared error over the target's variance.
+    Each op thereby learns what the layer computes whatever came before it, which is what a
+    layer mixing op types without a shortcut lacks when trained only end to end."""
+    ops = net.macro.ops
+    taught = {layer.index: (a, b) for layer, a, b in teacher_blocks}
+    terms = []
+    for layer, c_in, c_out in cand_blocks:
+        i = layer.index
+        if i not in taught:
+            continue
+        t_in, t_out = taught[i]
+        same = cand.ops[i] == teacher.ops[i] and c_in.shape == t_in.shape and c_out.shape == t_out.shape
+        identity = ops[cand.ops[i]].type == "skip" and c_in.shape == c_out.shape
+        fits = (
+            c_in.shape[2:] == t_in.shape[2:]
+            and c_out.shape[2:] == t_out.shape[2:]
+            and c_in.shape[1] <= t_in.shape[1]
+            and c_out.shape[1] <= t_out.shape[1]
+        )
+        if same or identity or not fits:  # the teacher's own computation, no weights, or a reshaped input
+            continue
+        ctx = RunContext(sync_bn=sync_bn, shard=shard)
+        y = net.blocks[layer.name](t_in[:, : c_in.shape[1]], ctx, ops[cand.ops[i]], cand.widths[layer.stage])
+        target = t_out[:, : y.shape[1]]
+        terms.append(F.mse_loss(y, target) / _variance(target, sync_bn).clamp_min(1e-6))
+    if not terms:
+        return torch.zeros(())
+    return torch.stack(terms).mean()
+
+
+def _variance(t: torch.Tensor, synced: bool) -> torch.Tensor:
+    """The variance of all of `t`'s values; `synced`: over the global batch of a distributed run
+    (each rank holds equally many rows), so every rank divides by the single process's value."""
+    if not synced:
+        return t.var()
+    n = t.numel() * _dist.world_size()
+    sums = _dist.sync_sums(torch.stack([t.sum(), (t * t).sum()]))
+    mean = sums[0] / n
+    return (sums[1] / n - mean * mean) * n / (n - 1)
 
 
 def train_supernet(
