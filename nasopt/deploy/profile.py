@@ -139,22 +139,36 @@ def profile_space(
     threads, on `clock`: see `profile_ops.CLOCKS`); a bar on stderr with `progress`.
     `in_graph` (onnxruntime): time each op without the layout conversions at its ends, as it
     runs between other layers (`profile_graph`); False: the op's graph as is."""
-    import torch
-
-    from nasopt.deploy.profile_ops import check_clock, time_calls, torch_threads, using_clock
+    from nasopt.deploy.profile_ops import check_clock, using_clock
 
     check_timing(warmup, repeats)
     with using_clock(check_clock(clock, threads), statistic):
         ops = prepare_ops(spec, backend, warmup, repeats, threads, progress, chunk, in_graph)
-        if progress:
-            print(
-                f"timing {len(ops.calls)} ops ({rounds} round-robin passes) ...", file=sys.stderr, flush=True
-            )
-        with torch_threads(threads), torch.no_grad():
-            timings_s = time_calls(ops.calls, warmup, repeats, rounds)
+        timings_s = time_all(ops.calls, f"{len(ops.calls)} ops", warmup, repeats, rounds, threads, progress)
     return ops.result(
         timings_s, warmup=warmup, repeats=repeats, clock=clock, statistic=statistic, rounds=rounds
     )
+
+
+def time_all(
+    calls: list[Callable[[], Any]],
+    what: str,
+    warmup: int,
+    repeats: int,
+    rounds: int,
+    threads: int,
+    progress: bool,
+) -> list[float]:
+    """`profile_ops.time_calls` on `threads` intra-op threads under `torch.no_grad` (the current
+    clock and statistic), announced on stderr with `progress`."""
+    import torch
+
+    from nasopt.deploy.profile_ops import time_calls, torch_threads
+
+    if progress:
+        print(f"timing {what} ({rounds} round-robin passes) ...", file=sys.stderr, flush=True)
+    with torch_threads(threads), torch.no_grad():
+        return time_calls(calls, warmup, repeats, rounds)
 
 
 def check_timing(warmup: int, repeats: int) -> None:

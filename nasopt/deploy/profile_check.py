@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import random
 import statistics
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from nasopt.deploy.profile import (
     machine_info,
     prepare_ops,
     read_meta,
+    time_all,
     write_table,
 )
 from nasopt.deploy.profile_keys import keyed_layers
@@ -117,28 +117,18 @@ def check_predictions(
     prediction (throughput and linear fitted to an existing `table`'s timings, the lookup
     `table`, each with the table's run overhead). The JSON document `nasopt profile --check`
     writes."""
-    from nasopt.deploy.profile_ops import check_clock, time_calls, torch_threads, using_clock
+    from nasopt.deploy.profile_ops import check_clock, using_clock
 
     check_timing(warmup, repeats)
-    _check_count(candidates)
+    if candidates < 1:
+        raise SpecError("need at least one candidate", field="--candidates", value=candidates)
     fits = _table_fits(spec, table)  # a bad table fails before any export
     with using_clock(check_clock(clock, threads), statistic):
         cands = prepare_candidates(spec, backend, candidates, 0, seed, threads, progress)
-        if progress:
-            print(
-                f"timing {len(cands.calls)} candidates ({rounds} round-robin passes) ...",
-                file=sys.stderr,
-                flush=True,
-            )
-        with torch_threads(threads), torch.no_grad():
-            timings_s = time_calls(cands.calls, warmup, repeats, rounds)
+        what = f"{len(cands.calls)} candidates"
+        timings_s = time_all(cands.calls, what, warmup, repeats, rounds, threads, progress)
     doc = cands.doc(table, fits, timings_s, warmup=warmup, repeats=repeats, with_table=False)
     return {**doc, "clock": clock, "statistic": statistic, "rounds": rounds}
-
-
-def _check_count(candidates: int) -> None:
-    if candidates < 1:
-        raise SpecError("need at least one candidate", field="--candidates", value=candidates)
 
 
 def profile_and_check(
@@ -165,9 +155,9 @@ def profile_and_check(
 
     Calibration: the median over the calibration candidates of measured minus the table's sum
     (with the empty-run cost) is added to the table's `run_overhead_ms`: what a whole model pays
-    beyond its ops as timed one by one (layout conversions between blocked regions, buffers), once
-    per part. The tested candidates are a separate random stream, never used to calibrate."""
-    from nasopt.deploy.profile_ops import check_clock, time_calls, torch_threads, using_clock
+    once beyond its ops timed one by one (measured; its cause is not pinned down, docs/deploy.md).
+    The tested candidates are a separate random stream, never used to calibrate."""
+    from nasopt.deploy.profile_ops import check_clock, using_clock
 
     check_timing(warmup, repeats)
     if candidates < 0 or calibrate < 0:
@@ -175,16 +165,8 @@ def profile_and_check(
     with using_clock(check_clock(clock, threads), statistic):
         ops = prepare_ops(spec, backend, warmup, repeats, threads, progress, in_graph=in_graph)
         cands = prepare_candidates(spec, backend, candidates, calibrate, seed, threads, progress)
-        calls = ops.calls + cands.calls
-        if progress:
-            print(
-                f"timing {len(ops.calls)} ops and {len(cands.calls)} candidates together "
-                f"({rounds} round-robin passes) ...",
-                file=sys.stderr,
-                flush=True,
-            )
-        with torch_threads(threads), torch.no_grad():
-            timings_s = time_calls(calls, warmup, repeats, rounds)
+        what = f"{len(ops.calls)} ops and {len(cands.calls)} candidates together"
+        timings_s = time_all(ops.calls + cands.calls, what, warmup, repeats, rounds, threads, progress)
     result = ops.result(
         timings_s[: len(ops.calls)],
         warmup=warmup,
