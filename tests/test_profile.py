@@ -248,6 +248,8 @@ def _write(tmp_path: Path, text: str) -> Path:
         (["--space", "TINY", "--clock", "sundial"], "clock"),
         (["--space", "TINY", "--statistic", "mean"], "--statistic"),
         (["--export", "no-such-dir"], "no-such-dir"),
+        (["--space", "TINY", "-o", "no-such-dir/t.json"], "no-such-dir"),  # refused before timing
+        (["--space", "TINY", "--calibrate", "-1"], "--calibrate"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(

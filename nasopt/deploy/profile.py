@@ -11,7 +11,9 @@ model pays it once, not once per layer: a device's `run_overhead_s` adds it back
 An identity skip costs 0. Beside the table (`FILE`, key -> ms) a side file `FILE.meta.json`
 records the machine, backend, settings, load average, and a throughput and a linear compute model
 fitted to the same timings by least squares, for the layers the table has no key for
-(`fallback = "throughput"`) and for `nasopt profile --check`.
+(`fallback = "throughput"`) and for `nasopt profile --check`. The command profiles through
+`profile_check.profile_and_check`, which also times whole candidates with the ops and records
+their excess over the table as its calibration (`run_overhead_ms`).
 """
 
 from __future__ import annotations
@@ -308,10 +310,16 @@ def meta_path(table: Path) -> Path:
     return table.with_name(table.stem + ".meta.json")
 
 
-def write_table(result: ProfileResult, path: Path) -> Path:
-    """Write the lookup table (key -> ms) to `path` and its side file (`meta_path`)."""
+def check_output(path: Path) -> Path:
+    """`path` if a table can be written there (its folder exists)."""
     if not path.parent.is_dir():
         raise SpecError("the output file's folder does not exist", field="-o", value=str(path))
+    return path
+
+
+def write_table(result: ProfileResult, path: Path) -> Path:
+    """Write the lookup table (key -> ms) to `path` and its side file (`meta_path`)."""
+    check_output(path)
     path.write_text(json.dumps(result.times_ms, indent=1) + "\n", encoding="utf-8")
     meta_path(path).write_text(json.dumps(result.meta(), indent=2) + "\n", encoding="utf-8")
     return path

@@ -28,6 +28,7 @@ from nasopt.core.network import Network
 from nasopt.deploy.profile import (
     ProfileResult,
     check_backend,
+    check_output,
     check_timing,
     compute_specs,
     fit_models,
@@ -160,6 +161,7 @@ def profile_and_check(
     from nasopt.deploy.profile_ops import check_clock, using_clock
 
     check_timing(warmup, repeats)
+    check_output(table)  # before minutes of measuring
     if candidates < 0 or calibrate < 0:
         raise SpecError("need candidates >= 0 and calibrate >= 0", field="--calibrate", value=calibrate)
     with using_clock(check_clock(clock, threads), statistic):
