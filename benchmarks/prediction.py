@@ -168,12 +168,11 @@ def render(out: dict) -> str:
             "- the table's ops and the candidates timed "
             + ("together, in the same passes" if c.get("timed_with_table") else "one after the other"),
             f"- {how}; empty-run cost {meta.get('call_overhead_ms', 0):.4f} ms; run overhead "
-            f"{meta.get('run_overhead_ms', meta.get('call_overhead_ms', 0)):.4f} ms, added once per candidate"
+            f"{meta['run_overhead_ms']:.4f} ms, added once per candidate"
             " (`run_overhead_s`) by every model",
             f"- fitted throughput {fits['throughput']['macs_per_s']:.4g} MAC/s ({fits['throughput']['fit']})",
             f"- calibration: {cal.get('candidates', 0)} other candidates, median excess over the table "
-            f"{cal.get('offset_ms', cal.get('overhead_ms', 0)):+.4f} ms"
-            + (" (in the table's run overhead)" if "offset_ms" in cal else " (in lookup+overhead only)"),
+            f"{cal.get('offset_ms', 0):+.4f} ms (in the table's run overhead)",
             "",
             "| model | within ±10 % | median \\|error\\| | median error | max \\|error\\| |",
             "|---|---|---|---|---|",

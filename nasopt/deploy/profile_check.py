@@ -179,7 +179,7 @@ def profile_and_check(
     )
     write_table(result, table)
     cand_s = timings_s[len(ops.calls) :]
-    fits = _table_fits(spec, table)
+    fits = result.fits()  # what the table just written holds; no need to read it back
     if calibrate:
         result.calibration = cands.calibration_fit(table, fits, cand_s[:calibrate])
         write_table(result, table)
