@@ -9,15 +9,17 @@ subnet) and reports their accuracy range against chance (1 / 10). A space counts
 above chance** when even its worst drawn subnet scores at least twice chance.
 
 Budget, so that the whole run fits about 30 minutes on 2 shared CPU cores: 2,400 images (a
-quarter held out), 3-4 epochs (fbnet-nasc 6); spaces whose largest subnet costs over 50 MMACs train one random
-subnet per step (`uniform`) instead of the sandwich, except vgg11-compress: its layers switch between
-op types that share no weights and have no shortcut, and it trains only with the sandwich and the
-block-wise distillation (`block_distill`, 6 epochs). splitnets-multiview-32 (12 views, up to
-4.2 GMACs a sample) is cut to 4 views at 16x16 with the 4-sensor objective; every other space
-runs as shipped.
+quarter held out), 3-4 epochs (fbnet-nasc 6); spaces whose largest subnet costs over 50 MMACs
+train one random subnet per step (`uniform`) instead of the sandwich. Two spaces mix op types or
+shortcuts within a layer and train with the sandwich and block-wise distillation
+(`block_distill`): vgg11-compress (6 epochs) and mbconv-jmsnas-quick (16 epochs, ~10 min).
+splitnets-multiview-32 (12 views, up to 4.2 GMACs a sample) is cut to 4 views at 16x16 with the
+4-sensor objective; every other space runs as shipped. `--merge` reruns the `--only` rows and
+keeps the others from the report's JSON, each row with the command and machine that produced it.
 
     python benchmarks/supernet_spaces.py --markdown benchmarks/supernet_spaces.md
     python benchmarks/supernet_spaces.py --only mbconv-jmsnas-quick   # one row, printed
+    python benchmarks/supernet_spaces.py --only fbnet-nasc --markdown benchmarks/supernet_spaces.md --merge
     python benchmarks/supernet_spaces.py --only vgg11-compress --set epochs=12   # another budget
 """
 
@@ -86,7 +88,14 @@ ROWS = [
         {**HEAVY, "epochs": 6},  # 3 epochs: 0.065-0.233, median 0.19
         note="32x32, 100-way classifier",
     ),
-    Row("mbconv-jmsnas-quick", "mbconv-jmsnas-quick", "jmsnas-chain", note="13 ops incl. no-shortcut"),
+    Row(
+        "mbconv-jmsnas-quick",
+        "mbconv-jmsnas-quick",
+        "jmsnas-chain",
+        # sandwich 4 epochs: 0.082-0.148; with block_distill 5: 0.123-0.173
+        {"epochs": 16, "block_distill": 5.0},
+        note="13 ops incl. no-shortcut, block-wise distillation",
+    ),
     Row(
         "splitnets-multiview-32",
         "splitnets-multiview-32",
@@ -171,6 +180,28 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def merged(path: Path, fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of an earlier report's JSON in ROWS order, the `fresh` ones replacing theirs;
+    rows recorded before commands and machines were kept per row get the file's command."""
+    raw = json.loads(path.read_text())
+    by_label = {
+        r["label"]: {"command": raw["command"], "machine": raw.get("machine", "?"), **r} for r in raw["rows"]
+    }
+    by_label.update({r["label"]: r for r in fresh})
+    return [by_label[r.label] for r in ROWS if r.label in by_label]
+
+
+def by_row(results: list[dict[str, Any]], key: str, title: str) -> list[str]:
+    """`title: value`, or with several values one line per value naming its rows."""
+    rows: dict[str, list[str]] = {}
+    for r in results:
+        rows.setdefault(r[key], []).append(r["label"])
+    fmt = (lambda v: f"`{v}`") if key == "command" else str
+    if len(rows) == 1:
+        return [f"{title}: {fmt(next(iter(rows)))}"]
+    return [f"{title}s:", *(f"- {fmt(v)}: {', '.join(labels)}" for v, labels in rows.items())]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subnets", type=int, default=8, help="random subnets scored per space")
@@ -185,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         help="override one [accuracy] option of every row run, e.g. --set epochs=12 (repeatable)",
     )
     ap.add_argument("--markdown", default=None, help="write the report here, raw numbers as .json")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only and --markdown: keep the report's other rows (its .json), each with its command",
+    )
     args = ap.parse_args(argv)
     command = "python benchmarks/supernet_spaces.py " + " ".join(argv if argv is not None else sys.argv[1:])
     overrides = {}
@@ -201,15 +237,23 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_row(row, args.subnets, args.seed, args.checkpoint_dir))
         print("\n".join(table(results[-1:])[2:]), flush=True)
     wall = time.perf_counter() - t0
+    for r in results:
+        r["command"], r["machine"] = command, machine()
+    if args.merge:
+        if not args.markdown:
+            raise SystemExit("--merge needs --markdown (the report whose other rows are kept)")
+        results = merged(Path(args.markdown).with_suffix(".json"), results)
     above = [r["label"] for r in results if r["above_chance"]]
     below = [r["label"] for r in results if not r["above_chance"]]
     lines = [
         "# Every seed space's supernet: accuracy of random subnets vs chance",
         "",
-        f"Command: `{command}`",
+        *by_row(results, "command", "Command"),
         "",
-        f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s); "
-        f"{wall / 60:.1f} min in all.",
+        *by_row(results, "machine", "Machine"),
+        "",
+        f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s); "
+        f"{wall / 60:.1f} min for the rows run by the last command.",
         "",
         f"Data: bundled `shapes` ({results[0]['train_samples']} training / {results[0]['val_samples']} "
         f"validation images, 10 classes). {args.subnets} uniformly drawn subnets per space (seed "
