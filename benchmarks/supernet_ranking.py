@@ -9,7 +9,9 @@ supernet's training time and the time to evaluate one candidate as a study does,
 recalibration included (target <= 1 s). With several seeds it also reports how well two
 stand-alone trainings agree with each other: a reference that disagrees with itself caps the tau
 any estimator can show against it.
-It also reports Kendall's tau between MACs and either accuracy, to tell ranking from a mere size
+It also reports the reference's noise ceiling, the tau a noiseless estimator would reach against
+the mean of the seeds (`--ceiling JSON...` prints it for stored references without training), and
+Kendall's tau between MACs and either accuracy, to tell ranking from a mere size
 preference. `--jobs 2` trains two stand-alone nets at a time; `--spread-macs` draws one random
 subnet per MACs bin instead of uniformly; `--reference-calibration` sets the BatchNorm
 recalibration batches of the stand-alone nets (default 32: 4 add ~0.005 of noise) and
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -193,6 +196,41 @@ def reused_reference(
     return raw["standalone_acc"], raw.get("standalone_s", []), raw["command"]
 
 
+def noise_ceiling(seed_acc: list[list[float]], target: float = 0.6) -> tuple[float, float, int]:
+    """(mean Kendall tau between two seeds, the tau a noiseless estimator would show against the
+    mean of all seeds, seeds whose mean would let it reach `target`). Assumes each seed is the
+    true accuracy plus independent normal noise: a pair's tau gives one seed's reliability
+    r = sin(pi tau / 2) (Greiner's relation), the mean of k seeds has k r / (1 + (k - 1) r)
+    (Spearman-Brown), and a noiseless estimator correlates with it at the square root of that."""
+    k = len(seed_acc[0])
+    column = [[a[j] for a in seed_acc] for j in range(k)]
+    pairs = [kendalltau(column[a], column[b]).statistic for a in range(k) for b in range(a + 1, k)]
+    pair_tau = statistics.mean(pairs)
+    r = max(math.sin(math.pi * pair_tau / 2), 1e-6)
+    reliability = k * r / (1 + (k - 1) * r)
+    ceiling = 2 / math.pi * math.asin(math.sqrt(reliability))
+    needed = math.sin(math.pi * target / 2) ** 2
+    return pair_tau, ceiling, max(1, math.ceil(needed * (1 - r) / (r * (1 - needed))))
+
+
+def print_ceilings(paths: list[str]) -> int:
+    """The noise ceiling of every stored reference (`--ceiling`), no training."""
+    for path in paths:
+        raw = json.loads(Path(path).read_text())
+        seed_acc = raw["standalone_acc"]
+        if len(seed_acc[0]) < 2:
+            print(f"{path}: one seed, no ceiling")
+            continue
+        alone = [statistics.mean(a) for a in seed_acc]
+        pair_tau, ceiling, seeds = noise_ceiling(seed_acc)
+        tau = kendalltau(raw["supernet_acc"], alone).statistic
+        print(
+            f"{path}: {len(seed_acc[0])} seeds, tau between two {pair_tau:.3f}, ceiling of their mean "
+            f"{ceiling:.3f}, seeds for a 0.6 ceiling {seeds}; supernet vs the mean {tau:.3f}"
+        )
+    return 0
+
+
 NOTES_MARKER = "<!-- notes: written by hand, kept when the benchmark rewrites this file -->"
 
 
@@ -237,7 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--markdown", default=None, help="write the report here (and print it), raw numbers as .json"
     )
+    ap.add_argument(
+        "--ceiling",
+        nargs="+",
+        metavar="JSON",
+        help="only print the noise ceiling of these stored references (no training)",
+    )
     args = ap.parse_args(argv)
+    if args.ceiling:
+        return print_ceilings(args.ceiling)
     command = "python benchmarks/supernet_ranking.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     r = resolve(args.study)
@@ -332,11 +378,17 @@ def main(argv: list[str] | None = None) -> int:
             for b in range(a + 1, len(column))
         ]
         versus = [kendalltau(sup_acc, col).statistic for col in column]
+        _, ceiling, needed = noise_ceiling(seed_acc)
         lines.append(
             "- Repeatability of the reference: Kendall tau between two stand-alone seeds "
             f"**{statistics.mean(pairs):.3f}** (mean of {len(pairs)} pairs, "
             f"{', '.join(f'{t:.3f}' for t in pairs)}); supernet vs one seed: "
             f"**{statistics.mean(versus):.3f}** (mean; {', '.join(f'{t:.3f}' for t in versus)})"
+        )
+        lines.append(
+            f"- Noise ceiling: a noiseless estimator would reach Kendall tau **{ceiling:.3f}** against "
+            f"the mean of these {seeds} seeds; a 0.6 ceiling needs {needed} seed(s) "
+            "(seeds as truth + independent normal noise: Greiner's relation and Spearman-Brown)"
         )
     lines += [
         "",
