@@ -8,7 +8,7 @@ then scores `--subnets` uniformly drawn subnets on the held-out split (BatchNorm
 subnet) and reports their accuracy range against chance (1 / 10). A space counts as **clearly
 above chance** when even its worst drawn subnet scores at least twice chance.
 
-Budget, so that the whole run fits about 30 minutes on 2 shared CPU cores: 2,400 images (a
+Budget, so that the whole run fits about 40 minutes on 2 shared CPU cores: 2,400 images (a
 quarter held out), 3-4 epochs (fbnet-nasc 6); spaces whose largest subnet costs over 50 MMACs
 train one random subnet per step (`uniform`) instead of the sandwich. Two spaces mix op types or
 shortcuts within a layer and train with the sandwich and block-wise distillation
