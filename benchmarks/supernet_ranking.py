@@ -196,6 +196,18 @@ def reused_reference(
     return raw["standalone_acc"], raw.get("standalone_s", []), raw["command"]
 
 
+def seed_columns(seed_acc: list[list[float]]) -> list[list[float]]:
+    """Per seed, the accuracies of every subnet (`seed_acc` is per subnet, per seed)."""
+    return [[a[j] for a in seed_acc] for j in range(len(seed_acc[0]))]
+
+
+def seed_pair_taus(seed_acc: list[list[float]]) -> list[float]:
+    """Kendall tau between every two seeds' accuracies over the subnets."""
+    column = seed_columns(seed_acc)
+    k = len(column)
+    return [kendalltau(column[a], column[b]).statistic for a in range(k) for b in range(a + 1, k)]
+
+
 def noise_ceiling(seed_acc: list[list[float]], target: float = 0.6) -> tuple[float, float, int]:
     """(mean Kendall tau between two seeds, the tau a noiseless estimator would show against the
     mean of all seeds, seeds whose mean would let it reach `target`). Assumes each seed is the
@@ -203,9 +215,7 @@ def noise_ceiling(seed_acc: list[list[float]], target: float = 0.6) -> tuple[flo
     r = sin(pi tau / 2) (Greiner's relation), the mean of k seeds has k r / (1 + (k - 1) r)
     (Spearman-Brown), and a noiseless estimator correlates with it at the square root of that."""
     k = len(seed_acc[0])
-    column = [[a[j] for a in seed_acc] for j in range(k)]
-    pairs = [kendalltau(column[a], column[b]).statistic for a in range(k) for b in range(a + 1, k)]
-    pair_tau = statistics.mean(pairs)
+    pair_tau = statistics.mean(seed_pair_taus(seed_acc))
     r = max(math.sin(math.pi * pair_tau / 2), 1e-6)
     reliability = k * r / (1 + (k - 1) * r)
     ceiling = 2 / math.pi * math.asin(math.sqrt(reliability))
@@ -371,13 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         f"**{kendalltau(macs, alone_acc).statistic:.3f}**"
     )
     if seeds >= 2:
-        column = [[a[k] for a in seed_acc] for k in range(seeds)]
-        pairs = [
-            kendalltau(column[a], column[b]).statistic
-            for a in range(len(column))
-            for b in range(a + 1, len(column))
-        ]
-        versus = [kendalltau(sup_acc, col).statistic for col in column]
+        pairs = seed_pair_taus(seed_acc)
+        versus = [kendalltau(sup_acc, col).statistic for col in seed_columns(seed_acc)]
         _, ceiling, needed = noise_ceiling(seed_acc)
         lines.append(
             "- Repeatability of the reference: Kendall tau between two stand-alone seeds "

@@ -237,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_row(row, args.subnets, args.seed, args.checkpoint_dir))
         print("\n".join(table(results[-1:])[2:]), flush=True)
     wall = time.perf_counter() - t0
+    host = machine()
     for r in results:
-        r["command"], r["machine"] = command, machine()
+        r["command"], r["machine"] = command, host
     if args.merge:
         if not args.markdown:
             raise SystemExit("--merge needs --markdown (the report whose other rows are kept)")
