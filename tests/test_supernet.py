@@ -479,6 +479,14 @@ def test_digits_and_shapes() -> None:
     assert sv.train_x.shape[1:] == (3, 16, 16)  # a single-view space gets plain images
 
 
+def nearest_centroid(feat: torch.Tensor, labels: torch.Tensor, classes: int, n_train: int) -> float:
+    """Accuracy on rows n_train.. of the class centroids of rows ..n_train: a linear probe of
+    whether a feature names the class."""
+    train, test = slice(0, n_train), slice(n_train, None)
+    centroids = torch.stack([feat[train][labels[train] == c].mean(0) for c in range(classes)])
+    return float((torch.cdist(feat[test], centroids).argmin(1) == labels[test]).float().mean())
+
+
 def test_textures_deterministic_balanced_and_not_trivial() -> None:
     from nasopt.accuracy.data import TEXTURE_PERIODS_PX, load_dataset, textures
 
@@ -488,15 +496,8 @@ def test_textures_deterministic_balanced_and_not_trivial() -> None:
     assert not torch.equal(textures(20, seed=4)[0], x[:20])  # the seed matters
     assert float(x.min()) >= 0 and float(x.max()) <= 1
     assert torch.bincount(y, minlength=10).tolist() == [40] * 10  # balanced classes
-    train, test = slice(0, 300), slice(300, 400)
-
-    def nearest_centroid(feat: torch.Tensor, labels: torch.Tensor, classes: int) -> float:
-        centroids = torch.stack([feat[train][labels[train] == c].mean(0) for c in range(classes)])
-        pred = torch.cdist(feat[test], centroids).argmin(1)
-        return float((pred == labels[test]).float().mean())
-
     # not trivial: the mean image of a class says nothing (the shape shows only by its texture)
-    assert nearest_centroid(x.flatten(1), y, 10) < 0.25
+    assert nearest_centroid(x.flatten(1), y, 10, 300) < 0.25
     # learnable: the grating period shows in the radially averaged power spectrum
     grey = x.mean(1)
     power = torch.fft.fftshift(torch.fft.fft2(grey - grey.mean((1, 2), keepdim=True)).abs() ** 2, dim=(1, 2))
@@ -504,11 +505,38 @@ def test_textures_deterministic_balanced_and_not_trivial() -> None:
     radius = torch.sqrt(u[:, None] ** 2 + u[None, :] ** 2).round().long().clamp(max=16)
     profile = torch.stack([power[:, radius == r].mean(1) for r in range(17)], 1)
     period = y % len(TEXTURE_PERIODS_PX)
-    assert nearest_centroid(torch.log(profile), period, 2) > 0.7
+    assert nearest_centroid(torch.log(profile), period, 2, 300) > 0.7
     d = load_dataset({"dataset": "textures", "samples": 60}, channels=3, height=16, width=16)
     assert d.train_x.shape[1:] == (3, 16, 16) and d.num_classes == 10 and len(d.val_y) == 12
     with pytest.raises(SpecError, match="multi-view"):
         load_dataset({"dataset": "textures", "samples": 60}, channels=3, height=16, width=16, views=3)
+
+
+def test_glyphs_deterministic_balanced_and_not_trivial() -> None:
+    from nasopt.accuracy.data import glyph_templates, glyphs, load_dataset
+
+    x, y, k = glyphs(600, size=32, seed=3)
+    x2, y2, _ = glyphs(600, size=32, seed=3)
+    assert k == 10 and x.shape == (600, 3, 32, 32) and torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(glyphs(20, seed=4)[0], x[:20])  # the seed matters
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    assert torch.bincount(y, minlength=10).tolist() == [60] * 10  # balanced classes
+    t = glyph_templates(10, 5, np.random.default_rng(0), min_distance=6)
+    assert t.shape == (10, 5, 5) and set(np.unique(t)) <= {0.0, 1.0}
+    assert min((t[i] != t[j]).sum() for i in range(10) for j in range(i)) >= 6  # distinct classes
+
+    def power(images: torch.Tensor) -> torch.Tensor:  # translation-invariant, sign-invariant
+        grey = images.mean(1)
+        p = torch.fft.fft2(grey - grey.mean((1, 2), keepdim=True)).abs() ** 2
+        return torch.log((p / p.sum((1, 2), keepdim=True)).flatten(1) + 1e-6)
+
+    # not trivial: random position and colours leave no class in the mean image
+    assert nearest_centroid(x.flatten(1), y, 10, 450) < 0.2
+    # the class is the glyph: without rotation, clutter and noise its power spectrum names it
+    clean, cy, _ = glyphs(600, size=32, seed=3, rotation_deg=0.0, clutter=0, noise=0.0)
+    assert torch.equal(cy, y) and nearest_centroid(power(clean), cy, 10, 450) > 0.6
+    d = load_dataset({"dataset": "glyphs", "samples": 60}, channels=3, height=16, width=16)
+    assert d.train_x.shape[1:] == (3, 16, 16) and d.num_classes == 10 and len(d.val_y) == 12
 
 
 def test_cifar_binary(tmp_path: Path) -> None:

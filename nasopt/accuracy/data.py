@@ -4,7 +4,9 @@ Built in: scikit-learn's bundled `digits` (8x8 grey, upsampled to the space's in
 augmented by random shifts), `shapes`, a deterministic synthetic multi-view set (10 classes of
 3-D primitives rendered as silhouettes with depth shading from V cameras around the object), and
 `textures`, a harder single-view one (5 shapes x 2 grating periods, shown only by their texture
-over textured clutter and noise, so that small subnets fall behind large ones). On
+over textured clutter and noise, so that small subnets fall behind large ones), and `glyphs`
+(10 random 5x5 binary glyphs, rotated, scaled and placed at random over glyph-fragment clutter
+and noise: capacity-limited, yet stand-alone trainings of one subnet land close together). On
 disk: CIFAR-10/100 in the official binary format, `.npz` arrays (`x`, `y`; optional `x_val`,
 `y_val`) and image folders (`root/<class>/*.pgm|.ppm|.npy`, PNG/JPEG when Pillow is installed).
 No torchvision. Every dataset becomes a `Dataset` of in-memory tensors with a train and a
@@ -140,6 +142,8 @@ def load_dataset(
             x = x[:, 0]
     elif name == "textures":
         x, y, k = textures(int(options.get("samples", 1200)), size=min(height, 64), seed=seed)
+    elif name == "glyphs":
+        x, y, k = glyphs(int(options.get("samples", 1200)), size=min(height, 64), seed=seed)
     elif name in ("cifar10", "cifar100"):
         x, y, val_x, val_y, k = cifar(Path(str(path)), name)
     elif name == "npz":
@@ -332,6 +336,77 @@ def textures(
         img = img + rng.normal(0, noise, img.shape)
         out[i] = np.clip(img, 0, 1)
     return torch.from_numpy(out), torch.from_numpy(y.astype(np.int64)), k
+
+
+def glyph_templates(classes: int, grid: int, rng: np.random.Generator, min_distance: int) -> np.ndarray:
+    """`classes` random binary grid x grid templates, 35-65 % filled, every two differing in at
+    least `min_distance` cells: (classes, grid, grid) float32."""
+    found: list[np.ndarray] = []
+    while len(found) < classes:
+        t = rng.random((grid, grid)) < 0.5
+        if 0.35 <= t.mean() <= 0.65 and all((t != o).sum() >= min_distance for o in found):
+            found.append(t)
+    return np.stack(found).astype(np.float32)
+
+
+def glyphs(
+    n: int,
+    *,
+    size: int = 32,
+    seed: int = 0,
+    classes: int = 10,
+    grid: int = 5,
+    clutter: int = 3,
+    noise: float = 0.1,
+    rotation_deg: float = 30.0,
+    cell_px: tuple[float, float] = (3.0, 4.4),
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A deterministic glyph set: each class is a random binary grid x grid template (drawn from
+    `seed`), shown at a random position, rotation (+-`rotation_deg`) and cell size (`cell_px`
+    pixels at 32x32, scaled with `size`) in a colour of guaranteed contrast, over `clutter`
+    fragments of other glyphs at half contrast and Gaussian pixel noise of std `noise`, rendered
+    at 2x and averaged down. The classes differ in the arrangement of cells, so recognising them
+    takes the mid-resolution stages' capacity (the largest quickstart subnet beats the smallest by
+    ~40 points at 6 epochs), and learning starts from first-order contrast, so retrainings of one
+    subnet agree closely (benchmarks/supernet_ranking_glyphs_uniform.md).
+    Returns x (n, 3, size, size) in [0, 1], labels and `classes`."""
+    rng = np.random.default_rng(seed)
+    templates = glyph_templates(classes, grid, rng, min_distance=6)
+    y = np.arange(n) % classes
+    rng.shuffle(y)
+    fine = 2 * size
+    u = (np.arange(fine) + 0.5) / 2.0  # sub-pixel centres, in output pixels
+    gy, gx = np.meshgrid(u, u, indexing="ij")
+    px_per_unit = size / 32
+
+    def render(t: np.ndarray, cell: float, spread_px: float, rotation: float) -> np.ndarray:
+        cx, cy = size / 2 + rng.uniform(-spread_px, spread_px, 2)
+        th = math.radians(rng.uniform(-rotation, rotation))
+        c, s = math.cos(th), math.sin(th)
+        dx, dy = gx - cx, gy - cy
+        lx = (c * dx + s * dy) / cell + grid / 2
+        ly = (-s * dx + c * dy) / cell + grid / 2
+        inside = (lx >= 0) & (lx < grid) & (ly >= 0) & (ly < grid)
+        ix, iy = np.clip(lx.astype(int), 0, grid - 1), np.clip(ly.astype(int), 0, grid - 1)
+        return np.where(inside, t[iy, ix], 0.0).astype(np.float32)
+
+    def contrast(bg: np.ndarray, scale: float) -> np.ndarray:
+        return bg + scale * rng.uniform(0.25, 0.45, 3) * rng.choice([-1.0, 1.0], 3)
+
+    out = np.empty((n, 3, size, size), dtype=np.float32)
+    for i in range(n):
+        bg = rng.uniform(0.25, 0.75, 3)
+        img = np.broadcast_to(bg[:, None, None], (3, fine, fine)).copy()
+        for _ in range(clutter):  # fragments of random glyphs, anywhere, at any rotation
+            k = int(rng.integers(classes))
+            frag = render(templates[k], rng.uniform(*cell_px) * px_per_unit * 0.7, size / 2, rotation_deg * 3)
+            img = img * (1 - frag) + contrast(bg, 0.5)[:, None, None] * frag
+        cell = rng.uniform(*cell_px) * px_per_unit
+        g = render(templates[int(y[i])], cell, 0.6 * max(0.0, size / 2 - grid * cell / 2), rotation_deg)
+        img = img * (1 - g) + contrast(bg, 1.0)[:, None, None] * g
+        img = img.reshape(3, size, 2, size, 2).mean((2, 4)) + rng.normal(0, noise, (3, size, size))
+        out[i] = np.clip(img, 0, 1)
+    return torch.from_numpy(out), torch.from_numpy(y.astype(np.int64)), classes
 
 
 # ------------------------------------------------------------------ data on disk

@@ -7,14 +7,15 @@ of the other estimator is an unknown key, reported with the options this estimat
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from nasopt.spec._base import SafeDir, _Spec
 
 ESTIMATORS = ("analytic-proxy", "supernet")
-DATASET_NAMES = ("digits", "shapes", "textures", "cifar10", "cifar100", "npz", "folder")
+DatasetName = Literal["digits", "shapes", "textures", "glyphs", "cifar10", "cifar100", "npz", "folder"]
+DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 SAMPLING_RULES = ("sandwich", "uniform")
 
 
@@ -53,7 +54,7 @@ class SupernetSpec(_Spec):
     """
 
     estimator: Literal["supernet"]
-    dataset: Literal["digits", "shapes", "textures", "cifar10", "cifar100", "npz", "folder"] = "digits"
+    dataset: DatasetName = "digits"
     path: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     limit: Annotated[int, Field(ge=2, le=100_000_000)] | None = None
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
