@@ -8,13 +8,14 @@ then scores `--subnets` uniformly drawn subnets on the held-out split (BatchNorm
 subnet) and reports their accuracy range against chance (1 / 10). A space counts as **clearly
 above chance** when even its worst drawn subnet scores at least twice chance.
 
-Budget, so that the whole run fits about 40 minutes on 2 shared CPU cores: 2,400 images (a
+Budget, so that the whole run fits about an hour on 2 shared CPU cores: 2,400 images (a
 quarter held out), 3-4 epochs (fbnet-nasc 6); spaces whose largest subnet costs over 50 MMACs
 train one random subnet per step (`uniform`) instead of the sandwich. Two spaces mix op types or
 shortcuts within a layer and train with the sandwich and block-wise distillation
 (`block_distill`): vgg11-compress (6 epochs) and mbconv-jmsnas-quick (16 epochs, ~10 min).
 splitnets-multiview-32 (12 views, up to 4.2 GMACs a sample) is cut to 4 views at 16x16 with the
-4-sensor objective; every other space runs as shipped. `--merge` reruns the `--only` rows and
+4-sensor objective, fused only after each MB stage, and trains with the sandwich; every other
+space runs as shipped. `--merge` reruns the `--only` rows and
 keeps the others from the report's JSON, each row with the command and machine that produced it.
 
     python benchmarks/supernet_spaces.py --markdown benchmarks/supernet_spaces.md
@@ -76,6 +77,7 @@ class Row:
     options: dict[str, Any] = field(default_factory=dict)
     views: int | None = None  # multi-view: cut to this many views ...
     px: int | None = None  # ... at this input size
+    fusion_points: list[int] | None = None  # multi-view: fuse only after these layers
     note: str = ""
 
 
@@ -100,9 +102,13 @@ ROWS = [
         "splitnets-multiview-32",
         "splitnets-multiview-32",
         "splitnets-hmd-4",
-        {**HEAVY, "max_params": 100_000_000},  # its supernet has 79 M parameters at 4 views
+        # its supernet has 79 M parameters at 4 views. Fusing after any of the 37 layers left the
+        # entry layer behind each fusion point nearly untrained: uniform 12 ep 0.163-0.232,
+        # sandwich 4 ep 0.120-0.205; fusing after each MB stage (SplitNets' "block"): 0.210-0.448
+        {"sampling": "sandwich", "epochs": 4, "max_params": 100_000_000},
         views=4,
         px=16,
+        fusion_points=[2, 7, 13, 19, 27, 35, 37],
         note="4 of 12 views, 16x16, 40-way classifier",
     ),
     Row(
@@ -123,7 +129,10 @@ def space_of(row: Row) -> SearchSpaceSpec:
     if row.px is not None:
         update["input"] = spec.input.model_copy(update={"height": row.px, "width": row.px})
     if row.views is not None and spec.fusion is not None:
-        update["fusion"] = spec.fusion.model_copy(update={"views": row.views})
+        fusion: dict[str, Any] = {"views": row.views}
+        if row.fusion_points is not None:
+            fusion["points"] = row.fusion_points
+        update["fusion"] = spec.fusion.model_copy(update=fusion)
     if update:
         update["name"] = f"{spec.name}-{row.views}v{row.px}px"
     return spec.model_copy(update=update)
@@ -146,6 +155,7 @@ def run_row(row: Row, subnets: int, seed: int, checkpoint_dir: str) -> dict[str,
         "space": space.spec.name,
         "objective": row.objective,
         "note": row.note,
+        "fusion_points": row.fusion_points,
         "options": {k: v for k, v in options.items() if k != "checkpoint_dir"},
         "train_s": res.seconds,  # the checkpoint's own record when it was reused
         "load_s": train_s,
@@ -171,7 +181,8 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         training = f"{o['sampling']}, {o['epochs']} ep, lr {o['lr']}, warm-up {o['warmup_epochs']}"
         if o.get("block_distill"):
             training += f", block distill {o['block_distill']}"
-        label = r["label"] + (f" ({r['note']})" if r["note"] else "")
+        note = r["note"] + (f", fused after layers {r['fusion_points']}" if r.get("fusion_points") else "")
+        label = r["label"] + (f" ({note})" if note else "")
         lines.append(
             f"| {label} | {training} | {r['train_s']:.0f} | {min(macs) / 1e6:.1f}-{max(macs) / 1e6:.1f} | "
             f"{min(acc):.3f}-{max(acc):.3f} ({statistics.median(acc):.3f}) | {r['chance']:.2f} | "
@@ -215,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=JSON",
         help="override one [accuracy] option of every row run, e.g. --set epochs=12 (repeatable)",
     )
+    ap.add_argument(
+        "--fusion-points",
+        type=lambda text: [int(p) for p in text.split(",")],
+        default=None,
+        metavar="L1,L2,...",
+        help="multi-view rows: fuse only after these layers (default: the space's points)",
+    )
     ap.add_argument("--markdown", default=None, help="write the report here, raw numbers as .json")
     ap.add_argument(
         "--merge",
@@ -231,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key] = json.loads(value)
     rows = [r for r in ROWS if args.only is None or r.label in args.only]
     rows = [Row(**{**r.__dict__, "options": {**r.options, **overrides}}) for r in rows]
+    if args.fusion_points is not None:
+        rows = [Row(**{**r.__dict__, "fusion_points": args.fusion_points}) if r.views else r for r in rows]
     results = []
     t0 = time.perf_counter()
     for row in rows:

@@ -6,8 +6,8 @@ augmented by random shifts), `shapes`, a deterministic synthetic multi-view set 
 `textures`, a harder single-view one (5 shapes x 2 grating periods, shown only by their texture
 over textured clutter and noise, so that small subnets fall behind large ones), and `glyphs`
 (10 random 5x5 binary glyphs, rotated, scaled and placed at random over glyph-fragment clutter
-and noise: capacity-limited, yet stand-alone trainings of one subnet land close together). On
-disk: CIFAR-10/100 in the official binary format, `.npz` arrays (`x`, `y`; optional `x_val`,
+and noise: capacity-limited, with steadier stand-alone retrainings than textures at 12 epochs).
+On disk: CIFAR-10/100 in the official binary format, `.npz` arrays (`x`, `y`; optional `x_val`,
 `y_val`) and image folders (`root/<class>/*.pgm|.ppm|.npy`, PNG/JPEG when Pillow is installed).
 No torchvision. Every dataset becomes a `Dataset` of in-memory tensors with a train and a
 held-out validation split that never overlap.
@@ -367,8 +367,8 @@ def glyphs(
     fragments of other glyphs at half contrast and Gaussian pixel noise of std `noise`, rendered
     at 2x and averaged down. The classes differ in the arrangement of cells, so recognising them
     takes the mid-resolution stages' capacity (the largest quickstart subnet beats the smallest by
-    ~40 points at 6 epochs), and learning starts from first-order contrast, so retrainings of one
-    subnet agree closely (benchmarks/supernet_ranking_glyphs_uniform.md).
+    ~40 points at 6 epochs). At 12 epochs retrainings of one subnet differ by ~2 points (standard
+    deviation), without textures' collapsed runs (benchmarks/supernet_ranking_glyphs_uniform.md).
     Returns x (n, 3, size, size) in [0, 1], labels and `classes`."""
     rng = np.random.default_rng(seed)
     templates = glyph_templates(classes, grid, rng, min_distance=6)
