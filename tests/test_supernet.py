@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 import random
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -487,15 +488,27 @@ def nearest_centroid(feat: torch.Tensor, labels: torch.Tensor, classes: int, n_t
     return float((torch.cdist(feat[test], centroids).argmin(1) == labels[test]).float().mean())
 
 
+MakeDataset = Callable[..., tuple[torch.Tensor, torch.Tensor, int]]
+
+
+def assert_deterministic_and_balanced(
+    make: MakeDataset, n: int, classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`make(n, size=32, seed=3)` gives the same balanced set twice, another with another seed,
+    pixels in [0, 1]: (x, y)."""
+    x, y, k = make(n, size=32, seed=3)
+    x2, y2, _ = make(n, size=32, seed=3)
+    assert k == classes and x.shape == (n, 3, 32, 32) and torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(make(20, seed=4)[0], x[:20])  # the seed matters
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    assert torch.bincount(y, minlength=classes).tolist() == [n // classes] * classes
+    return x, y
+
+
 def test_textures_deterministic_balanced_and_not_trivial() -> None:
     from nasopt.accuracy.data import TEXTURE_PERIODS_PX, load_dataset, textures
 
-    x, y, k = textures(400, size=32, seed=3)
-    x2, y2, _ = textures(400, size=32, seed=3)
-    assert k == 10 and x.shape == (400, 3, 32, 32) and torch.equal(x, x2) and torch.equal(y, y2)
-    assert not torch.equal(textures(20, seed=4)[0], x[:20])  # the seed matters
-    assert float(x.min()) >= 0 and float(x.max()) <= 1
-    assert torch.bincount(y, minlength=10).tolist() == [40] * 10  # balanced classes
+    x, y = assert_deterministic_and_balanced(textures, 400, 10)
     # not trivial: the mean image of a class says nothing (the shape shows only by its texture)
     assert nearest_centroid(x.flatten(1), y, 10, 300) < 0.25
     # learnable: the grating period shows in the radially averaged power spectrum
@@ -515,12 +528,7 @@ def test_textures_deterministic_balanced_and_not_trivial() -> None:
 def test_glyphs_deterministic_balanced_and_not_trivial() -> None:
     from nasopt.accuracy.data import glyph_templates, glyphs, load_dataset
 
-    x, y, k = glyphs(600, size=32, seed=3)
-    x2, y2, _ = glyphs(600, size=32, seed=3)
-    assert k == 10 and x.shape == (600, 3, 32, 32) and torch.equal(x, x2) and torch.equal(y, y2)
-    assert not torch.equal(glyphs(20, seed=4)[0], x[:20])  # the seed matters
-    assert float(x.min()) >= 0 and float(x.max()) <= 1
-    assert torch.bincount(y, minlength=10).tolist() == [60] * 10  # balanced classes
+    x, y = assert_deterministic_and_balanced(glyphs, 600, 10)
     t = glyph_templates(10, 5, np.random.default_rng(0), min_distance=6)
     assert t.shape == (10, 5, 5) and set(np.unique(t)) <= {0.0, 1.0}
     assert min((t[i] != t[j]).sum() for i in range(10) for j in range(i)) >= 6  # distinct classes
