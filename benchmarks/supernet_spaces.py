@@ -32,7 +32,7 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -248,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--set {item!r}: expected KEY=JSON, e.g. epochs=12")
         overrides[key] = json.loads(value)
     rows = [r for r in ROWS if args.only is None or r.label in args.only]
-    rows = [Row(**{**r.__dict__, "options": {**r.options, **overrides}}) for r in rows]
+    rows = [replace(r, options={**r.options, **overrides}) for r in rows]
     if args.fusion_points is not None:
-        rows = [Row(**{**r.__dict__, "fusion_points": args.fusion_points}) if r.views else r for r in rows]
+        rows = [replace(r, fusion_points=args.fusion_points) if r.views else r for r in rows]
     results = []
     t0 = time.perf_counter()
     for row in rows:
