@@ -15,7 +15,9 @@ Kendall's tau between MACs and either accuracy, to tell ranking from a mere size
 preference. `--jobs 2` trains two stand-alone nets at a time; `--spread-macs` draws one random
 subnet per MACs bin instead of uniformly; `--reference-calibration` sets the BatchNorm
 recalibration batches of the stand-alone nets (default 32: 4 add ~0.005 of noise) and
-`--calibration-batches` those of the supernet's candidates (default: the study's). A rerun keeps
+`--calibration-batches` those of the supernet's candidates (default: the study's);
+`--common-seeds` trains every subnet of one stand-alone seed from the same initial weights and
+batch order, so that a seed column differs between subnets by architecture only. A rerun keeps
 the report's hand-written notes (everything from the NOTES_MARKER line on). `--reference` scores
 the supernet against the stand-alone accuracies stored by an earlier run (training only the seeds
 it lacks), so that supernet variants share one reference; `--supernet-epochs` overrides the study's.
@@ -135,6 +137,12 @@ def _standalone_job(
     return acc, time.perf_counter() - t0
 
 
+def standalone_seed(base_seed: int, subnet: int, seed_index: int, common_seeds: bool) -> int:
+    """The torch seed of one stand-alone training: its own per subnet, or with `common_seeds` one
+    per seed index shared by every subnet (same initial supernet weights and batch order)."""
+    return base_seed * 1000 + (0 if common_seeds else subnet) + 100_000 * seed_index
+
+
 def standalone_runs(
     study: str,
     cands: list[Candidate],
@@ -144,11 +152,14 @@ def standalone_runs(
     jobs: int,
     calibration_batches: int,
     first_seed: int = 0,
+    common_seeds: bool = False,
 ) -> list[list[tuple[float, float]]]:
     """(accuracy, seconds) of every subnet x seed (seed indices `first_seed` on), trained `jobs`
-    at a time in spawned processes (each with cores/jobs intra-op threads) or here when jobs is 1."""
+    at a time in spawned processes (each with cores/jobs intra-op threads) or here when jobs is 1.
+    With `common_seeds`, seed index k gives every subnet the same initial weights and batch order
+    instead of a seed of its own."""
     work = [
-        (i, k, base_seed * 1000 + i + 100_000 * (first_seed + k))
+        (i, k, standalone_seed(base_seed, i, first_seed + k, common_seeds))
         for k in range(seeds)
         for i in range(len(cands))
     ]
@@ -158,25 +169,27 @@ def standalone_runs(
     def job(i: int, seed: int) -> tuple[str, Candidate, int, int, int]:
         return study, cands[i], epochs, seed, calibration_batches
 
+    def record(i: int, k: int, result: tuple[float, float]) -> None:
+        out[i][k] = result
+        bar.write(f"subnet {i} seed {first_seed + k}: accuracy {result[0]:.4f} ({result[1]:.0f} s)")
+        bar.update()
+
     if jobs <= 1:
         for i, k, seed in work:
-            out[i][k] = _standalone_job(*job(i, seed), torch.get_num_threads())
-            bar.update()
+            record(i, k, _standalone_job(*job(i, seed), torch.get_num_threads()))
     else:
         threads = max(1, len(os.sched_getaffinity(0)) // jobs)
         ctx = multiprocessing.get_context("spawn")  # no fork after this process used OpenMP
         with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
             futures = {pool.submit(_standalone_job, *job(i, seed), threads): (i, k) for i, k, seed in work}
             for fut in as_completed(futures):
-                i, k = futures[fut]
-                out[i][k] = fut.result()
-                bar.update()
+                record(*futures[fut], fut.result())
     bar.close()
     return out
 
 
 def reused_reference(
-    path: Path, cands: list[Candidate], epochs: int, calibration_batches: int
+    path: Path, cands: list[Candidate], epochs: int, calibration_batches: int, common_seeds: bool
 ) -> tuple[list[list[float]], list[float], str]:
     """Stand-alone accuracies (per subnet, per seed), seconds and command of an earlier run, so
     that supernet variants are compared against one reference without retraining it; refused
@@ -186,12 +199,13 @@ def reused_reference(
         "candidates": [c.to_dict() for c in cands],
         "standalone_epochs": epochs,
         "reference_calibration": calibration_batches,
+        "common_seeds": common_seeds,
     }
     for key, value in wanted.items():
-        if raw.get(key) != value:
+        if raw.get(key, False if key == "common_seeds" else None) != value:
             raise SystemExit(
                 f"{path}: field {key!r} does not match this run (same --study, --subnets, --seed, "
-                "--spread-macs, --standalone-epochs and --reference-calibration needed)"
+                "--spread-macs, --standalone-epochs, --reference-calibration and --common-seeds needed)"
             )
     return raw["standalone_acc"], raw.get("standalone_s", []), raw["command"]
 
@@ -269,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
         help="BatchNorm recalibration batches for the stand-alone nets (4 batches add ~0.005 noise)",
     )
     ap.add_argument(
+        "--common-seeds",
+        action="store_true",
+        help="stand-alone seed k trains every subnet from the same initial weights and batch order "
+        "(common random numbers, as NAS-Bench-201 trains every cell with the same seeds)",
+    )
+    ap.add_argument(
         "--reference",
         default=None,
         help="reuse the stand-alone accuracies of an earlier run's JSON (same subnets and settings); "
@@ -323,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         sup_acc.append(est.evaluate(c))
     if args.reference:
         seed_acc, run_s, reference_command = reused_reference(
-            Path(args.reference), cands, epochs, args.reference_calibration
+            Path(args.reference), cands, epochs, args.reference_calibration, args.common_seeds
         )
     else:
         seed_acc, run_s = [[] for _ in cands], []
@@ -338,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             args.jobs,
             args.reference_calibration,
             first_seed=reused,
+            common_seeds=args.common_seeds,
         )
         seed_acc = [old + [acc for acc, _ in per] for old, per in zip(seed_acc, runs, strict=True)]
         run_s += [sec for per in runs for _, sec in per]
@@ -371,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         f"target >= 0.6); Spearman rho {rho.statistic:.3f}",
         f"- Stand-alone training: {epochs} epochs per subnet, mean accuracy of {seeds} "
         f"seed(s)"
+        + (" common to all subnets (same init and batch order per seed)" if args.common_seeds else "")
         + (f"; {reused} reused from `{args.reference}`, trained by `{reference_command}`" if reused else "")
         + (f"; {statistics.median(run_s):.0f} s median per training" if run_s else ""),
     ]
@@ -419,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             "candidates": [c.to_dict() for c in cands],
             "standalone_epochs": epochs,
             "reference_calibration": args.reference_calibration,
+            "common_seeds": args.common_seeds,
             "supernet_acc": sup_acc,
             "standalone_acc": seed_acc,
             "standalone_s": run_s,

@@ -51,3 +51,32 @@ def test_spaces_merge_keeps_other_rows_with_their_command(tmp_path):
     assert rows[0]["command"] == "python old" and rows[0]["machine"] == "old box"
     lines = spaces.by_row(rows, "machine", "Machine")
     assert lines == ["Machines:", f"- old box: {labels[0]}, {labels[2]}", f"- new box: {labels[1]}"]
+
+
+def test_common_seeds_share_one_seed_per_column_and_references_must_match(tmp_path):
+    ranking = _bench("supernet_ranking")
+    own = {(i, k): ranking.standalone_seed(0, i, k, False) for i in range(4) for k in range(3)}
+    common = {(i, k): ranking.standalone_seed(0, i, k, True) for i in range(4) for k in range(3)}
+    assert len(set(own.values())) == 12  # every training its own seed
+    assert {common[i, 1] for i in range(4)} == {common[0, 1]}  # one seed per column...
+    assert len({common[0, k] for k in range(3)}) == 3  # ...different between columns
+    assert common[0, 2] == own[0, 2]  # subnet 0 keeps its seeds, so per-subnet references extend
+
+    from nasopt.core.system import build_system
+    from nasopt.presets import resolve
+    from nasopt.space import SearchSpace
+
+    r = resolve("quickstart-glyphs")
+    cands = ranking.draw_subnets(SearchSpace(r.space, build_system(r.objective)), 2, 0, spread=False)
+    old = {  # a reference written before --common-seeds existed: per-subnet seeds
+        "candidates": [c.to_dict() for c in cands],
+        "standalone_epochs": 12,
+        "reference_calibration": 32,
+        "standalone_acc": [[0.8], [0.9]],
+        "command": "python old",
+    }
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(old))
+    assert ranking.reused_reference(path, cands, 12, 32, False)[0] == [[0.8], [0.9]]
+    with pytest.raises(SystemExit, match="common_seeds"):
+        ranking.reused_reference(path, cands, 12, 32, True)
