@@ -47,7 +47,11 @@ class SupernetSpec(_Spec):
     learning-rate warm-up before the cosine decay; `block_distill` (sandwich): weight of a
     block-wise feature loss, every layer of the other subnets fed the largest subnet's input to
     that layer and trained to give its output (DNA, Li et al. CVPR 2020), so that ops of different
-    types in one layer learn the same features; `calibration_batches`: training batches used to
+    types in one layer learn the same features; `kd_weight` (sandwich): share of the in-place
+    distillation in the other subnets' loss, the rest being the labels' cross-entropy;
+    `largest_epochs` (sandwich): epochs at the start that train the largest subnet alone
+    (once-for-all's first phase); `ema_decay`: the checkpoint holds an exponential moving average
+    of the weights (0: the last step's weights); `calibration_batches`: training batches used to
     recalibrate BatchNorm per candidate; `val_samples`: validation samples scored per candidate
     (0: all); `max_params`: refuse supernets larger than this; `checkpoint_dir`: a folder
     relative to the working directory (no `..`), or an absolute one.
@@ -72,6 +76,9 @@ class SupernetSpec(_Spec):
     loss_warmup_epochs: Epochs = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     block_distill: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    kd_weight: Annotated[float, Field(ge=0, le=1)] = 1.0
+    largest_epochs: Epochs = 0.0
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     checkpoint_dir: SafeDir = ".nasopt/checkpoints"
     checkpoint_every: Annotated[int, Field(ge=1, le=1_000_000)] = 20

@@ -24,7 +24,10 @@ class SupernetConfig:
     packet-loss dropout rates drawn from during training (NASC), after `loss_warmup_epochs` epochs
     without loss; `warmup_epochs`: linear learning-rate warm-up before the cosine decay;
     `label_smoothing`: of the cross-entropy on the labels; `block_distill` (sandwich): weight of the
-    block-wise feature loss (`_train.block_loss`); `calibration_batches`: training
+    block-wise feature loss (`_train.block_loss`); `kd_weight` (sandwich): share of the in-place
+    distillation in the other subnets' loss (the rest: the labels); `largest_epochs` (sandwich):
+    epochs at the start training the largest subnet alone; `ema_decay`: the final checkpoint
+    holds an exponential moving average of the weights (0: off); `calibration_batches`: training
     batches used to recalibrate BatchNorm per candidate; `val_samples`: validation samples scored
     per candidate (0: all); `max_params`: refuse supernets larger than this.
     """
@@ -45,6 +48,9 @@ class SupernetConfig:
     loss_warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     block_distill: float = 0.0
+    kd_weight: float = 1.0
+    largest_epochs: float = 0.0
+    ema_decay: float = 0.0
     seed: int = 0
     checkpoint_dir: str = ".nasopt/checkpoints"
     checkpoint_every: int = 20
@@ -75,13 +81,23 @@ class SupernetConfig:
         for key in ("val_fraction", "lr", "weight_decay", "warmup_epochs", "loss_warmup_epochs"):
             values[key] = float(values[key])
         values["label_smoothing"] = float(values["label_smoothing"])
-        values["block_distill"] = float(values["block_distill"])
-        if values["block_distill"] and values["sampling"] != "sandwich":
+        for key in ("block_distill", "kd_weight", "largest_epochs", "ema_decay"):
+            values[key] = float(values[key])
+        off = {"block_distill": 0.0, "kd_weight": 1.0, "largest_epochs": 0.0}
+        for key, default in off.items():  # options of the sandwich's largest subnet
+            if values[key] != default and values["sampling"] != "sandwich":
+                raise SpecError(
+                    f"{key} needs the sandwich's largest subnet",
+                    field=f"accuracy.{key}",
+                    value=values[key],
+                    allowed=f'{default:g} with sampling = "uniform", or sampling = "sandwich"',
+                )
+        if values["largest_epochs"] >= values["epochs"]:
             raise SpecError(
-                "block_distill needs the sandwich's largest subnet as its teacher",
-                field="accuracy.block_distill",
-                value=values["block_distill"],
-                allowed='0 with sampling = "uniform", or sampling = "sandwich"',
+                "largest_epochs leaves no epoch for the other subnets",
+                field="accuracy.largest_epochs",
+                value=values["largest_epochs"],
+                allowed=f"0 <= largest_epochs < epochs ({values['epochs']})",
             )
         return cls(**values)
 
@@ -103,8 +119,10 @@ class SupernetConfig:
         for k in ("val_samples", "max_params", "extra"):
             d.pop(k)
         d["loss_rates"] = list(self.loss_rates)
-        if not self.block_distill:  # off: the same hash as before the option existed
-            d.pop("block_distill")
+        defaults = {"block_distill": 0.0, "kd_weight": 1.0, "largest_epochs": 0.0, "ema_decay": 0.0}
+        for key, default in defaults.items():  # off: the same hash as before the option existed
+            if d[key] == default:
+                d.pop(key)
         if self.path is not None:
             d["path"] = str(Path(self.path).resolve())
         return d

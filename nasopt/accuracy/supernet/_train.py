@@ -107,9 +107,13 @@ def _step_seed(seed: int, epoch: int, step: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + step) % (2**31)
 
 
-def _sample_subnets(space: SearchSpace, config: SupernetConfig, rng: random.Random) -> list[Candidate]:
+def _sample_subnets(
+    space: SearchSpace, config: SupernetConfig, rng: random.Random, largest_only: bool = False
+) -> list[Candidate]:
     if config.sampling == "uniform":
         return [space.sample(rng)]
+    if largest_only:
+        return [space.largest()]
     return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(config.random_subnets)]
 
 
@@ -137,10 +141,12 @@ def train_step(
     seed: int,
     packet_loss: bool,
     opt: torch.optim.Optimizer,
+    largest_only: bool = False,
 ) -> tuple[float, int]:
-    """One optimiser step on one global batch (seeded): the sandwich's subnets, or one uniform
-    subnet, each forward + backward, then `opt.step()`. Returns (summed loss, correct predictions
-    of the first subnet), over the global batch.
+    """One optimiser step on one global batch (seeded): the sandwich's subnets (the largest
+    alone if `largest_only`), or one uniform subnet, each forward + backward, then
+    `opt.step()`. Returns (summed loss, correct predictions of the first subnet), over the
+    global batch.
 
     Distributed (`nasopt.accuracy.supernet._dist`): every rank draws the same subnets and loss
     rates, runs its own rows of `x`, BatchNorm statistics are summed over the ranks and the
@@ -156,7 +162,7 @@ def train_step(
     teacher_blocks: list[tuple[Any, torch.Tensor, torch.Tensor]] = []
     step_loss = 0.0
     correct = 0
-    subnets = _sample_subnets(space, config, rng)
+    subnets = _sample_subnets(space, config, rng, largest_only)
     distil_blocks = config.block_distill > 0 and config.sampling == "sandwich"
     for k, cand in enumerate(subnets):
         rate = rng.choice(config.loss_rates)
@@ -175,6 +181,9 @@ def train_step(
                 correct = int((logits.argmax(1) == y).sum().item())
         else:  # in-place distillation from the largest subnet (BigNAS / OFA)
             loss = F.kl_div(F.log_softmax(logits, 1), F.softmax(teacher, 1), reduction="batchmean")
+            if config.kd_weight < 1:
+                labels = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                loss = config.kd_weight * loss + (1 - config.kd_weight) * labels
             if distil_blocks:
                 blocks = block_loss(net, subnets[0], cand, teacher_blocks, ctx.blocks or [], ranks > 1, shard)
                 loss = loss + config.block_distill * blocks
@@ -241,6 +250,33 @@ def _variance(t: torch.Tensor, synced: bool) -> torch.Tensor:
     return (sums[1] / n - mean * mean) * n / (n - 1)
 
 
+class WeightAverage:
+    """An exponential moving average of a net's floating-point state, its decay ramped up as
+    min(decay, (1 + n) / (10 + n)) after n updates so that early weights fade fast (TF's EMA)."""
+
+    def __init__(self, net: Supernet, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def update(self, net: Supernet) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        with torch.no_grad():
+            for name, value in net.state_dict().items():
+                if value.is_floating_point():
+                    self.state[name].lerp_(value, 1 - d)
+                else:
+                    self.state[name].copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "updates": self.updates}
+
+    def load_state_dict(self, doc: dict[str, Any]) -> None:
+        self.state = {k: v.clone() for k, v in doc["state"].items()}
+        self.updates = int(doc["updates"])
+
+
 def train_supernet(
     net: Supernet,
     space: SearchSpace,
@@ -276,6 +312,8 @@ def train_supernet(
             field="accuracy.batch_size",
         )
     quiet = round(config.loss_warmup_epochs * steps_per_epoch)  # steps without packet loss
+    alone = round(config.largest_epochs * steps_per_epoch)  # steps training the largest subnet alone
+    average = WeightAverage(net, config.ema_decay) if config.ema_decay > 0 else None
     sched = lr_schedule(opt, config, steps_per_epoch)
     epoch = step = 0
     history: list[dict[str, float]] = []
@@ -287,9 +325,14 @@ def train_supernet(
         epoch, step = int(payload["epoch"]), int(payload["step"])
         history = json.loads(payload["history"])
         elapsed = float(payload["seconds"])
+        if average is not None:
+            average.load_state_dict(payload["average"])
 
     def snapshot(done: bool) -> dict[str, Any]:
-        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if done and average is not None:  # the final weights are the average
+            state = {k: v.detach().clone() for k, v in average.state.items()}
+        else:
+            state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         doc: dict[str, Any] = {
             "format": FORMAT,
             "hash": content_hash,
@@ -305,6 +348,8 @@ def train_supernet(
         if not done:
             doc["optimizer"] = opt.state_dict()
             doc["scheduler"] = sched.state_dict()
+            if average is not None:
+                doc["average"] = average.state_dict()
         return doc
 
     net.train()
@@ -333,7 +378,11 @@ def train_supernet(
         for x, y in batches:
             seed = _step_seed(config.seed, epoch, step)
             global_step = epoch * steps_per_epoch + step
-            step_loss, step_correct = train_step(net, space, config, x, y, seed, global_step >= quiet, opt)
+            step_loss, step_correct = train_step(
+                net, space, config, x, y, seed, global_step >= quiet, opt, global_step < alone
+            )
+            if average is not None:
+                average.update(net)
             correct += step_correct
             seen += len(y)
             sched.step()
@@ -369,6 +418,9 @@ def train_supernet(
     bar.close()
     if main:
         save_checkpoint(path, snapshot(True))
+    if average is not None:  # the net leaves training with the checkpoint's weights
+        net.load_state_dict(average.state)
+    if main:
         partial.unlink(missing_ok=True)
     _dist.barrier()  # every rank returns once the checkpoint exists
     return TrainResult(path, True, elapsed + time.perf_counter() - t0, config.epochs, history)

@@ -1,0 +1,118 @@
+"""The sandwich's weight-sharing options: `kd_weight` (in-place distillation vs labels),
+`largest_epochs` (the largest subnet trained alone first) and `ema_decay` (the checkpoint holds a
+moving average of the weights). Each off keeps every existing content hash."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasopt.accuracy.supernet import Supernet, SupernetAccuracy
+from nasopt.accuracy.supernet import _train as train_mod
+from nasopt.accuracy.supernet._config import SupernetConfig
+from nasopt.accuracy.supernet._train import WeightAverage, train_supernet
+from nasopt.errors import SpecError
+from tests.test_supernet import _config, tiny_space
+
+
+def _step_loss(net: Supernet, est: SupernetAccuracy, **options: object) -> float:
+    """The summed loss of one sandwich step from `net`'s weights (on a copy), with `options`."""
+    config = SupernetConfig.from_options({**_config(Path("ck"), sampling="sandwich"), **options})
+    net = copy.deepcopy(net)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr)
+    x, y = est.data.train_x[:16], est.data.train_y[:16]
+    return train_mod.train_step(net, est.space, config, x, y, 7, False, opt)[0]
+
+
+def test_kd_weight_mixes_distillation_and_labels_linearly(tmp_path: Path) -> None:
+    est = SupernetAccuracy(tiny_space(), _config(tmp_path, sampling="sandwich"))
+    net = est.build()
+    kd, labels, half = (_step_loss(net, est, kd_weight=w) for w in (1.0, 0.0, 0.5))
+    assert abs(kd - labels) > 1e-3  # the labels' cross-entropy is not the distillation loss
+    # the largest's loss is the same in all three; the others' is w * KD + (1 - w) * CE
+    assert half == pytest.approx((kd + labels) / 2, rel=1e-5)
+
+
+def test_largest_epochs_trains_the_largest_subnet_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = tiny_space()
+    drawn: list[int] = []
+    sample = train_mod._sample_subnets
+
+    def counting(*args: object, **kw: object) -> list:
+        subnets = sample(*args, **kw)  # type: ignore[arg-type]
+        drawn.append(len(subnets))
+        assert len(subnets) > 1 or subnets[0] == space.largest()
+        return subnets
+
+    monkeypatch.setattr(train_mod, "_sample_subnets", counting)
+    est = SupernetAccuracy(
+        space, _config(tmp_path, epochs=2, sampling="sandwich", random_subnets=1, largest_epochs=0.5)
+    )
+    est.ensure_trained(progress=False)
+    steps = len(est.data.train_y) // 32
+    alone = round(0.5 * steps)
+    assert drawn == [1] * alone + [3] * (2 * steps - alone)
+
+
+def test_ema_checkpoint_holds_the_average_and_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    space = tiny_space()
+    opts = {"epochs": 2, "sampling": "sandwich", "random_subnets": 1, "ema_decay": 0.9}
+    full = SupernetAccuracy(space, _config(tmp_path / "a", **opts))
+    full.ensure_trained(progress=False)
+    plain = SupernetAccuracy(space, _config(tmp_path / "c", **{**opts, "ema_decay": 0.0}))
+    plain.ensure_trained(progress=False)
+    averaged = torch.load(full.path, weights_only=True)["model"]
+    last = torch.load(plain.path, weights_only=True)["model"]
+    # the same training, so the checkpoints differ only by the average
+    assert any(not torch.allclose(averaged[k], last[k], atol=1e-4) for k in last)
+
+    part = SupernetAccuracy(space, _config(tmp_path / "b", **opts))
+    r = train_supernet(
+        part.build(), space, part.data, part.config, part.path, part.hash, progress=False, stop_after_steps=7
+    )
+    assert "average" in torch.load(r.path, weights_only=True)
+    resumed = SupernetAccuracy(space, _config(tmp_path / "b", **opts))
+    resumed.ensure_trained(progress=False)
+    again = torch.load(resumed.path, weights_only=True)["model"]
+    assert all(torch.allclose(averaged[k], again[k], atol=1e-5) for k in averaged)
+
+
+def test_weight_average_ramps_its_decay_then_follows_it() -> None:
+    net = torch.nn.Linear(1, 1, bias=False)
+    avg = WeightAverage(net, 0.5)  # type: ignore[arg-type]
+    avg.state["weight"].fill_(0.0)
+    expected = 0.0
+    for n in range(12):  # decay min(0.5, (1 + n) / (10 + n)): 0.1, 0.18, ... then 0.5 from n = 8
+        with torch.no_grad():
+            net.weight.fill_(float(n))
+        avg.update(net)  # type: ignore[arg-type]
+        d = 0.5 if n >= 8 else (1 + n) / (10 + n)
+        expected = d * expected + (1 - d) * n
+        assert avg.state["weight"].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_options_need_the_sandwich_and_off_keeps_the_hash(tmp_path: Path) -> None:
+    for key, value in (("kd_weight", 0.5), ("largest_epochs", 1.0)):
+        with pytest.raises(SpecError) as err:
+            SupernetConfig.from_options({"sampling": "uniform", key: value})
+        assert err.value.field == f"accuracy.{key}"
+        assert "sandwich" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        SupernetConfig.from_options({"sampling": "sandwich", "epochs": 2, "largest_epochs": 2})
+    assert err.value.field == "accuracy.largest_epochs"
+    ema = SupernetConfig.from_options({"sampling": "uniform", "ema_decay": 0.99})
+    assert ema.training_key()["ema_decay"] == 0.99
+    space = tiny_space()
+
+    def hash_of(**options: object) -> str:
+        return SupernetAccuracy(space, _config(tmp_path, sampling="sandwich", **options)).hash
+
+    base = hash_of()
+    for key, off, on in (("kd_weight", 1.0, 0.5), ("largest_epochs", 0.0, 0.5), ("ema_decay", 0.0, 0.9)):
+        assert hash_of(**{key: off}) == base
+        assert hash_of(**{key: on}) != base
