@@ -13,6 +13,11 @@ from nasopt.spec import SupernetSpec, parse_spec
 
 FORMAT = "nasopt-supernet/2"  # 2: residual MBConvs start as the identity
 
+# Options added after checkpoints existed: at these values they are off and left out of the
+# content hash, so every earlier checkpoint keeps its hash. All but ema_decay need the sandwich.
+OFF_VALUES = {"block_distill": 0.0, "kd_weight": 1.0, "largest_epochs": 0.0, "ema_decay": 0.0}
+SANDWICH_ONLY = ("block_distill", "kd_weight", "largest_epochs")
+
 
 @dataclass(frozen=True)
 class SupernetConfig:
@@ -81,16 +86,15 @@ class SupernetConfig:
         for key in ("val_fraction", "lr", "weight_decay", "warmup_epochs", "loss_warmup_epochs"):
             values[key] = float(values[key])
         values["label_smoothing"] = float(values["label_smoothing"])
-        for key in ("block_distill", "kd_weight", "largest_epochs", "ema_decay"):
+        for key in OFF_VALUES:
             values[key] = float(values[key])
-        off = {"block_distill": 0.0, "kd_weight": 1.0, "largest_epochs": 0.0}
-        for key, default in off.items():  # options of the sandwich's largest subnet
-            if values[key] != default and values["sampling"] != "sandwich":
+        for key in SANDWICH_ONLY:
+            if values[key] != OFF_VALUES[key] and values["sampling"] != "sandwich":
                 raise SpecError(
                     f"{key} needs the sandwich's largest subnet",
                     field=f"accuracy.{key}",
                     value=values[key],
-                    allowed=f'{default:g} with sampling = "uniform", or sampling = "sandwich"',
+                    allowed=f'{OFF_VALUES[key]:g} with sampling = "uniform", or sampling = "sandwich"',
                 )
         if values["largest_epochs"] >= values["epochs"]:
             raise SpecError(
@@ -119,9 +123,8 @@ class SupernetConfig:
         for k in ("val_samples", "max_params", "extra"):
             d.pop(k)
         d["loss_rates"] = list(self.loss_rates)
-        defaults = {"block_distill": 0.0, "kd_weight": 1.0, "largest_epochs": 0.0, "ema_decay": 0.0}
-        for key, default in defaults.items():  # off: the same hash as before the option existed
-            if d[key] == default:
+        for key, off in OFF_VALUES.items():  # off: the same hash as before the option existed
+            if d[key] == off:
                 d.pop(key)
         if self.path is not None:
             d["path"] = str(Path(self.path).resolve())
