@@ -20,7 +20,9 @@ recalibration batches of the stand-alone nets (default 32: 4 add ~0.005 of noise
 batch order, so that a seed column differs between subnets by architecture only. A rerun keeps
 the report's hand-written notes (everything from the NOTES_MARKER line on). `--reference` scores
 the supernet against the stand-alone accuracies stored by an earlier run (training only the seeds
-it lacks), so that supernet variants share one reference; `--supernet-epochs` overrides the study's.
+it lacks), so that supernet variants share one reference; `--supernet-epochs` and `--init-seed`
+override the study's epochs and initialisation seed (another training of the same supernet on the
+same data).
 
     python benchmarks/supernet_ranking.py --study studies/quickstart.toml --subnets 16 --standalone-seeds 3 \
         --standalone-epochs 6 --jobs 2 --markdown benchmarks/supernet_ranking.md
@@ -296,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--supernet-epochs", type=int, default=None, help="override the study's supernet epochs")
     ap.add_argument(
+        "--init-seed",
+        type=int,
+        default=None,
+        help="override the supernet's init_seed (another training on the same data)",
+    )
+    ap.add_argument(
         "--calibration-batches",
         type=int,
         default=None,
@@ -321,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = dict(r.study.accuracy)
     if args.supernet_epochs:
         accuracy["epochs"] = args.supernet_epochs
+    if args.init_seed is not None:
+        accuracy["init_seed"] = args.init_seed
     if args.calibration_batches:
         accuracy["calibration_batches"] = args.calibration_batches
     if accuracy.get("estimator") != "supernet":
@@ -379,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Study `{args.study}`: space `{r.space.name}` ({space.size():.3g} candidates), dataset "
         f"`{cfg.dataset}` ({len(est.data.train_y)} training / {len(est.data.val_y)} validation "
         f"samples), supernet training `{cfg.sampling}` with {cfg.random_subnets} random subnet(s) "
-        f"per step, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}.",
+        f"per step, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}"
+        + (f", init seed {cfg.init_seed}" if cfg.init_seed is not None else "")
+        + ".",
         "",
         f"- Supernet training: **{res.seconds:.0f} s** ({trained})",
         f"- Time to evaluate one candidate as the study does ({cfg.calibration_batches} calibration "

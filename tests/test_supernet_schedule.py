@@ -116,3 +116,20 @@ def test_options_need_the_sandwich_and_off_keeps_the_hash(tmp_path: Path) -> Non
     for key, off, on in (("kd_weight", 1.0, 0.5), ("largest_epochs", 0.0, 0.5), ("ema_decay", 0.0, 0.9)):
         assert hash_of(**{key: off}) == base
         assert hash_of(**{key: on}) != base
+
+
+def test_init_seed_trains_another_supernet_on_the_same_data(tmp_path: Path) -> None:
+    space = tiny_space()
+    base = SupernetAccuracy(space, _config(tmp_path, sampling="sandwich", seed=3))
+    same = SupernetAccuracy(space, _config(tmp_path, sampling="sandwich", seed=3, init_seed=3))
+    other = SupernetAccuracy(space, _config(tmp_path, sampling="sandwich", seed=3, init_seed=4))
+    assert same.config.train_seed == base.config.train_seed == 3
+    assert "init_seed" not in base.config.training_key()
+    assert same.hash == base.hash
+    assert other.hash != base.hash
+    assert torch.equal(other.data.train_x, base.data.train_x)  # the data follow `seed` alone
+    assert torch.equal(other.data.val_y, base.data.val_y)
+    a, b = base.build().state_dict(), other.build().state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # other initial weights
+    c = same.build().state_dict()
+    assert all(torch.equal(a[k], c[k]) for k in a)

@@ -51,7 +51,9 @@ class SupernetSpec(_Spec):
     distillation in the other subnets' loss, the rest being the labels' cross-entropy;
     `largest_epochs` (sandwich): epochs at the start that train the largest subnet alone
     (once-for-all's first phase); `ema_decay`: the checkpoint holds an exponential moving average
-    of the weights (0: the last step's weights); `calibration_batches`: training batches used to
+    of the weights (0: the last step's weights); `init_seed`: seed of the initial weights, batch
+    order and subnet draws (default `seed`, which also generates and splits the data), to train
+    several supernets on the same data; `calibration_batches`: training batches used to
     recalibrate BatchNorm per candidate; `val_samples`: validation samples scored per candidate
     (0: all); `max_params`: refuse supernets larger than this; `checkpoint_dir`: a folder
     relative to the working directory (no `..`), or an absolute one.
@@ -80,6 +82,7 @@ class SupernetSpec(_Spec):
     largest_epochs: Epochs = 0.0
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    init_seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     checkpoint_dir: SafeDir = ".nasopt/checkpoints"
     checkpoint_every: Annotated[int, Field(ge=1, le=1_000_000)] = 20
     calibration_batches: Annotated[int, Field(ge=1, le=10_000)] = 2

@@ -32,7 +32,9 @@ class SupernetConfig:
     block-wise feature loss (`_train.block_loss`); `kd_weight` (sandwich): share of the in-place
     distillation in the other subnets' loss (the rest: the labels); `largest_epochs` (sandwich):
     epochs at the start training the largest subnet alone; `ema_decay`: the final checkpoint
-    holds an exponential moving average of the weights (0: off); `calibration_batches`: training
+    holds an exponential moving average of the weights (0: off); `init_seed`: seed of the initial
+    weights, batch order and subnet draws (None: `seed`, which also makes the data);
+    `calibration_batches`: training
     batches used to recalibrate BatchNorm per candidate; `val_samples`: validation samples scored
     per candidate (0: all); `max_params`: refuse supernets larger than this.
     """
@@ -57,6 +59,7 @@ class SupernetConfig:
     largest_epochs: float = 0.0
     ema_decay: float = 0.0
     seed: int = 0
+    init_seed: int | None = None
     checkpoint_dir: str = ".nasopt/checkpoints"
     checkpoint_every: int = 20
     calibration_batches: int = 2
@@ -88,6 +91,8 @@ class SupernetConfig:
         values["label_smoothing"] = float(values["label_smoothing"])
         for key in OFF_VALUES:
             values[key] = float(values[key])
+        if values["init_seed"] == values["seed"]:  # the default, and its content hash
+            values["init_seed"] = None
         for key in SANDWICH_ONLY:
             if values[key] != OFF_VALUES[key] and values["sampling"] != "sandwich":
                 raise SpecError(
@@ -104,6 +109,11 @@ class SupernetConfig:
                 allowed=f"0 <= largest_epochs < epochs ({values['epochs']})",
             )
         return cls(**values)
+
+    @property
+    def train_seed(self) -> int:
+        """The seed of the initial weights, batch order and subnet draws."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     def data_options(self) -> dict[str, Any]:
         return {
@@ -123,7 +133,7 @@ class SupernetConfig:
         for k in ("val_samples", "max_params", "extra"):
             d.pop(k)
         d["loss_rates"] = list(self.loss_rates)
-        for key, off in OFF_VALUES.items():  # off: the same hash as before the option existed
+        for key, off in {**OFF_VALUES, "init_seed": None}.items():  # off: the hash as before the option
             if d[key] == off:
                 d.pop(key)
         if self.path is not None:

@@ -116,7 +116,7 @@ class SupernetAccuracy:
                     field="accuracy.max_params",
                     value=self.config.max_params,
                 )
-            torch.manual_seed(self.config.seed)
+            torch.manual_seed(self.config.train_seed)
             self._net = Supernet(self.space.spec)
         return self._net
 

@@ -365,7 +365,7 @@ def train_supernet(
         leave=True,
     )
     while epoch < config.epochs:
-        gen = torch.Generator().manual_seed(_step_seed(config.seed, epoch, -1))
+        gen = torch.Generator().manual_seed(_step_seed(config.train_seed, epoch, -1))
         batches = data.batches(config.batch_size, gen, start=step)
         if epoch > 0 or step > 0:  # a process started meanwhile (or ended): rebalance
             use_free_cores(running=steps_done > 0)
@@ -376,7 +376,7 @@ def train_supernet(
         loss_sum = correct = seen = 0.0
         epoch_steps = 0
         for x, y in batches:
-            seed = _step_seed(config.seed, epoch, step)
+            seed = _step_seed(config.train_seed, epoch, step)
             global_step = epoch * steps_per_epoch + step
             step_loss, step_correct = train_step(
                 net, space, config, x, y, seed, global_step >= quiet, opt, global_step < alone
