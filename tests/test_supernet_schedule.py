@@ -37,7 +37,7 @@ def test_kd_weight_mixes_distillation_and_labels_linearly(tmp_path: Path) -> Non
 
 
 def test_largest_epochs_trains_the_largest_subnet_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     space = tiny_space()
     drawn: list[int] = []
@@ -53,10 +53,14 @@ def test_largest_epochs_trains_the_largest_subnet_alone(
     est = SupernetAccuracy(
         space, _config(tmp_path, epochs=2, sampling="sandwich", random_subnets=1, largest_epochs=0.5)
     )
-    est.ensure_trained(progress=False)
+    est.ensure_trained(progress=True)
     steps = len(est.data.train_y) // 32
     alone = round(0.5 * steps)
     assert drawn == [1] * alone + [3] * (2 * steps - alone)
+    # the up-front time estimate is printed once, timed on steps that train every subnet
+    estimates = [line for line in capsys.readouterr().out.splitlines() if "per step measured" in line]
+    assert len(estimates) == 1
+    assert f"for the remaining {2 * steps - alone - 5} " in estimates[0]
 
 
 def test_ema_checkpoint_holds_the_average_and_resumes_to_the_same_weights(tmp_path: Path) -> None:

@@ -354,6 +354,9 @@ def train_supernet(
 
     net.train()
     steps_done = 0
+    # the up-front estimate times the first steps with every subnet, not largest-only ones
+    mixed_steps = 0
+    t_mixed = t0
     total_steps = config.epochs * steps_per_epoch
     # one bar over the whole training, so its ETA is the time left to the last epoch
     bar = tqdm(
@@ -378,9 +381,13 @@ def train_supernet(
         for x, y in batches:
             seed = _step_seed(config.train_seed, epoch, step)
             global_step = epoch * steps_per_epoch + step
+            if global_step >= alone and mixed_steps == 0 and steps_done > 0:
+                t_mixed = time.perf_counter()
             step_loss, step_correct = train_step(
                 net, space, config, x, y, seed, global_step >= quiet, opt, global_step < alone
             )
+            if global_step >= alone:
+                mixed_steps += 1
             if average is not None:
                 average.update(net)
             correct += step_correct
@@ -391,11 +398,11 @@ def train_supernet(
             epoch_steps += 1
             loss_sum += step_loss
             bar.update(1)
-            if steps_done == ESTIMATE_AFTER_STEPS and progress:
+            if mixed_steps == ESTIMATE_AFTER_STEPS and global_step >= alone and progress:  # once
                 left = total_steps - (epoch * steps_per_epoch + step)
-                per_step = (time.perf_counter() - t0) / steps_done
+                per_step = (time.perf_counter() - t_mixed) / mixed_steps
                 bar.write(
-                    f"supernet: {per_step:.2f} s per step measured over the first {steps_done} steps; "
+                    f"supernet: {per_step:.2f} s per step measured over the first {mixed_steps} steps; "
                     f"about {_duration(per_step * left)} for the remaining {left} "
                     f"({torch.get_num_threads()} intra-op thread(s)); Ctrl-C stops, and the same "
                     "command resumes from the last checkpoint"
