@@ -34,9 +34,9 @@ class SupernetConfig:
     epochs at the start training the largest subnet alone; `ema_decay`: the final checkpoint
     holds an exponential moving average of the weights (0: off); `init_seed`: seed of the initial
     weights, batch order and subnet draws (None: `seed`, which also makes the data);
-    `calibration_batches`: training
-    batches used to recalibrate BatchNorm per candidate; `val_samples`: validation samples scored
-    per candidate (0: all); `max_params`: refuse supernets larger than this.
+    `calibration_batches`: training batches used to recalibrate BatchNorm per candidate;
+    `val_samples`: validation samples scored per candidate (0: all); `max_params`: refuse
+    supernets larger than this.
     """
 
     dataset: str = "digits"

@@ -329,10 +329,7 @@ def train_supernet(
             average.load_state_dict(payload["average"])
 
     def snapshot(done: bool) -> dict[str, Any]:
-        if done and average is not None:  # the final weights are the average
-            state = {k: v.detach().clone() for k, v in average.state.items()}
-        else:
-            state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         doc: dict[str, Any] = {
             "format": FORMAT,
             "hash": content_hash,
@@ -398,7 +395,7 @@ def train_supernet(
             epoch_steps += 1
             loss_sum += step_loss
             bar.update(1)
-            if mixed_steps == ESTIMATE_AFTER_STEPS and global_step >= alone and progress:  # once
+            if mixed_steps == ESTIMATE_AFTER_STEPS and progress:
                 left = total_steps - (epoch * steps_per_epoch + step)
                 per_step = (time.perf_counter() - t_mixed) / mixed_steps
                 bar.write(
@@ -423,11 +420,10 @@ def train_supernet(
         if epoch < config.epochs and main:
             save_checkpoint(partial, snapshot(False))
     bar.close()
-    if main:
-        save_checkpoint(path, snapshot(True))
-    if average is not None:  # the net leaves training with the checkpoint's weights
+    if average is not None:  # the final weights, checkpointed and left in the net, are the average
         net.load_state_dict(average.state)
     if main:
+        save_checkpoint(path, snapshot(True))
         partial.unlink(missing_ok=True)
     _dist.barrier()  # every rank returns once the checkpoint exists
     return TrainResult(path, True, elapsed + time.perf_counter() - t0, config.epochs, history)
