@@ -1,6 +1,7 @@
 """The sandwich's weight-sharing options: `kd_weight` (in-place distillation vs labels),
-`largest_epochs` (the largest subnet trained alone first) and `ema_decay` (the checkpoint holds a
-moving average of the weights). Each off keeps every existing content hash."""
+`largest_epochs` (the largest subnet trained alone first), `shrink_epochs` (progressive
+shrinking) and `ema_decay` (the checkpoint holds a moving average of the weights). Each off keeps
+every existing content hash."""
 
 from __future__ import annotations
 
@@ -63,6 +64,52 @@ def test_largest_epochs_trains_the_largest_subnet_alone(
     assert f"for the remaining {2 * steps - alone - 5} " in estimates[0]
 
 
+def test_phase_of_follows_largest_then_ops_then_depth_then_all() -> None:
+    config = SupernetConfig.from_options(
+        {"sampling": "sandwich", "epochs": 6, "largest_epochs": 1, "shrink_epochs": 1.5}
+    )
+    phases = [train_mod.phase_of(config, step, 10) for step in range(60)]
+    assert phases == ["largest"] * 10 + ["ops"] * 15 + ["depth"] * 15 + ["all"] * 20
+    plain = SupernetConfig.from_options({"sampling": "sandwich", "epochs": 6})
+    assert {train_mod.phase_of(plain, step, 10) for step in range(60)} == {"all"}
+
+
+def test_shrink_epochs_vary_ops_then_depth_then_widths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = tiny_space()
+    widest = space.largest().widths
+    ops = space.macro.ops
+    layers = space.macro.layers
+    skippable = [layer.index for layer in layers if "skip" in layer.choices]
+    drawn: list[tuple[str, list]] = []
+    sample = train_mod._sample_subnets
+
+    def recording(space_: object, config: object, rng: object, phase: str = "all") -> list:
+        subnets = sample(space_, config, rng, phase)  # type: ignore[arg-type]
+        drawn.append((phase, subnets))
+        return subnets
+
+    monkeypatch.setattr(train_mod, "_sample_subnets", recording)
+    est = SupernetAccuracy(
+        space, _config(tmp_path, epochs=4, sampling="sandwich", random_subnets=2, shrink_epochs=1)
+    )
+    est.ensure_trained(progress=False)
+    steps = len(est.data.train_y) // 32
+    assert [p for p, _ in drawn] == ["ops"] * steps + ["depth"] * steps + ["all"] * (2 * steps)
+    by_phase: dict[str, list] = {"ops": [], "depth": [], "all": []}
+    for phase, subnets in drawn:
+        assert subnets[0] == space.largest()
+        by_phase[phase] += subnets[1:]
+    for cand in by_phase["ops"] + by_phase["depth"]:
+        assert cand.widths == widest
+        space.validate(cand)
+    assert not any(ops[c.ops[i]].type == "skip" for c in by_phase["ops"] for i in skippable)
+    assert any(ops[c.ops[i]].type == "skip" for c in by_phase["depth"] for i in skippable)
+    assert len({c.ops for c in by_phase["ops"]}) > 1  # the ops still vary
+    assert any(c.widths != widest for c in by_phase["all"])
+
+
 def test_ema_checkpoint_holds_the_average_and_resumes_to_the_same_weights(tmp_path: Path) -> None:
     space = tiny_space()
     opts = {"epochs": 2, "sampling": "sandwich", "random_subnets": 1, "ema_decay": 0.9}
@@ -101,7 +148,7 @@ def test_weight_average_ramps_its_decay_then_follows_it() -> None:
 
 
 def test_options_need_the_sandwich_and_off_keeps_the_hash(tmp_path: Path) -> None:
-    for key, value in (("kd_weight", 0.5), ("largest_epochs", 1.0)):
+    for key, value in (("kd_weight", 0.5), ("largest_epochs", 1.0), ("shrink_epochs", 1.0)):
         with pytest.raises(SpecError) as err:
             SupernetConfig.from_options({"sampling": "uniform", key: value})
         assert err.value.field == f"accuracy.{key}"
@@ -109,6 +156,12 @@ def test_options_need_the_sandwich_and_off_keeps_the_hash(tmp_path: Path) -> Non
     with pytest.raises(SpecError) as err:
         SupernetConfig.from_options({"sampling": "sandwich", "epochs": 2, "largest_epochs": 2})
     assert err.value.field == "accuracy.largest_epochs"
+    with pytest.raises(SpecError) as err:
+        SupernetConfig.from_options(
+            {"sampling": "sandwich", "epochs": 4, "largest_epochs": 1, "shrink_epochs": 1.5}
+        )
+    assert err.value.field == "accuracy.shrink_epochs"
+    assert "largest_epochs + 2 * shrink_epochs < epochs (4)" in str(err.value)
     ema = SupernetConfig.from_options({"sampling": "uniform", "ema_decay": 0.99})
     assert ema.training_key()["ema_decay"] == 0.99
     space = tiny_space()
@@ -117,7 +170,8 @@ def test_options_need_the_sandwich_and_off_keeps_the_hash(tmp_path: Path) -> Non
         return SupernetAccuracy(space, _config(tmp_path, sampling="sandwich", **options)).hash
 
     base = hash_of()
-    for key, off, on in (("kd_weight", 1.0, 0.5), ("largest_epochs", 0.0, 0.5), ("ema_decay", 0.0, 0.9)):
+    options = (("kd_weight", 1.0, 0.5), ("largest_epochs", 0.0, 0.5), ("shrink_epochs", 0.0, 0.25))
+    for key, off, on in (*options, ("ema_decay", 0.0, 0.9)):
         assert hash_of(**{key: off}) == base
         assert hash_of(**{key: on}) != base
 

@@ -41,22 +41,24 @@ class SupernetSpec(_Spec):
     """A weight-sharing supernet trained once per (space, cut domains, data, training settings).
 
     dataset/path/limit/val_fraction/samples select the data; `sampling`: "sandwich" (largest,
-    smallest and `random_subnets` random subnets per step, distilled in place from the largest)
-    or "uniform" (one random subnet per step); `loss_rates`: packet-loss dropout rates drawn from
+    smallest and `random_subnets` random subnets per step, distilled in place from the largest) or
+    "uniform" (one random subnet per step); `loss_rates`: packet-loss dropout rates drawn from
     during training, after `loss_warmup_epochs` epochs without loss; `warmup_epochs`: linear
     learning-rate warm-up before the cosine decay; `block_distill` (sandwich): weight of a
-    block-wise feature loss, every layer of the other subnets fed the largest subnet's input to
-    that layer and trained to give its output (DNA, Li et al. CVPR 2020), so that ops of different
-    types in one layer learn the same features; `kd_weight` (sandwich): share of the in-place
-    distillation in the other subnets' loss, the rest being the labels' cross-entropy;
-    `largest_epochs` (sandwich): epochs at the start that train the largest subnet alone
-    (once-for-all's first phase); `ema_decay`: the checkpoint holds an exponential moving average
-    of the weights (0: the last step's weights); `init_seed`: seed of the initial weights, batch
-    order and subnet draws (default `seed`, which also generates and splits the data), to train
-    several supernets on the same data; `calibration_batches`: training batches used to
-    recalibrate BatchNorm per candidate; `val_samples`: validation samples scored per candidate
-    (0: all); `max_params`: refuse supernets larger than this; `checkpoint_dir`: a folder
-    relative to the working directory (no `..`), or an absolute one.
+    block-wise feature loss, every layer of the other subnets fed the largest subnet's input to that
+    layer and trained to give its output (DNA, Li et al. CVPR 2020), so that ops of different types
+    in one layer learn the same features; `kd_weight` (sandwich): share of the in-place distillation
+    in the other subnets' loss, the rest being the labels' cross-entropy; `largest_epochs`
+    (sandwich): epochs at the start that train the largest subnet alone (once-for-all's first
+    phase); `shrink_epochs` (sandwich): once-for-all's progressive shrinking after those,
+    `shrink_epochs` epochs varying only the ops other than `skip` at the widest widths, as many
+    varying depth too, then every choice; `ema_decay`: the checkpoint holds an exponential moving
+    average of the weights (0: the last step's weights); `init_seed`: seed of the initial weights,
+    batch order and subnet draws (default `seed`, which also generates and splits the data), to
+    train several supernets on the same data; `calibration_batches`: training batches used to
+    recalibrate BatchNorm per candidate; `val_samples`: validation samples scored per candidate (0:
+    all); `max_params`: refuse supernets larger than this; `checkpoint_dir`: a folder relative to
+    the working directory (no `..`), or an absolute one.
     """
 
     estimator: Literal["supernet"]
@@ -80,6 +82,7 @@ class SupernetSpec(_Spec):
     block_distill: Annotated[float, Field(ge=0, le=1000)] = 0.0
     kd_weight: Annotated[float, Field(ge=0, le=1)] = 1.0
     largest_epochs: Epochs = 0.0
+    shrink_epochs: Epochs = 0.0
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     init_seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None

@@ -15,8 +15,14 @@ FORMAT = "nasopt-supernet/2"  # 2: residual MBConvs start as the identity
 
 # Options added after checkpoints existed: at these values they are off and left out of the
 # content hash, so every earlier checkpoint keeps its hash. All but ema_decay need the sandwich.
-OFF_VALUES = {"block_distill": 0.0, "kd_weight": 1.0, "largest_epochs": 0.0, "ema_decay": 0.0}
-SANDWICH_ONLY = ("block_distill", "kd_weight", "largest_epochs")
+OFF_VALUES = {
+    "block_distill": 0.0,
+    "kd_weight": 1.0,
+    "largest_epochs": 0.0,
+    "shrink_epochs": 0.0,
+    "ema_decay": 0.0,
+}
+SANDWICH_ONLY = ("block_distill", "kd_weight", "largest_epochs", "shrink_epochs")
 
 
 @dataclass(frozen=True)
@@ -24,19 +30,19 @@ class SupernetConfig:
     """Training and evaluation settings (every field is an `[accuracy]` key).
 
     dataset/path/limit/val_fraction/samples select the data (see `nasopt.data`); `sampling`:
-    "sandwich" (largest, smallest and `random_subnets` random subnets per step, the others
-    distilled in place from the largest) or "uniform" (one random subnet per step); `loss_rates`:
-    packet-loss dropout rates drawn from during training (NASC), after `loss_warmup_epochs` epochs
-    without loss; `warmup_epochs`: linear learning-rate warm-up before the cosine decay;
-    `label_smoothing`: of the cross-entropy on the labels; `block_distill` (sandwich): weight of the
-    block-wise feature loss (`_train.block_loss`); `kd_weight` (sandwich): share of the in-place
-    distillation in the other subnets' loss (the rest: the labels); `largest_epochs` (sandwich):
-    epochs at the start training the largest subnet alone; `ema_decay`: the final checkpoint
-    holds an exponential moving average of the weights (0: off); `init_seed`: seed of the initial
-    weights, batch order and subnet draws (None: `seed`, which also makes the data);
-    `calibration_batches`: training batches used to recalibrate BatchNorm per candidate;
-    `val_samples`: validation samples scored per candidate (0: all); `max_params`: refuse
-    supernets larger than this.
+    "sandwich" (largest, smallest and `random_subnets` random subnets per step, the others distilled
+    in place from the largest) or "uniform" (one random subnet per step); `loss_rates`: packet-loss
+    dropout rates drawn from during training (NASC), after `loss_warmup_epochs` epochs without loss;
+    `warmup_epochs`: linear learning-rate warm-up before the cosine decay; `label_smoothing`: of the
+    cross-entropy on the labels; `block_distill` (sandwich): weight of the block-wise feature loss
+    (`_train.block_loss`); `kd_weight` (sandwich): share of the in-place distillation in the other
+    subnets' loss (the rest: the labels); `largest_epochs` (sandwich): epochs at the start training
+    the largest subnet alone; `shrink_epochs` (sandwich): epochs of each of progressive shrinking's
+    two phases after those (`_train.phase_of`); `ema_decay`: the final checkpoint holds an
+    exponential moving average of the weights (0: off); `init_seed`: seed of the initial weights,
+    batch order and subnet draws (None: `seed`, which also makes the data); `calibration_batches`:
+    training batches used to recalibrate BatchNorm per candidate; `val_samples`: validation samples
+    scored per candidate (0: all); `max_params`: refuse supernets larger than this.
     """
 
     dataset: str = "digits"
@@ -57,6 +63,7 @@ class SupernetConfig:
     block_distill: float = 0.0
     kd_weight: float = 1.0
     largest_epochs: float = 0.0
+    shrink_epochs: float = 0.0
     ema_decay: float = 0.0
     seed: int = 0
     init_seed: int | None = None
@@ -107,6 +114,13 @@ class SupernetConfig:
                 field="accuracy.largest_epochs",
                 value=values["largest_epochs"],
                 allowed=f"0 <= largest_epochs < epochs ({values['epochs']})",
+            )
+        if values["largest_epochs"] + 2 * values["shrink_epochs"] >= values["epochs"]:
+            raise SpecError(
+                "shrink_epochs leaves no epoch in which every choice varies",
+                field="accuracy.shrink_epochs",
+                value=values["shrink_epochs"],
+                allowed=f"0 <= largest_epochs + 2 * shrink_epochs < epochs ({values['epochs']})",
             )
         return cls(**values)
 

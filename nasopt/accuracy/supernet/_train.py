@@ -15,9 +15,9 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -107,14 +107,54 @@ def _step_seed(seed: int, epoch: int, step: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + step) % (2**31)
 
 
+Phase = Literal["largest", "ops", "depth", "all"]
+
+
+def phase_of(config: SupernetConfig, global_step: int, steps_per_epoch: int) -> Phase:
+    """What the sandwich varies at `global_step`: the largest subnet alone (`largest_epochs`),
+    then once-for-all's progressive shrinking (`shrink_epochs` each): the layers' ops other than
+    `skip` at the widest widths, then depth (`skip` allowed), then everything."""
+    alone = round(config.largest_epochs * steps_per_epoch)
+    shrink = round(config.shrink_epochs * steps_per_epoch)
+    if global_step < alone:
+        return "largest"
+    if global_step < alone + shrink:
+        return "ops"
+    if global_step < alone + 2 * shrink:
+        return "depth"
+    return "all"
+
+
+def _within(
+    space: SearchSpace, cand: Candidate, phase: Phase, widest: tuple[int, ...], rng: random.Random | None
+) -> Candidate:
+    """`cand` restricted to what `phase` varies: the `widest` widths before "all", and in the
+    "ops" phase every `skip` replaced by one of the layer's other choices (drawn with `rng`, or
+    its first listed one)."""
+    if phase == "all":
+        return cand
+    ops = list(cand.ops)
+    if phase == "ops":
+        for layer in space.macro.layers:
+            if space.macro.ops[ops[layer.index]].type != "skip":
+                continue
+            kept = [c for c in layer.choices if space.macro.ops[c].type != "skip"]
+            if kept:
+                ops[layer.index] = kept[int(rng.random() * len(kept))] if rng else kept[0]
+    return replace(cand, ops=tuple(ops), widths=widest)
+
+
 def _sample_subnets(
-    space: SearchSpace, config: SupernetConfig, rng: random.Random, largest_only: bool = False
+    space: SearchSpace, config: SupernetConfig, rng: random.Random, phase: Phase = "all"
 ) -> list[Candidate]:
     if config.sampling == "uniform":
         return [space.sample(rng)]
-    if largest_only:
-        return [space.largest()]
-    return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(config.random_subnets)]
+    largest = space.largest()
+    if phase == "largest":
+        return [largest]
+    w = largest.widths
+    randoms = [_within(space, space.sample(rng), phase, w, rng) for _ in range(config.random_subnets)]
+    return [largest, _within(space, space.smallest(), phase, w, None), *randoms]
 
 
 def lr_schedule(
@@ -141,10 +181,10 @@ def train_step(
     seed: int,
     packet_loss: bool,
     opt: torch.optim.Optimizer,
-    largest_only: bool = False,
+    phase: Phase = "all",
 ) -> tuple[float, int]:
-    """One optimiser step on one global batch (seeded): the sandwich's subnets (the largest
-    alone if `largest_only`), or one uniform subnet, each forward + backward, then
+    """One optimiser step on one global batch (seeded): the sandwich's subnets (as far as
+    `phase` lets them vary, `phase_of`), or one uniform subnet, each forward + backward, then
     `opt.step()`. Returns (summed loss, correct predictions of the first subnet), over the
     global batch.
 
@@ -162,7 +202,7 @@ def train_step(
     teacher_blocks: list[tuple[Any, torch.Tensor, torch.Tensor]] = []
     step_loss = 0.0
     correct = 0
-    subnets = _sample_subnets(space, config, rng, largest_only)
+    subnets = _sample_subnets(space, config, rng, phase)
     distil_blocks = config.block_distill > 0 and config.sampling == "sandwich"
     for k, cand in enumerate(subnets):
         rate = rng.choice(config.loss_rates)
@@ -381,7 +421,15 @@ def train_supernet(
             if global_step >= alone and mixed_steps == 0 and steps_done > 0:
                 t_mixed = time.perf_counter()
             step_loss, step_correct = train_step(
-                net, space, config, x, y, seed, global_step >= quiet, opt, global_step < alone
+                net,
+                space,
+                config,
+                x,
+                y,
+                seed,
+                global_step >= quiet,
+                opt,
+                phase_of(config, global_step, steps_per_epoch),
             )
             if global_step >= alone:
                 mixed_steps += 1
