@@ -38,11 +38,13 @@ class SupernetConfig:
     (`_train.block_loss`); `kd_weight` (sandwich): share of the in-place distillation in the other
     subnets' loss (the rest: the labels); `largest_epochs` (sandwich): epochs at the start training
     the largest subnet alone; `shrink_epochs` (sandwich): epochs of each of progressive shrinking's
-    two phases after those (`_train.phase_of`); `ema_decay`: the final checkpoint holds an
-    exponential moving average of the weights (0: off); `init_seed`: seed of the initial weights,
-    batch order and subnet draws (None: `seed`, which also makes the data); `calibration_batches`:
-    training batches used to recalibrate BatchNorm per candidate; `val_samples`: validation samples
-    scored per candidate (0: all); `max_params`: refuse supernets larger than this.
+    two phases after those (`_train.phase_of`); `kernel_transform`: smaller kernels are the larger
+    ones' centres through learned matrices (`_ops.ElasticConv`); `ema_decay`: the final checkpoint
+    holds an exponential moving average of the weights (0: off); `init_seed`: seed of the initial
+    weights, batch order and subnet draws (None: `seed`, which also makes the data);
+    `calibration_batches`: training batches used to recalibrate BatchNorm per candidate;
+    `val_samples`: validation samples scored per candidate (0: all); `max_params`: refuse supernets
+    larger than this.
     """
 
     dataset: str = "digits"
@@ -64,6 +66,7 @@ class SupernetConfig:
     kd_weight: float = 1.0
     largest_epochs: float = 0.0
     shrink_epochs: float = 0.0
+    kernel_transform: bool = False
     ema_decay: float = 0.0
     seed: int = 0
     init_seed: int | None = None
@@ -147,7 +150,8 @@ class SupernetConfig:
         for k in ("val_samples", "max_params", "extra"):
             d.pop(k)
         d["loss_rates"] = list(self.loss_rates)
-        for key, off in {**OFF_VALUES, "init_seed": None}.items():  # off: the hash as before the option
+        for key, off in {**OFF_VALUES, "init_seed": None, "kernel_transform": False}.items():
+            # off: the hash as before the option
             if d[key] == off:
                 d.pop(key)
         if self.path is not None:

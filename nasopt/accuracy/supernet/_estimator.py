@@ -107,7 +107,9 @@ class SupernetAccuracy:
         if self._net is None:
             use_available_cores()
             with torch.device("meta"):
-                n = sum(p.numel() for p in Supernet(self.space.spec).parameters())
+                n = sum(
+                    p.numel() for p in Supernet(self.space.spec, self.config.kernel_transform).parameters()
+                )
             if n > self.config.max_params:
                 raise CheckpointError(
                     f"the supernet of {self.space.spec.name} would have {n / 1e6:.0f} M parameters "
@@ -117,7 +119,7 @@ class SupernetAccuracy:
                     value=self.config.max_params,
                 )
             torch.manual_seed(self.config.train_seed)
-            self._net = Supernet(self.space.spec)
+            self._net = Supernet(self.space.spec, self.config.kernel_transform)
         return self._net
 
     @property

@@ -45,7 +45,15 @@ _CONV_TYPES = ("conv", "dwconv", "dwsep", "skip")
 class _LayerBlock(nn.Module):
     """All choices of one macro layer; ops of one type share their weights."""
 
-    def __init__(self, macro: Macro, layer: MacroLayer, in_max: int, out_max: int, hw_in: int) -> None:
+    def __init__(
+        self,
+        macro: Macro,
+        layer: MacroLayer,
+        in_max: int,
+        out_max: int,
+        hw_in: int,
+        kernel_transform: bool = False,
+    ) -> None:
         super().__init__()
         self.layer = layer
         self.num_classes = macro.spec.num_classes
@@ -59,12 +67,31 @@ class _LayerBlock(nn.Module):
                 and in_max == out_max
                 and all(op.shortcut and op.expansion >= 1 for op in mb)
             )
-            self.mbconv = ElasticMBConv(in_max, out_max, mb, f"{key}.mbconv", residual)
+            self.mbconv = ElasticMBConv(in_max, out_max, mb, f"{key}.mbconv", residual, kernel_transform)
         k_max = max([op.kernel for op in ops.values() if op.type in _CONV_TYPES] or [1])
+
+        def kernels(*of: str) -> tuple[int, ...]:
+            return tuple(op.kernel for op in ops.values() if op.type in of)
+
         if "conv" in types:
-            self.conv = ElasticConv(in_max, out_max, k_max, f"{key}.conv")
+            self.conv = ElasticConv(
+                in_max,
+                out_max,
+                k_max,
+                f"{key}.conv",
+                kernels=kernels("conv"),
+                kernel_transform=kernel_transform,
+            )
         if "dwconv" in types or "dwsep" in types:
-            self.dw = ElasticConv(in_max, in_max, k_max, f"{key}.dw", depthwise=True)
+            self.dw = ElasticConv(
+                in_max,
+                in_max,
+                k_max,
+                f"{key}.dw",
+                depthwise=True,
+                kernels=kernels("dwconv", "dwsep"),
+                kernel_transform=kernel_transform,
+            )
         if "dwsep" in types:
             self.pw = ElasticConv(in_max, out_max, 1, f"{key}.pw")
         if "skip" in types:
@@ -153,9 +180,10 @@ class Supernet(nn.Module):
     (2, 10)
     """
 
-    def __init__(self, spec: SearchSpaceSpec) -> None:
+    def __init__(self, spec: SearchSpaceSpec, kernel_transform: bool = False) -> None:
         super().__init__()
         self.spec = spec
+        self.kernel_transform = kernel_transform
         self.macro = macro = compile_space(spec)
         self.views = macro.views
         self.fusion_merge = spec.fusion.merge if spec.fusion is not None else "concat"
@@ -218,7 +246,9 @@ class Supernet(nn.Module):
             ).out_shape
             for o in layer.choices
         ]
-        blocks[layer.name] = _LayerBlock(macro, layer, shape[0], out_max, shape[1] * shape[2])
+        blocks[layer.name] = _LayerBlock(
+            macro, layer, shape[0], out_max, shape[1] * shape[2], self.kernel_transform
+        )
         return (max(o[0] for o in outs), max(o[1] for o in outs), max(o[2] for o in outs))
 
     # ------------------------------------------------------------------ running a subnet
@@ -334,7 +364,8 @@ class Supernet(nn.Module):
 
     def subnet_parameters(self, candidate: Candidate) -> dict[str, torch.Tensor]:
         """The slices of the supernet's parameters that `candidate` uses, recorded during a
-        forward pass: each is a view sharing storage with its supernet parameter."""
+        forward pass: each is a view sharing storage with its supernet parameter, except a
+        kernel with a learned transform (`kernel_transform`), which is the transformed kernel."""
         spec = self.spec
         shape: tuple[int, ...] = (1, spec.input.channels, spec.input.height, spec.input.width)
         if candidate.fuse_after is not None:

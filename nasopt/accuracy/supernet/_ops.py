@@ -126,6 +126,8 @@ class ElasticConv(nn.Module):
         depthwise: bool = False,
         bn: bool = True,
         init: str = "kaiming",
+        kernels: tuple[int, ...] = (),
+        kernel_transform: bool = False,
     ) -> None:
         super().__init__()
         self.depthwise = depthwise
@@ -137,13 +139,28 @@ class ElasticConv(nn.Module):
         else:
             nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         self.bn = ElasticBN(out_max, f"{key}.bn") if bn else None
+        # once-for-all's elastic-kernel transform: each smaller odd kernel is the centre of the
+        # next larger one times a learned (k*k, k*k) matrix shared by the channels, from identity
+        self.transformed: tuple[int, ...] = ()
+        if kernel_transform and k_max % 2:
+            self.transformed = tuple(sorted({k for k in kernels if k < k_max and k % 2}, reverse=True))
+        for k in self.transformed:
+            self.register_parameter(f"kernel_transform_{k}", nn.Parameter(torch.eye(k * k)))
 
     def kernel(self, cin: int, cout: int, k: int, groups: int) -> torch.Tensor:
-        w = self.weight
-        o = (w.shape[-1] - k) // 2
-        if self.depthwise:
-            return w[:cin, :, o : o + k, o : o + k]
-        return w[:cout, : cin // groups, o : o + k, o : o + k]
+        """The weight a (cin, cout, k, groups) conv uses: the first channels and, for a smaller
+        kernel, the centre crop, transformed through every larger kernel's step if learned."""
+        w = self.weight[:cin] if self.depthwise else self.weight[:cout, : cin // groups]
+        if w.shape[-1] == k:  # the largest kernel, or an extracted subnet's own
+            return w
+        steps = [s for s in self.transformed if s >= k] if k in self.transformed else [k]
+        for s in steps:
+            o = (w.shape[-1] - s) // 2
+            w = w[:, :, o : o + s, o : o + s]
+            if s in self.transformed:
+                m = getattr(self, f"kernel_transform_{s}")
+                w = (w.reshape(-1, s * s) @ m.T).reshape(*w.shape)
+        return w
 
     def forward(
         self,
@@ -262,7 +279,13 @@ class ElasticMBConv(nn.Module):
     benchmarks/supernet_ranking.md)."""
 
     def __init__(
-        self, in_max: int, out_max: int, ops: list[OpSpec], key: str, residual: bool = False
+        self,
+        in_max: int,
+        out_max: int,
+        ops: list[OpSpec],
+        key: str,
+        residual: bool = False,
+        kernel_transform: bool = False,
     ) -> None:
         super().__init__()
         k_max = max(op.kernel for op in ops)
@@ -270,7 +293,16 @@ class ElasticMBConv(nn.Module):
         self.expand = (
             ElasticConv(in_max, hid_max, 1, f"{key}.expand") if any(expands(op) for op in ops) else None
         )
-        self.dw = ElasticConv(hid_max, hid_max, k_max, f"{key}.dw", depthwise=True)
+        kernels = tuple(op.kernel for op in ops)
+        self.dw = ElasticConv(
+            hid_max,
+            hid_max,
+            k_max,
+            f"{key}.dw",
+            depthwise=True,
+            kernels=kernels,
+            kernel_transform=kernel_transform,
+        )
         se_max = max([max(1, int(in_max * op.se_ratio)) for op in ops if op.se_ratio > 0] or [0])
         if se_max:
             self.se_reduce = ElasticLinear(hid_max, se_max)
