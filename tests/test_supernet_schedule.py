@@ -6,6 +6,7 @@ every existing content hash."""
 from __future__ import annotations
 
 import copy
+import random
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,22 @@ def test_shrink_epochs_vary_ops_then_depth_then_widths(
     assert any(c.widths != widest for c in by_phase["all"])
 
 
+def test_train_smallest_false_draws_one_more_random_subnet_instead() -> None:
+    space = tiny_space()
+    smallest, largest = space.smallest(), space.largest()
+    with_it = SupernetConfig.from_options({"sampling": "sandwich", "random_subnets": 2})
+    without = SupernetConfig.from_options(
+        {"sampling": "sandwich", "random_subnets": 2, "train_smallest": False}
+    )
+    a = train_mod._sample_subnets(space, with_it, random.Random(1))
+    b = train_mod._sample_subnets(space, without, random.Random(1))
+    assert a[:2] == [largest, smallest] and len(a) == 4
+    assert b[0] == largest and len(b) == 4
+    assert b[1:3] == a[2:]  # the same random draws, then one more
+    draws = [train_mod._sample_subnets(space, without, random.Random(seed))[1:] for seed in range(20)]
+    assert smallest not in [c for d in draws for c in d]
+
+
 def test_ema_checkpoint_holds_the_average_and_resumes_to_the_same_weights(tmp_path: Path) -> None:
     space = tiny_space()
     opts = {"epochs": 2, "sampling": "sandwich", "random_subnets": 1, "ema_decay": 0.9}
@@ -148,7 +165,8 @@ def test_weight_average_ramps_its_decay_then_follows_it() -> None:
 
 
 def test_options_need_the_sandwich_and_off_keeps_the_hash(tmp_path: Path) -> None:
-    for key, value in (("kd_weight", 0.5), ("largest_epochs", 1.0), ("shrink_epochs", 1.0)):
+    enabled = (("kd_weight", 0.5), ("largest_epochs", 1.0), ("shrink_epochs", 1.0), ("train_smallest", False))
+    for key, value in enabled:
         with pytest.raises(SpecError) as err:
             SupernetConfig.from_options({"sampling": "uniform", key: value})
         assert err.value.field == f"accuracy.{key}"
@@ -171,7 +189,7 @@ def test_options_need_the_sandwich_and_off_keeps_the_hash(tmp_path: Path) -> Non
 
     base = hash_of()
     options = (("kd_weight", 1.0, 0.5), ("largest_epochs", 0.0, 0.5), ("shrink_epochs", 0.0, 0.25))
-    for key, off, on in (*options, ("ema_decay", 0.0, 0.9)):
+    for key, off, on in (*options, ("train_smallest", True, False), ("ema_decay", 0.0, 0.9)):
         assert hash_of(**{key: off}) == base
         assert hash_of(**{key: on}) != base
 

@@ -50,17 +50,19 @@ class SupernetSpec(_Spec):
     in one layer learn the same features; `kd_weight` (sandwich): share of the in-place distillation
     in the other subnets' loss, the rest being the labels' cross-entropy; `largest_epochs`
     (sandwich): epochs at the start that train the largest subnet alone (once-for-all's first
-    phase); `shrink_epochs` (sandwich): once-for-all's progressive shrinking after those,
-    `shrink_epochs` epochs varying only the ops other than `skip` at the widest widths, as many
-    varying depth too, then every choice; `kernel_transform`: each smaller kernel is the centre of
-    the next larger one through a learned matrix shared by the channels (once-for-all's elastic
-    kernel), not its plain centre crop; `ema_decay`: the checkpoint holds an exponential moving
-    average of the weights (0: the last step's weights); `init_seed`: seed of the initial weights,
-    batch order and subnet draws (default `seed`, which also generates and splits the data), to
-    train several supernets on the same data; `calibration_batches`: training batches used to
-    recalibrate BatchNorm per candidate; `val_samples`: validation samples scored per candidate (0:
-    all); `max_params`: refuse supernets larger than this; `checkpoint_dir`: a folder relative to
-    the working directory (no `..`), or an absolute one.
+    phase); `train_smallest` (sandwich): false replaces the smallest subnet of every step by one
+    more random subnet, so the steps train what samplers draw; `shrink_epochs` (sandwich):
+    once-for-all's progressive shrinking after largest_epochs, `shrink_epochs` epochs varying only
+    the ops other than `skip` at the widest widths, as many varying depth too, then every choice;
+    `kernel_transform`: each smaller kernel is the centre of the next larger one through a learned
+    matrix shared by the channels (once-for-all's elastic kernel), not its plain centre crop;
+    `ema_decay`: the checkpoint holds an exponential moving average of the weights (0: the last
+    step's weights); `init_seed`: seed of the initial weights, batch order and subnet draws (default
+    `seed`, which also generates and splits the data), to train several supernets on the same data;
+    `calibration_batches`: training batches used to recalibrate BatchNorm per candidate;
+    `val_samples`: validation samples scored per candidate (0: all); `max_params`: refuse supernets
+    larger than this; `checkpoint_dir`: a folder relative to the working directory (no `..`), or an
+    absolute one.
     """
 
     estimator: Literal["supernet"]
@@ -85,6 +87,7 @@ class SupernetSpec(_Spec):
     kd_weight: Annotated[float, Field(ge=0, le=1)] = 1.0
     largest_epochs: Epochs = 0.0
     shrink_epochs: Epochs = 0.0
+    train_smallest: bool = True
     kernel_transform: bool = False
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0

@@ -14,7 +14,7 @@ from nasopt.spec import SupernetSpec, parse_spec
 FORMAT = "nasopt-supernet/2"  # 2: residual MBConvs start as the identity
 
 # Options added after checkpoints existed: at these values they are off and left out of the
-# content hash, so every earlier checkpoint keeps its hash. All but ema_decay need the sandwich.
+# content hash, so every earlier checkpoint keeps its hash (OFF_FLAGS: the yes/no ones).
 OFF_VALUES = {
     "block_distill": 0.0,
     "kd_weight": 1.0,
@@ -22,7 +22,8 @@ OFF_VALUES = {
     "shrink_epochs": 0.0,
     "ema_decay": 0.0,
 }
-SANDWICH_ONLY = ("block_distill", "kd_weight", "largest_epochs", "shrink_epochs")
+OFF_FLAGS = {"train_smallest": True, "kernel_transform": False}
+SANDWICH_ONLY = ("block_distill", "kd_weight", "largest_epochs", "shrink_epochs", "train_smallest")
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,13 @@ class SupernetConfig:
     cross-entropy on the labels; `block_distill` (sandwich): weight of the block-wise feature loss
     (`_train.block_loss`); `kd_weight` (sandwich): share of the in-place distillation in the other
     subnets' loss (the rest: the labels); `largest_epochs` (sandwich): epochs at the start training
-    the largest subnet alone; `shrink_epochs` (sandwich): epochs of each of progressive shrinking's
-    two phases after those (`_train.phase_of`); `kernel_transform`: smaller kernels are the larger
-    ones' centres through learned matrices (`_ops.ElasticConv`); `ema_decay`: the final checkpoint
-    holds an exponential moving average of the weights (0: off); `init_seed`: seed of the initial
-    weights, batch order and subnet draws (None: `seed`, which also makes the data);
-    `calibration_batches`: training batches used to recalibrate BatchNorm per candidate;
+    the largest subnet alone; `train_smallest` (sandwich): false replaces the smallest subnet of
+    every step by one more random subnet; `shrink_epochs` (sandwich): epochs of each of progressive
+    shrinking's two phases after largest_epochs (`_train.phase_of`); `kernel_transform`: smaller
+    kernels are the larger ones' centres through learned matrices (`_ops.ElasticConv`); `ema_decay`:
+    the final checkpoint holds an exponential moving average of the weights (0: off); `init_seed`:
+    seed of the initial weights, batch order and subnet draws (None: `seed`, which also makes the
+    data); `calibration_batches`: training batches used to recalibrate BatchNorm per candidate;
     `val_samples`: validation samples scored per candidate (0: all); `max_params`: refuse supernets
     larger than this.
     """
@@ -66,6 +68,7 @@ class SupernetConfig:
     kd_weight: float = 1.0
     largest_epochs: float = 0.0
     shrink_epochs: float = 0.0
+    train_smallest: bool = True
     kernel_transform: bool = False
     ema_decay: float = 0.0
     seed: int = 0
@@ -103,13 +106,15 @@ class SupernetConfig:
             values[key] = float(values[key])
         if values["init_seed"] == values["seed"]:  # the default, and its content hash
             values["init_seed"] = None
+        off_values: dict[str, Any] = {**OFF_VALUES, **OFF_FLAGS}
         for key in SANDWICH_ONLY:
-            if values[key] != OFF_VALUES[key] and values["sampling"] != "sandwich":
+            if values[key] != off_values[key] and values["sampling"] != "sandwich":
+                off = str(off_values[key]).lower() if key in OFF_FLAGS else f"{off_values[key]:g}"
                 raise SpecError(
                     f"{key} needs the sandwich's largest subnet",
                     field=f"accuracy.{key}",
                     value=values[key],
-                    allowed=f'{OFF_VALUES[key]:g} with sampling = "uniform", or sampling = "sandwich"',
+                    allowed=f'{off} with sampling = "uniform", or sampling = "sandwich"',
                 )
         if values["largest_epochs"] >= values["epochs"]:
             raise SpecError(
@@ -150,8 +155,7 @@ class SupernetConfig:
         for k in ("val_samples", "max_params", "extra"):
             d.pop(k)
         d["loss_rates"] = list(self.loss_rates)
-        for key, off in {**OFF_VALUES, "init_seed": None, "kernel_transform": False}.items():
-            # off: the hash as before the option
+        for key, off in {**OFF_VALUES, **OFF_FLAGS, "init_seed": None}.items():  # off: the hash as before
             if d[key] == off:
                 d.pop(key)
         if self.path is not None:

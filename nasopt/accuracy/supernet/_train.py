@@ -153,7 +153,10 @@ def _sample_subnets(
     if phase == "largest":
         return [largest]
     w = largest.widths
-    randoms = [_within(space, space.sample(rng), phase, w, rng) for _ in range(config.random_subnets)]
+    n = config.random_subnets + (not config.train_smallest)
+    randoms = [_within(space, space.sample(rng), phase, w, rng) for _ in range(n)]
+    if not config.train_smallest:
+        return [largest, *randoms]
     return [largest, _within(space, space.smallest(), phase, w, None), *randoms]
 
 
