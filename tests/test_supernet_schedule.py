@@ -1,7 +1,7 @@
 """The sandwich's weight-sharing options: `kd_weight` (in-place distillation vs labels),
 `largest_epochs` (the largest subnet trained alone first), `shrink_epochs` (progressive
-shrinking) and `ema_decay` (the checkpoint holds a moving average of the weights). Each off keeps
-every existing content hash."""
+shrinking), `train_smallest` (the smallest subnet or one more random one) and `ema_decay` (the
+checkpoint holds a moving average of the weights). Each off keeps every existing content hash."""
 
 from __future__ import annotations
 
