@@ -16,7 +16,9 @@ from nasopt.accuracy.supernet import Supernet, SupernetAccuracy
 from nasopt.accuracy.supernet import _train as train_mod
 from nasopt.accuracy.supernet._config import SupernetConfig
 from nasopt.accuracy.supernet._train import WeightAverage, train_supernet
+from nasopt.core.candidate import Candidate
 from nasopt.errors import SpecError
+from nasopt.space import SearchSpace
 from tests.test_supernet import _config, tiny_space
 
 
@@ -27,6 +29,22 @@ def _step_loss(net: Supernet, est: SupernetAccuracy, **options: object) -> float
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr)
     x, y = est.data.train_x[:16], est.data.train_y[:16]
     return train_mod.train_step(net, est.space, config, x, y, 7, False, opt)[0]
+
+
+def _record_draws(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Candidate]]]:
+    """Every training step's (phase, subnets), in order, from here on."""
+    drawn: list[tuple[str, list[Candidate]]] = []
+    sample = train_mod._sample_subnets
+
+    def recording(
+        space: SearchSpace, config: SupernetConfig, rng: random.Random, phase: train_mod.Phase = "all"
+    ) -> list[Candidate]:
+        subnets = sample(space, config, rng, phase)
+        drawn.append((phase, subnets))
+        return subnets
+
+    monkeypatch.setattr(train_mod, "_sample_subnets", recording)
+    return drawn
 
 
 def test_kd_weight_mixes_distillation_and_labels_linearly(tmp_path: Path) -> None:
@@ -42,23 +60,15 @@ def test_largest_epochs_trains_the_largest_subnet_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     space = tiny_space()
-    drawn: list[int] = []
-    sample = train_mod._sample_subnets
-
-    def counting(*args: object, **kw: object) -> list:
-        subnets = sample(*args, **kw)  # type: ignore[arg-type]
-        drawn.append(len(subnets))
-        assert len(subnets) > 1 or subnets[0] == space.largest()
-        return subnets
-
-    monkeypatch.setattr(train_mod, "_sample_subnets", counting)
+    draws = _record_draws(monkeypatch)
     est = SupernetAccuracy(
         space, _config(tmp_path, epochs=2, sampling="sandwich", random_subnets=1, largest_epochs=0.5)
     )
     est.ensure_trained(progress=True)
     steps = len(est.data.train_y) // 32
     alone = round(0.5 * steps)
-    assert drawn == [1] * alone + [3] * (2 * steps - alone)
+    assert all(len(subnets) > 1 or subnets[0] == space.largest() for _, subnets in draws)
+    assert [len(subnets) for _, subnets in draws] == [1] * alone + [3] * (2 * steps - alone)
     # the up-front time estimate is printed once, timed on steps that train every subnet
     estimates = [line for line in capsys.readouterr().out.splitlines() if "per step measured" in line]
     assert len(estimates) == 1
@@ -83,15 +93,7 @@ def test_shrink_epochs_vary_ops_then_depth_then_widths(
     ops = space.macro.ops
     layers = space.macro.layers
     skippable = [layer.index for layer in layers if "skip" in layer.choices]
-    drawn: list[tuple[str, list]] = []
-    sample = train_mod._sample_subnets
-
-    def recording(space_: object, config: object, rng: object, phase: str = "all") -> list:
-        subnets = sample(space_, config, rng, phase)  # type: ignore[arg-type]
-        drawn.append((phase, subnets))
-        return subnets
-
-    monkeypatch.setattr(train_mod, "_sample_subnets", recording)
+    drawn = _record_draws(monkeypatch)
     est = SupernetAccuracy(
         space, _config(tmp_path, epochs=4, sampling="sandwich", random_subnets=2, shrink_epochs=1)
     )

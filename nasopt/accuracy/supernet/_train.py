@@ -355,7 +355,6 @@ def train_supernet(
             field="accuracy.batch_size",
         )
     quiet = round(config.loss_warmup_epochs * steps_per_epoch)  # steps without packet loss
-    alone = round(config.largest_epochs * steps_per_epoch)  # steps training the largest subnet alone
     average = WeightAverage(net, config.ema_decay) if config.ema_decay > 0 else None
     sched = lr_schedule(opt, config, steps_per_epoch)
     epoch = step = 0
@@ -421,20 +420,14 @@ def train_supernet(
         for x, y in batches:
             seed = _step_seed(config.train_seed, epoch, step)
             global_step = epoch * steps_per_epoch + step
-            if global_step >= alone and mixed_steps == 0 and steps_done > 0:
+            phase = phase_of(config, global_step, steps_per_epoch)
+            mixed = phase != "largest"
+            if mixed and mixed_steps == 0 and steps_done > 0:
                 t_mixed = time.perf_counter()
             step_loss, step_correct = train_step(
-                net,
-                space,
-                config,
-                x,
-                y,
-                seed,
-                global_step >= quiet,
-                opt,
-                phase_of(config, global_step, steps_per_epoch),
+                net, space, config, x, y, seed, global_step >= quiet, opt, phase
             )
-            if global_step >= alone:
+            if mixed:
                 mixed_steps += 1
             if average is not None:
                 average.update(net)
